@@ -1,0 +1,406 @@
+"""The event buffer: normalised rows in compact columns, de-duplicated by eventID and kept
+for a retention window.
+
+Writers append batches; readers take snapshots that never change under them. Storage is a
+short list of immutable chunks (merged like a binary counter, so an append costs time in
+proportion to its batch, amortised) with text columns as codes into append-only
+dictionaries, and the raw records compressed in blocks for drill-down.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import zstandard
+
+from metrics.events import COLUMNS, DICTIONARY_COLUMNS, Batch
+
+NS_PER_SECOND = 1_000_000_000
+DAY_SECONDS = 86_400
+# Eviction scans the whole buffer, so it waits until this share of the retention is stale.
+EVICTION_SLACK = 0.01
+# Drill-down decompresses one block to read one record: keep blocks small enough for that.
+BLOCK_RECORDS = 2048
+
+
+class Dictionary:
+    """Append-only mapping between strings and small integer codes (-1 is missing)."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, values: Sequence[str] = ()):
+        self.values: list[str] = list(values)
+        self.index: dict = {None: -1}
+        self.index.update((v, i) for i, v in enumerate(self.values))
+
+    def encode(self, column: Sequence[str | None]) -> np.ndarray:
+        codes = list(map(self.index.get, column))
+        if None in codes:  # only strings never seen before
+            for i, code in enumerate(codes):
+                if code is None:
+                    value = column[i]
+                    code = self.index.get(value)
+                    if code is None:
+                        code = self.index[value] = len(self.values)
+                        self.values.append(value)
+                    codes[i] = code
+        return np.array(codes, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Columns of a set of events as the metrics read them: times, and codes with labels."""
+
+    times: np.ndarray  # int64 nanoseconds
+    codes: dict[str, np.ndarray]  # int codes, -1 for missing
+    labels: dict[str, Sequence[str]]  # code -> string, per column
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def code_of(self, column: str, value: str) -> int | None:
+        labels = self.labels[column]
+        try:
+            if isinstance(labels, pd.Index):
+                return int(labels.get_loc(value))
+            return labels.index(value)
+        except (KeyError, ValueError):
+            return None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> EventColumns:
+        """The columns of a pandas frame whose text columns are categorical."""
+        codes, labels = {}, {}
+        for name in DICTIONARY_COLUMNS:
+            if name in frame:
+                categorical = frame[name].astype("category")
+                codes[name] = categorical.cat.codes.to_numpy()
+                labels[name] = categorical.cat.categories
+        times = frame["eventTime"].astype("datetime64[ns, UTC]").array.asi8
+        return cls(times, codes, labels)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ids: np.ndarray  # object: eventID strings
+    times: np.ndarray  # int64 nanoseconds
+    read_only: np.ndarray  # int8: 1, 0, or -1 for missing
+    codes: dict[str, np.ndarray]
+    raw_block: np.ndarray  # int32: which compressed block holds the raw record
+    raw_slot: np.ndarray  # int32: its position in that block
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def take(self, selector: np.ndarray) -> Chunk:
+        return Chunk(
+            self.ids[selector],
+            self.times[selector],
+            self.read_only[selector],
+            {k: v[selector] for k, v in self.codes.items()},
+            self.raw_block[selector],
+            self.raw_slot[selector],
+        )
+
+    @staticmethod
+    def concat(chunks: Sequence[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        return Chunk(
+            np.concatenate([c.ids for c in chunks]),
+            np.concatenate([c.times for c in chunks]),
+            np.concatenate([c.read_only for c in chunks]),
+            {k: np.concatenate([c.codes[k] for c in chunks]) for k in chunks[0].codes},
+            np.concatenate([c.raw_block for c in chunks]),
+            np.concatenate([c.raw_slot for c in chunks]),
+        )
+
+
+class RawStore:
+    """Raw records, compressed a batch at a time (records of one batch share their keys and
+    most values, so zstd shrinks a block about fifteenfold, at about a millisecond per
+    thousand records), read back one record at a time for drill-down."""
+
+    def __init__(self, level: int = 1):
+        self._compress = zstandard.ZstdCompressor(level=level).compress
+        self._decompress = zstandard.ZstdDecompressor().decompress
+        self.blocks: dict[int, tuple[bytes, np.ndarray]] = {}
+        self._next = 0
+
+    def put(self, raws: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Store records; returns each one's (block, slot)."""
+        n = len(raws)
+        blocks = np.empty(n, dtype=np.int32)
+        slots = np.empty(n, dtype=np.int32)
+        for start in range(0, n, BLOCK_RECORDS):
+            part = raws[start : start + BLOCK_RECORDS]
+            offsets = np.zeros(len(part) + 1, dtype=np.int64)
+            np.cumsum([len(r) for r in part], out=offsets[1:])
+            block = self._next
+            self._next += 1
+            # zstandard's result keeps its worst-case allocation; a copy holds only the bytes.
+            self.blocks[block] = (bytes(memoryview(self._compress(b"".join(part)))), offsets)
+            blocks[start : start + len(part)] = block
+            slots[start : start + len(part)] = np.arange(len(part), dtype=np.int32)
+        return blocks, slots
+
+    def get(self, block: int, slot: int) -> bytes | None:
+        entry = self.blocks.get(block)
+        if entry is None:
+            return None
+        data, offsets = entry
+        return self._decompress(data)[offsets[slot] : offsets[slot + 1]]
+
+    def keep_only(self, live: np.ndarray) -> None:
+        live_set = set(live.tolist())
+        for block in [b for b in self.blocks if b not in live_set]:
+            del self.blocks[block]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(d) + o.nbytes for d, o in self.blocks.values())
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    added: EventColumns  # the rows that were new, for incremental metrics
+    duplicates: int
+    expired: int  # older than the retention window when they arrived
+
+
+@dataclass(frozen=True)
+class BufferSnapshot:
+    """An immutable view of the buffer at one moment."""
+
+    chunks: tuple[Chunk, ...]
+    labels: dict[str, list[str]]
+    version: int
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def columns(self) -> EventColumns:
+        whole = self._whole()
+        return EventColumns(whole.times, whole.codes, self.labels)
+
+    def _whole(self) -> Chunk:
+        if not self.chunks:
+            return _empty_chunk()
+        return Chunk.concat(self.chunks)
+
+    def frame(self, start_ns: int | None = None, end_ns: int | None = None) -> pd.DataFrame:
+        """Events with start <= eventTime < end, one column per ``COLUMNS`` entry, text as
+        categoricals, sorted by time."""
+        whole = self._whole()
+        keep = np.ones(len(whole), dtype=bool)
+        if start_ns is not None:
+            keep &= whole.times >= start_ns
+        if end_ns is not None:
+            keep &= whole.times < end_ns
+        part = whole.take(np.flatnonzero(keep))
+        order = np.argsort(part.times, kind="stable")
+        part = part.take(order)
+        data = {}
+        for name in COLUMNS:
+            if name == "eventID":
+                data[name] = pd.Series(part.ids, dtype=object)
+            elif name == "eventTime":
+                data[name] = pd.to_datetime(part.times, unit="ns", utc=True)
+            elif name == "readOnly":
+                flags = pd.array(part.read_only == 1, dtype="boolean")
+                flags[part.read_only < 0] = pd.NA
+                data[name] = flags
+            else:
+                data[name] = pd.Categorical.from_codes(
+                    part.codes[name],
+                    categories=pd.Index(self.labels[name], dtype=object),
+                    validate=False,
+                )
+        return pd.DataFrame(data)
+
+
+def _empty_chunk() -> Chunk:
+    empty = np.empty(0, dtype=np.int32)
+    return Chunk(
+        np.empty(0, dtype=object),
+        np.empty(0, dtype=np.int64),
+        np.empty(0, dtype=np.int8),
+        {name: empty for name in DICTIONARY_COLUMNS},
+        empty,
+        empty,
+    )
+
+
+class EventBuffer:
+    """Thread-safe store of normalised events, unique by eventID, bounded by retention.
+
+    ``retention_seconds=None`` keeps everything (batch use on files).
+    """
+
+    def __init__(self, retention_seconds: float | None = DAY_SECONDS):
+        self.retention_ns = None if retention_seconds is None else int(retention_seconds * NS_PER_SECOND)
+        self.dictionaries = {name: Dictionary() for name in DICTIONARY_COLUMNS}
+        self.raw = RawStore()
+        self._chunks: list[Chunk] = []
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._version = 0
+        self._oldest_ns: int | None = None
+        self.duplicates = 0
+        self.expired = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the content changes; readers cache on it."""
+        return self._version
+
+    def append(self, batch: Batch, now_ns: int | None = None) -> AppendResult:
+        with self._lock:
+            cutoff = self._cutoff(now_ns)
+            fresh, duplicates, expired = self._select_new(batch, cutoff)
+            self.duplicates += duplicates
+            self.expired += expired
+            if fresh:
+                if len(fresh) < len(batch):
+                    batch = batch.select(fresh)
+                chunk = self._encode(batch)
+                self._ids.update(chunk.ids.tolist())
+                self._chunks.append(chunk)
+                self._merge_tail()
+                self._version += 1
+                low = int(chunk.times.min())
+                self._oldest_ns = low if self._oldest_ns is None else min(self._oldest_ns, low)
+            else:
+                chunk = _empty_chunk()
+            if cutoff is not None and self._oldest_ns is not None:
+                slack = int(self.retention_ns * EVICTION_SLACK)
+                if self._oldest_ns < cutoff - slack:
+                    self._evict(cutoff)
+            labels = {name: d.values for name, d in self.dictionaries.items()}
+            return AppendResult(EventColumns(chunk.times, chunk.codes, labels), duplicates, expired)
+
+    def _cutoff(self, now_ns: int | None) -> int | None:
+        if self.retention_ns is None or now_ns is None:
+            return None
+        return now_ns - self.retention_ns
+
+    def _select_new(self, batch: Batch, cutoff: int | None) -> tuple[list[int], int, int]:
+        ids, seen = self._ids, set()
+        fresh, duplicates, expired = [], 0, 0
+        times = batch.column("eventTime")
+        for i, event_id in enumerate(batch.column("eventID")):
+            if event_id in ids or event_id in seen:
+                duplicates += 1
+            elif cutoff is not None and times[i] < cutoff:
+                expired += 1
+            else:
+                seen.add(event_id)
+                fresh.append(i)
+        return fresh, duplicates, expired
+
+    def _encode(self, batch: Batch) -> Chunk:
+        read_only = np.array([-1 if v is None else int(v) for v in batch.column("readOnly")], dtype=np.int8)
+        codes = {name: self.dictionaries[name].encode(batch.column(name)) for name in DICTIONARY_COLUMNS}
+        blocks, slots = self.raw.put(batch.raws)
+        ids = np.empty(len(batch), dtype=object)
+        ids[:] = batch.column("eventID")
+        return Chunk(
+            ids,
+            np.array(batch.column("eventTime"), dtype=np.int64),
+            read_only,
+            codes,
+            blocks,
+            slots,
+        )
+
+    def _merge_tail(self) -> None:
+        chunks = self._chunks
+        while len(chunks) >= 2 and len(chunks[-2]) <= len(chunks[-1]):
+            last = chunks.pop()
+            chunks[-1] = Chunk.concat([chunks[-1], last])
+
+    def evict(self, now_ns: int) -> int:
+        """Drop events older than the retention window; returns how many."""
+        with self._lock:
+            cutoff = self._cutoff(now_ns)
+            return 0 if cutoff is None else self._evict(cutoff)
+
+    def _evict(self, cutoff: int) -> int:
+        kept, dropped = [], 0
+        for chunk in self._chunks:
+            old = chunk.times < cutoff
+            count = int(old.sum())
+            if count == 0:
+                kept.append(chunk)
+                continue
+            self._ids.difference_update(chunk.ids[old].tolist())
+            dropped += count
+            if count < len(chunk):
+                kept.append(chunk.take(np.flatnonzero(~old)))
+        self._chunks = kept
+        self._oldest_ns = min((int(c.times.min()) for c in kept), default=None)
+        if dropped:
+            self.evicted += dropped
+            self._version += 1
+            self.raw.keep_only(np.unique(np.concatenate([c.raw_block for c in kept])) if kept else np.empty(0))
+            self._compact_dictionaries()
+        return dropped
+
+    def _compact_dictionaries(self) -> None:
+        """Forget strings no live event uses, once they are most of a dictionary."""
+        for name, dictionary in self.dictionaries.items():
+            size = len(dictionary.values)
+            if size < 4096:
+                continue
+            used = np.zeros(size + 1, dtype=bool)
+            for chunk in self._chunks:
+                used[chunk.codes[name]] = True  # code -1 marks the spare last slot
+            live = np.flatnonzero(used[:size])
+            if len(live) * 2 > size:
+                continue
+            remap = np.full(size + 1, -1, dtype=np.int32)
+            remap[live] = np.arange(len(live), dtype=np.int32)
+            # Snapshots hold the old list, so a new one is made rather than edited in place.
+            self.dictionaries[name] = Dictionary([dictionary.values[i] for i in live])
+            self._chunks = [
+                Chunk(c.ids, c.times, c.read_only, {**c.codes, name: remap[c.codes[name]]}, c.raw_block, c.raw_slot)
+                for c in self._chunks
+            ]
+
+    def snapshot(self) -> BufferSnapshot:
+        with self._lock:
+            labels = {name: d.values[:] for name, d in self.dictionaries.items()}
+            return BufferSnapshot(tuple(self._chunks), labels, self._version)
+
+    def raw_record(self, event_id: str) -> bytes | None:
+        """The stored raw JSON of one event, or None if it is not (or no longer) here."""
+        with self._lock:
+            chunks = list(self._chunks)
+        for chunk in chunks:
+            hits = np.flatnonzero(chunk.ids == event_id)
+            if len(hits):
+                i = hits[0]
+                return self.raw.get(int(chunk.raw_block[i]), int(chunk.raw_slot[i]))
+        return None
+
+    def memory_bytes(self) -> int:
+        """Bytes held by columns and raw blocks (strings of eventIDs and labels excluded)."""
+        with self._lock:
+            columns = sum(
+                c.times.nbytes
+                + c.read_only.nbytes
+                + c.ids.nbytes
+                + c.raw_block.nbytes
+                + c.raw_slot.nbytes
+                + sum(a.nbytes for a in c.codes.values())
+                for c in self._chunks
+            )
+            return columns + self.raw.nbytes
