@@ -55,6 +55,12 @@ SETTINGS = (
         choices=tuple(sorted(ENGINES)),
     ),
     Setting("poll_seconds", 2.0, "Seconds between two polls of the source.", _positive(float)),
+    Setting(
+        "score_delay_seconds",
+        120,
+        "Anomaly scores are drawn up to this many seconds ago: newer windows are still receiving late events.",
+        int,
+    ),
     Setting("refresh_seconds", 10, "Seconds between two refreshes of the dashboard's charts.", _positive(int)),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),

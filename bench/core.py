@@ -94,7 +94,7 @@ def main() -> None:
         print(memory_per_event(args.memory_of))
         return
 
-    start = 1_790_035_200  # a Monday, 00:00 UTC
+    start = 1_789_948_800  # a Monday, 00:00 UTC
     print(f"generating {args.events:,} events plus {args.batches} batches of {args.batch:,} ...", flush=True)
     lines = generate_lines(args.events + args.batch * args.batches, start)
     base_lines, extra_lines = lines[: args.events], lines[args.events : args.events + args.batch * args.batches]

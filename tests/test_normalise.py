@@ -57,7 +57,9 @@ def test_assumed_role_is_attributed_to_the_role_and_its_session():
 
 
 def test_federated_user_is_attributed_to_its_issuer_and_name():
-    record = next(r for r in stratus("aws.persistence.sts-federation-token") if r["userIdentity"]["type"] == "FederatedUser")
+    record = next(
+        r for r in stratus("aws.persistence.sts-federation-token") if r["userIdentity"]["type"] == "FederatedUser"
+    )
     row = row_of(record)
     assert row["user"] == "stratus-red-team-user-federation-user"
     assert row["session"] == "stratus_red_team"
@@ -70,7 +72,10 @@ def test_federated_user_is_attributed_to_its_issuer_and_name():
         ({"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"}, ("autoscaling.amazonaws.com", None)),
         ({"accountId": "111122223333", "invokedBy": "AWS Internal"}, ("AWS Internal", None)),
         ({"type": "AWSAccount", "principalId": "AIDAX:partner", "accountId": "999"}, ("AIDAX:partner", None)),
-        ({"type": "AssumedRole", "principalId": "AROAX:s", "arn": "arn:aws:sts::1:assumed-role/r/s"}, ("AROAX:s", None)),
+        (
+            {"type": "AssumedRole", "principalId": "AROAX:s", "arn": "arn:aws:sts::1:assumed-role/r/s"},
+            ("AROAX:s", None),
+        ),
         ({"type": "IAMUser", "userName": "bob", "invokedBy": "x"}, ("bob", None)),
         ({}, ("unknown", None)),
     ],

@@ -111,7 +111,10 @@ def test_a_late_event_adds_to_its_own_window_which_is_never_emitted_twice(engine
         (at(T0 + 30), "", "", 1),
     ]
     api = engine.metric_frame("CallsPerAPI")
-    assert rows(api) == [(at(T0), "sts.amazonaws.com", "GetCallerIdentity", 2), (at(T0 + 30), "sts.amazonaws.com", "GetCallerIdentity", 1)]
+    assert rows(api) == [
+        (at(T0), "sts.amazonaws.com", "GetCallerIdentity", 2),
+        (at(T0 + 30), "sts.amazonaws.com", "GetCallerIdentity", 1),
+    ]
 
 
 def test_an_event_earlier_than_everything_extends_the_dense_series(engine):
@@ -198,7 +201,9 @@ def test_reading_a_range_returns_only_its_windows(engine):
 
 def test_retention_drops_old_windows_from_every_metric():
     engine = Engine(retention_seconds=100)
-    engine.ingest(batch_of([make_record(f"e{i}", at(T0 + 10 * i)) for i in range(20)]), now_ns=(T0 + 190) * NS_PER_SECOND)
+    engine.ingest(
+        batch_of([make_record(f"e{i}", at(T0 + 10 * i)) for i in range(20)]), now_ns=(T0 + 190) * NS_PER_SECOND
+    )
     engine.ingest(batch_of([make_record("new", at(T0 + 300))]), now_ns=(T0 + 300) * NS_PER_SECOND)
     assert engine.buffer.expired == 9  # e0..e8 were already older than 100 s when they came
     # Windows before T0 + 200 are gone; T0 + 200 .. T0 + 290 were quiet, so the series starts at T0 + 300.

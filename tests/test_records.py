@@ -80,7 +80,9 @@ def test_a_truncated_document_is_one_invalid_json():
 
 
 def test_bad_lines_of_json_lines_are_rejected_one_by_one():
-    data = b"\n".join([json.dumps(RECORDS[0]).encode(), b'{"eventID": "cut', b"\xff\xfe{}", json.dumps(RECORDS[1]).encode()])
+    data = b"\n".join(
+        [json.dumps(RECORDS[0]).encode(), b'{"eventID": "cut', b"\xff\xfe{}", json.dumps(RECORDS[1]).encode()]
+    )
     items = list(iter_bytes(data, "f.jsonl"))
     assert ids_of(items) == IDS[:2]
     reasons = [i.reason for i in items if isinstance(i, Unreadable)]
@@ -104,7 +106,8 @@ def test_lookup_events_answers_give_their_records():
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"), [(None, "missing CloudTrailEvent"), ('{"eventID": ', "invalid JSON"), ("\udcff", "invalid UTF-8")]
+    ("text", "reason"),
+    [(None, "missing CloudTrailEvent"), ('{"eventID": ', "invalid JSON"), ("\udcff", "invalid UTF-8")],
 )
 def test_a_malformed_cloudtrail_event_string_is_reported(text, reason):
     item = parse_cloudtrail_event(text)

@@ -51,7 +51,7 @@ def lines_by(frame: pd.DataFrame, field: str, title: str, step: int = 10) -> alt
         .encode(
             x=_time(),
             y=alt.Y("value:Q", title=f"Calls per {step} s"),
-            color=alt.Color(f"{field}:N", title=title, legend=alt.Legend(orient="bottom", columns=3, labelLimit=220)),
+            color=alt.Color(f"{field}:N", title=title, legend=alt.Legend(orient="right", labelLimit=200)),
             tooltip=[
                 alt.Tooltip("time:N", title="Window start"),
                 alt.Tooltip(f"{field}:N", title=title),
@@ -70,8 +70,8 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, n: int = 10) -> alt.Ch
         .mark_bar(color="#4c78a8")
         .encode(
             x=alt.X("value:Q", title="Calls"),
-            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=260)),
+            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls")],
         )
-        .properties(height=max(120, 26 * len(totals)))
+        .properties(height=max(120, 30 * len(totals)))
     )

@@ -1,0 +1,39 @@
+"""The benchmark still runs (on a small size); its figures are for people, not assertions."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_core_benchmark_runs_and_prints_every_figure():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.core",
+            "--events",
+            "4000",
+            "--batch",
+            "200",
+            "--batches",
+            "3",
+            "--rcf-points",
+            "60",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for label in (
+        "ours/DuckDB",
+        "DuckDB full / batch",
+        "normalising raw JSON",
+        "buffer memory per event",
+        "RCF krcf",
+        "RCF rrcf",
+    ):
+        assert label in result.stdout, label
