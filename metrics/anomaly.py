@@ -169,6 +169,7 @@ class AnomalyScorer:
         self.scores: dict[int, float] = {}
         self.start: int | None = None  # first window of the series the forest follows
         self.next: int | None = None  # first window not yet learned
+        self._provisional: dict[int, tuple[tuple, float]] = {}
 
     def _shingle(self, total: Callable[[int], int], window: int) -> list[float]:
         step = self.step
@@ -198,6 +199,8 @@ class AnomalyScorer:
                 self.scores[window] = 0.0
             self.next += self.step
             learned += 1
+        if learned:
+            self._provisional = {w: v for w, v in self._provisional.items() if w >= self.next}
         return learned
 
     def score(self, total: Callable[[int], int], window: int) -> float:
@@ -208,7 +211,16 @@ class AnomalyScorer:
             return final
         if self.start is None or window < self.start or not self._warm(window):
             return 0.0
-        return self.detector.score_one(self._shingle(total, window))
+        # Readers ask again every few seconds; until the window's shingle or the forest
+        # changes, the answer is the same.
+        shingle = self._shingle(total, window)
+        key = (self.next, tuple(shingle))
+        cached = self._provisional.get(window)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        score = self.detector.score_one(shingle)
+        self._provisional[window] = (key, score)
+        return score
 
     def forget_before(self, window: int) -> None:
         for w in [w for w in self.scores if w < window]:

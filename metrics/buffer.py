@@ -18,8 +18,8 @@ import pandas as pd
 import zstandard
 
 from metrics.events import COLUMNS, DICTIONARY_COLUMNS, Batch
+from metrics.windows import NS_PER_SECOND
 
-NS_PER_SECOND = 1_000_000_000
 DAY_SECONDS = 86_400
 # Eviction scans the whole buffer, so it waits until this share of the retention is stale.
 EVICTION_SLACK = 0.01
@@ -160,10 +160,6 @@ class RawStore:
         for block in [b for b in self.blocks if b not in live_set]:
             del self.blocks[block]
 
-    @property
-    def nbytes(self) -> int:
-        return sum(len(d) + o.nbytes for d, o in self.blocks.values())
-
 
 @dataclass(frozen=True)
 class AppendResult:
@@ -280,11 +276,13 @@ class EventBuffer:
                 self._oldest_ns = low if self._oldest_ns is None else min(self._oldest_ns, low)
             else:
                 chunk = _empty_chunk()
+            # The batch's codes index these lists; eviction may compact the dictionaries into
+            # new lists and recode the stored chunks, but leaves these as they are.
+            labels = {name: d.values for name, d in self.dictionaries.items()}
             if cutoff is not None and self._oldest_ns is not None:
                 slack = int(self.retention_ns * EVICTION_SLACK)
                 if self._oldest_ns < cutoff - slack:
                     self._evict(cutoff)
-            labels = {name: d.values for name, d in self.dictionaries.items()}
             return AppendResult(EventColumns(chunk.times, chunk.codes, labels), duplicates, expired)
 
     def _cutoff(self, now_ns: int | None) -> int | None:
@@ -390,17 +388,3 @@ class EventBuffer:
                 i = hits[0]
                 return self.raw.get(int(chunk.raw_block[i]), int(chunk.raw_slot[i]))
         return None
-
-    def memory_bytes(self) -> int:
-        """Bytes held by columns and raw blocks (strings of eventIDs and labels excluded)."""
-        with self._lock:
-            columns = sum(
-                c.times.nbytes
-                + c.read_only.nbytes
-                + c.ids.nbytes
-                + c.raw_block.nbytes
-                + c.raw_slot.nbytes
-                + sum(a.nbytes for a in c.codes.values())
-                for c in self._chunks
-            )
-            return columns + self.raw.nbytes

@@ -49,12 +49,6 @@ class Engine:
         self.totals = self.states[TOTAL]
         self.scorer = AnomalyScorer(detector or make_detector(anomaly_engine, seed), step=self.totals.pump.step)
         self._lock = threading.RLock()
-        self._version = 0
-
-    @property
-    def version(self) -> int:
-        """Changes whenever any reader-visible number may have changed."""
-        return self._version
 
     def ingest(self, batch: Batch, now_ns: int | None = None) -> IngestResult:
         """Add a batch of normalised events; duplicates by eventID and events older than the
@@ -66,7 +60,6 @@ class Engine:
                     self.states[pump.name].add(aggregate(result.added, pump))
             if now_ns is not None and self.buffer.retention_ns is not None:
                 self._evict((now_ns - self.buffer.retention_ns) // NS_PER_SECOND)
-            self._version += 1
             return IngestResult(len(result.added), result.duplicates, result.expired)
 
     def add_windows(self, metric: str, counts: WindowCounts) -> None:
@@ -74,7 +67,6 @@ class Engine:
         added as if their events had been ingested."""
         with self._lock:
             self.states[metric].add(counts)
-            self._version += 1
 
     def _evict(self, cutoff_s: int) -> None:
         for state in self.states.values():
@@ -88,10 +80,7 @@ class Engine:
         step = self.totals.pump.step
         until = window_start(watermark_ns // NS_PER_SECOND, step)
         with self._lock:
-            learned = self.scorer.advance(self.totals.total, self.totals.first, until, limit)
-            if learned:
-                self._version += 1
-            return learned
+            return self.scorer.advance(self.totals.total, self.totals.first, until, limit)
 
     def finish(self) -> None:
         """Every event is in (batch use): learn the whole series."""

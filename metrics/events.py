@@ -50,12 +50,6 @@ class Batch:
     def __len__(self) -> int:
         return len(self.raws)
 
-    @classmethod
-    def from_rows(cls, rows, raws) -> Batch:
-        rows = list(rows)
-        columns = [list(column) for column in zip(*rows)] if rows else None
-        return cls(columns, list(raws))
-
     def column(self, name: str) -> list:
         return self.columns[POSITION[name]]
 

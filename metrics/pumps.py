@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.buffer import EventColumns
-from metrics.windows import to_timestamps, window_range, window_starts_ns
+from metrics.windows import NS_PER_SECOND, to_timestamps, window_range, window_starts_ns
 
 FRAME_COLUMNS = ("metric", "window_start", "category", "subcategory", "value")
 
@@ -193,5 +193,5 @@ def compute_all(columns: EventColumns, pumps: tuple[Pump, ...] = PUMPS) -> dict[
     """
     span = None
     if len(columns):
-        span = (int(columns.times.min()) // 1_000_000_000, int(columns.times.max()) // 1_000_000_000)
+        span = (int(columns.times.min()) // NS_PER_SECOND, int(columns.times.max()) // NS_PER_SECOND)
     return {pump.name: counts_frame(pump, aggregate(columns, pump), span) for pump in pumps}

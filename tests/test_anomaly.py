@@ -146,3 +146,17 @@ def test_advance_can_take_a_backlog_in_steps():
     engine.ingest(batch_of([make_record(f"e{i}", iso(T0 + 10 * i)) for i in range(100)]))
     steps = [engine.advance((T0 + 1000) * NS_PER_SECOND, limit=30) for _ in range(5)]
     assert steps == [30, 30, 30, 10, 0]
+
+
+def test_provisional_scores_are_recomputed_only_when_their_shingle_or_the_forest_changes():
+    spy = Spy()
+    engine = Engine(retention_seconds=None, detector=spy)
+    engine.ingest(batch_of([make_record(f"e{i}", iso(T0 + 10 * i)) for i in range(40)]))
+    engine.advance((T0 + 300) * NS_PER_SECOND)
+    engine.metric_frame("AnomalyScore")
+    scored = len(spy.scored)
+    engine.metric_frame("AnomalyScore")
+    assert len(spy.scored) == scored  # nothing changed: nothing scored again
+    engine.ingest(batch_of([make_record("late", iso(T0 + 395))]))  # changes windows 390 .. 390+190
+    assert engine.metric_frame("AnomalyScore")["value"].iloc[-1] == 21.0
+    assert len(spy.scored) == scored + 1

@@ -272,3 +272,13 @@ def test_aggregation_of_nothing_is_empty():
     for pump in PUMPS:
         assert len(aggregate(columns, pump)) == 0
     assert PUMPS_BY_NAME["EC2Calls"].where.value == "ec2.amazonaws.com"
+
+
+def test_counts_stay_right_when_an_append_also_compacts_the_dictionaries():
+    engine = Engine(retention_seconds=10_000)
+    old = [make_record(f"old{i}", at(T0 + i), sourceIPAddress=f"192.0.2.{i % 250}.{i}") for i in range(5000)]
+    engine.ingest(batch_of(old), now_ns=(T0 + 5000) * NS_PER_SECOND)
+    new = [make_record("new", at(T0 + 20_000), sourceIPAddress="203.0.113.9")]
+    engine.ingest(batch_of(new), now_ns=(T0 + 20_000) * NS_PER_SECOND)
+    assert len(engine.buffer.dictionaries["sourceIPAddress"].values) == 1
+    assert rows(engine.metric_frame("CallsPerUniqueIp")) == [(at(T0 + 19_980), "203.0.113.9", "", 1)]
