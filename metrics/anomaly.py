@@ -8,8 +8,8 @@ Two engines share one small contract, after River's anomaly detectors:
 A point is a shingle: the last ``shingle_size`` ten-second totals, oldest first. A high
 score means the recent shape of the call volume is unlike what the forest has seen; a score
 of 0 means the forest has not learned enough yet. Scores of the two engines are on different
-scales (AWS RCF: about 1 is ordinary; rrcf's collusive displacement: tens), so a threshold
-belongs to one engine.
+scales (AWS RCF: ordinary windows well below 1; rrcf's collusive displacement: a few units,
+a burst tens), so a threshold belongs to one engine.
 
 >>> forest = make_detector("krcf", seed=1)
 >>> forest.score_one([10.0] * 20)
