@@ -70,7 +70,7 @@ def normalise_lines(lines: list[bytes]):
     return batch
 
 
-def memory_per_event(path: str, batch: int = 10_000) -> float:
+def memory_per_event(path: str, batch: int = 1_000) -> float:
     """Resident bytes per event of an engine filled from a JSON Lines file."""
     gc.collect()
     before = rss_bytes()

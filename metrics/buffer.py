@@ -23,7 +23,7 @@ from metrics.windows import NS_PER_SECOND
 DAY_SECONDS = 86_400
 # Eviction scans the whole buffer, so it waits until this share of the retention is stale.
 EVICTION_SLACK = 0.01
-# Drill-down decompresses one block to read one record: keep blocks small enough for that.
+# Drill-down decompresses one block (about 2.5 MB of JSON) to read one record.
 BLOCK_RECORDS = 2048
 
 
@@ -121,34 +121,49 @@ class Chunk:
 
 
 class RawStore:
-    """Raw records, compressed a batch at a time (records of one batch share their keys and
-    most values, so zstd shrinks a block about fifteenfold, at about a millisecond per
-    thousand records), read back one record at a time for drill-down."""
+    """Raw records for drill-down, compressed in blocks of ``BLOCK_RECORDS``.
+
+    Records of one block share their keys and most values, so zstd shrinks a full block about
+    fifteenfold at about a millisecond per thousand records. Records wait uncompressed until
+    their block is full, so that small batches (a LookupEvents page holds 50) still make full
+    blocks. Not thread-safe on its own: the buffer's lock guards it.
+    """
 
     def __init__(self, level: int = 1):
         self._compress = zstandard.ZstdCompressor(level=level).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
         self.blocks: dict[int, tuple[bytes, np.ndarray]] = {}
-        self._next = 0
+        self._open: list[bytes] = []  # the block being filled
+        self._open_id = 0
 
     def put(self, raws: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Store records; returns each one's (block, slot)."""
         n = len(raws)
         blocks = np.empty(n, dtype=np.int32)
         slots = np.empty(n, dtype=np.int32)
-        for start in range(0, n, BLOCK_RECORDS):
-            part = raws[start : start + BLOCK_RECORDS]
-            offsets = np.zeros(len(part) + 1, dtype=np.int64)
-            np.cumsum([len(r) for r in part], out=offsets[1:])
-            block = self._next
-            self._next += 1
-            # zstandard's result keeps its worst-case allocation; a copy holds only the bytes.
-            self.blocks[block] = (bytes(memoryview(self._compress(b"".join(part)))), offsets)
-            blocks[start : start + len(part)] = block
-            slots[start : start + len(part)] = np.arange(len(part), dtype=np.int32)
+        done = 0
+        while done < n:
+            part = raws[done : done + BLOCK_RECORDS - len(self._open)]
+            blocks[done : done + len(part)] = self._open_id
+            slots[done : done + len(part)] = np.arange(len(self._open), len(self._open) + len(part))
+            self._open.extend(part)
+            done += len(part)
+            if len(self._open) == BLOCK_RECORDS:
+                self._seal()
         return blocks, slots
 
+    def _seal(self) -> None:
+        offsets = np.zeros(len(self._open) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in self._open], out=offsets[1:])
+        # zstandard's result keeps its worst-case allocation; a copy holds only the bytes.
+        data = bytes(memoryview(self._compress(b"".join(self._open))))
+        self.blocks[self._open_id] = (data, offsets)
+        self._open = []
+        self._open_id += 1
+
     def get(self, block: int, slot: int) -> bytes | None:
+        if block == self._open_id:
+            return self._open[slot] if slot < len(self._open) else None
         entry = self.blocks.get(block)
         if entry is None:
             return None
@@ -156,6 +171,7 @@ class RawStore:
         return self._decompress(data)[offsets[slot] : offsets[slot + 1]]
 
     def keep_only(self, live: np.ndarray) -> None:
+        """Forget the sealed blocks no live event points into."""
         live_set = set(live.tolist())
         for block in [b for b in self.blocks if b not in live_set]:
             del self.blocks[block]
@@ -381,10 +397,11 @@ class EventBuffer:
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""
         with self._lock:
-            chunks = list(self._chunks)
-        for chunk in chunks:
-            hits = np.flatnonzero(chunk.ids == event_id)
-            if len(hits):
-                i = hits[0]
-                return self.raw.get(int(chunk.raw_block[i]), int(chunk.raw_slot[i]))
+            if event_id not in self._ids:
+                return None
+            for chunk in self._chunks:
+                hits = np.flatnonzero(chunk.ids == event_id)
+                if len(hits):
+                    i = hits[0]
+                    return self.raw.get(int(chunk.raw_block[i]), int(chunk.raw_slot[i]))
         return None

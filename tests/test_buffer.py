@@ -151,3 +151,21 @@ def test_readers_get_consistent_snapshots_while_a_writer_appends():
         thread.join(30)
     assert not errors
     assert len(buffer.snapshot().frame()) == 3000
+
+
+def test_small_batches_fill_whole_compressed_blocks():
+    buffer = EventBuffer(None)
+    originals = records(5000)
+    for start in range(0, 5000, 50):  # LookupEvents pages
+        buffer.append(batch_of(originals[start : start + 50]))
+    assert len(buffer.raw.blocks) == 2  # two full blocks sealed, the rest still filling
+    for i in (0, 2047, 2048, 4095, 4096, 4999):
+        assert orjson.loads(buffer.raw_record(f"e{i}")) == originals[i]
+
+
+def test_raw_records_of_evicted_events_are_released():
+    buffer = EventBuffer(retention_seconds=10_000)
+    buffer.append(batch_of(records(4096, start=T0)), now_ns=T0 * NS_PER_SECOND)
+    buffer.append(batch_of(records(10, start=T0 + 50_000, prefix="new")), now_ns=(T0 + 50_000) * NS_PER_SECOND)
+    assert buffer.raw.blocks == {}  # both sealed blocks held only evicted events
+    assert orjson.loads(buffer.raw_record("new3"))["eventID"] == "new3"
