@@ -51,7 +51,7 @@ def live():
     st.caption(
         "Bars: calls per 10-second window, by the event's own time; the newest minutes fill in as CloudTrail "
         "delivers late events. Line: Random Cut Forest score of the last 200 s of volume, drawn up to "
-        f"{shared.settings['score_delay_seconds']} s ago; the forest scores after about 10 minutes of history."
+        f"{shared.settings['score_delay_seconds']} s ago; the forest starts scoring after about 14 minutes of history."
     )
 
     left, right = st.columns(2)
