@@ -35,14 +35,18 @@ def _flag(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
-def _positive(kind):
+def _at_least(kind, low, strictly: bool = False):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise ValueError(f"expected a positive number, got {text!r}")
+        if value < low or (strictly and value == low):
+            raise ValueError(f"expected a {'positive' if strictly else 'non-negative'} number, got {text!r}")
         return value
 
     return parse
+
+
+def _positive(kind):
+    return _at_least(kind, 0, strictly=True)
 
 
 SETTINGS = (
@@ -59,7 +63,7 @@ SETTINGS = (
         "score_delay_seconds",
         120,
         "Anomaly scores are drawn up to this many seconds ago: newer windows are still receiving late events.",
-        int,
+        _at_least(int, 0),
     ),
     Setting("refresh_seconds", 10, "Seconds between two refreshes of the dashboard's charts.", _positive(int)),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),

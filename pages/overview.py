@@ -2,14 +2,17 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from metrics.pumps import PUMPS_BY_NAME
+from metrics.windows import window_start
 from ui import charts
 from ui.runtime import runtime
 
 HOUR = 3600
 RECENT = 600
+STEP = PUMPS_BY_NAME["TotalCalls"].step
 
 shared = runtime()
 engine, health = shared.engine, shared.collector.health
@@ -34,8 +37,11 @@ def live():
             f"{shared.settings['poll_seconds']:g} s; events appear as the source delivers them."
         )
         return
-    recent = engine.metric_frame("TotalCalls", now - RECENT, end, dense_until=now)["value"].sum()
-    successes = engine.metric_frame("NumberOfSuccessfulCalls", now - RECENT, end, dense_until=now)["value"].sum()
+    # Both tiles sum the same windows: those starting in the last 10 minutes.
+    since = pd.Timestamp(window_start(now - RECENT, STEP), unit="s", tz="UTC")
+    successes = engine.metric_frame("NumberOfSuccessfulCalls", start, end, dense_until=now)
+    recent = totals.loc[totals["window_start"] >= since, "value"].sum()
+    successes = successes.loc[successes["window_start"] >= since, "value"].sum()
     tiles = st.columns(4)
     tiles[0].metric("API calls, last 10 min", f"{recent:,}")
     tiles[1].metric("Failed calls, last 10 min", f"{(recent - successes) / recent:.1%}" if recent else "–")

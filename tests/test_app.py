@@ -42,6 +42,8 @@ def test_overview_shows_live_demo_metrics(start_app):
         "Delivery lag of newest event",
     ]
     assert int(at.metric[2].value.replace(",", "")) > 1000
+    failed_share = float(at.metric[1].value.rstrip("%"))
+    assert 0 <= failed_share <= 100  # both tiles sum the same windows
     charts = at.get("vega_lite_chart")
     assert len(charts) == 3
 

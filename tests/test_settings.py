@@ -27,6 +27,7 @@ def test_values_come_from_insights_variables():
     [
         ("INSIGHTS_RETENTION_HOURS", "-1", "positive"),
         ("INSIGHTS_RETENTION_HOURS", "a day", "could not convert"),
+        ("INSIGHTS_SCORE_DELAY_SECONDS", "-5", "non-negative"),
         ("INSIGHTS_ANOMALY_ENGINE", "magic", "must be one of"),
         ("INSIGHTS_DEMO_INCIDENTS", "sometimes", "true or false"),
     ],
