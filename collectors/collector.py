@@ -79,19 +79,23 @@ class Collector:
             health.newest_event = max(newest, health.newest_event or newest)
             health.lag_seconds = now - newest
 
+    def record_error(self, error: BaseException) -> float:
+        """Counts a failed poll for the Status page; returns how long to back off."""
+        health = self.health
+        health.errors += 1
+        health.consecutive_errors += 1
+        health.last_poll = health.last_error_at = self.clock()
+        health.last_error = f"{type(error).__name__}: {error}"
+        traceback.print_exception(error)
+        return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
+
     def run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.poll_once()
                 wait = self.interval
             except Exception as error:
-                health = self.health
-                health.errors += 1
-                health.consecutive_errors += 1
-                health.last_poll = health.last_error_at = self.clock()
-                health.last_error = f"{type(error).__name__}: {error}"
-                traceback.print_exc()
-                wait = min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
+                wait = self.record_error(error)
             self._stop.wait(wait)
 
     def start(self) -> Collector:

@@ -170,6 +170,27 @@ class RawStore:
         data, offsets = entry
         return self._decompress(data)[offsets[slot] : offsets[slot + 1]]
 
+    def get_many(self, places: Sequence[tuple[int, int]]) -> list[bytes | None]:
+        """Like ``get`` for many (block, slot) pairs, decompressing each block once."""
+        found: list[bytes | None] = [None] * len(places)
+        by_block: dict[int, list[int]] = {}
+        for i, (block, _) in enumerate(places):
+            by_block.setdefault(block, []).append(i)
+        for block, indices in by_block.items():
+            if block == self._open_id:
+                for i in indices:
+                    found[i] = self.get(block, places[i][1])
+                continue
+            entry = self.blocks.get(block)
+            if entry is None:
+                continue
+            data, offsets = entry
+            whole = self._decompress(data)
+            for i in indices:
+                slot = places[i][1]
+                found[i] = whole[offsets[slot] : offsets[slot + 1]]
+        return found
+
     def keep_only(self, live: np.ndarray) -> None:
         """Forget the sealed blocks no live event points into."""
         live_set = set(live.tolist())
@@ -393,6 +414,22 @@ class EventBuffer:
         with self._lock:
             labels = {name: d.values[:] for name, d in self.dictionaries.items()}
             return BufferSnapshot(tuple(self._chunks), labels, self._version)
+
+    def raw_records(self, event_ids: Sequence[str]) -> list[bytes | None]:
+        """The stored raw JSON of each event, None for those not (or no longer) here."""
+        wanted = pd.Index(list(event_ids), dtype=object)
+        places: dict[int, tuple[int, int]] = {}
+        with self._lock:
+            for chunk in self._chunks:
+                positions = pd.Index(chunk.ids, dtype=object).get_indexer(wanted)
+                for i in np.flatnonzero(positions >= 0).tolist():
+                    row = positions[i]
+                    places[i] = (int(chunk.raw_block[row]), int(chunk.raw_slot[row]))
+            raws = self.raw.get_many(list(places.values()))
+        found: list[bytes | None] = [None] * len(wanted)
+        for i, raw in zip(places, raws):
+            found[i] = raw
+        return found
 
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""

@@ -1,0 +1,219 @@
+"""Questions an analyst asks of the buffer: which events match a filter, the metrics of a
+subset (one region, one account), coarser bins for long ranges, and the windows that stood out.
+
+Pure pandas and numpy; the pages call these on a snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from metrics.buffer import EventColumns
+from metrics.pumps import Pump, aggregate, counts_frame
+from metrics.windows import NS_PER_SECOND, window_start
+
+# Columns a free-text search looks in: everything a person would type a piece of.
+TEXT_COLUMNS = (
+    "eventID",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "account",
+    "user",
+    "session",
+    "principalArn",
+)
+NO_ERROR = None  # in ``error_codes``: the calls that succeeded (no errorCode)
+MISSING = None  # in any criterion: records without that field
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Events in [start, end) (seconds) matching every non-empty criterion; values within one
+    criterion are alternatives, ``None`` standing for a record without that field."""
+
+    start: int | None = None
+    end: int | None = None
+    regions: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    apis: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    error_codes: tuple[str | None, ...] = ()
+    outcome: str = ""  # "succeeded" (no errorCode), "failed" (any errorCode) or "" (both)
+    text: str = ""
+
+    def narrowed(self, **criteria) -> EventFilter:
+        return replace(self, **criteria)
+
+    @property
+    def bounds_ns(self) -> tuple[int | None, int | None]:
+        scale = NS_PER_SECOND
+        return (
+            None if self.start is None else self.start * scale,
+            None if self.end is None else self.end * scale,
+        )
+
+
+CRITERIA = {
+    "regions": "awsRegion",
+    "accounts": "account",
+    "services": "eventSource",
+    "apis": "eventName",
+    "users": "user",
+    "sessions": "session",
+    "ips": "sourceIPAddress",
+}
+
+
+def matching(frame: pd.DataFrame, flt: EventFilter) -> pd.DataFrame:
+    """The rows of an events frame (``BufferSnapshot.frame``) that ``flt`` selects."""
+    keep = np.ones(len(frame), dtype=bool)
+    times = frame["eventTime"]
+    if flt.start is not None:
+        keep &= (times >= pd.Timestamp(flt.start, unit="s", tz="UTC")).to_numpy()
+    if flt.end is not None:
+        keep &= (times < pd.Timestamp(flt.end, unit="s", tz="UTC")).to_numpy()
+    for criterion, column in {**CRITERIA, "error_codes": "errorCode"}.items():
+        values = getattr(flt, criterion)
+        if values:
+            keep &= _one_of(frame[column], values)
+    if flt.outcome:
+        failed = frame["errorCode"].notna().to_numpy()
+        keep &= failed if flt.outcome == "failed" else ~failed
+    if flt.text.strip():
+        keep &= _text_mask(frame, flt.text.strip())
+    return frame[keep]
+
+
+def _one_of(column: pd.Series, values: tuple) -> np.ndarray:
+    """Rows holding any of ``values``; ``None`` among them stands for a missing value."""
+    found = np.array(column.isin([v for v in values if v is not None]), dtype=bool)
+    if None in values:
+        found |= column.isna().to_numpy()
+    return found
+
+
+def _text_mask(frame: pd.DataFrame, text: str) -> np.ndarray:
+    """Case-insensitive substring search, done once per distinct value rather than per row."""
+    found = np.zeros(len(frame), dtype=bool)
+    for column in TEXT_COLUMNS:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            categories = values.cat.categories
+            hits = categories[categories.astype(str).str.contains(text, case=False, regex=False)]
+            found |= values.isin(hits).to_numpy()
+        else:
+            found |= values.astype(str).str.contains(text, case=False, regex=False).fillna(False).to_numpy()
+    return found
+
+
+def subset(columns: EventColumns, keep: np.ndarray) -> EventColumns:
+    return EventColumns(columns.times[keep], {k: v[keep] for k, v in columns.codes.items()}, columns.labels)
+
+
+def scope_mask(columns: EventColumns, regions: tuple[str, ...], accounts: tuple[str, ...]) -> np.ndarray:
+    """Events of any of ``regions`` and any of ``accounts`` (empty: all)."""
+    keep = np.ones(len(columns), dtype=bool)
+    for column, values in (("awsRegion", regions), ("account", accounts)):
+        if values:
+            codes = [columns.code_of(column, v) for v in values]
+            keep &= np.isin(columns.codes[column], [c for c in codes if c is not None])
+    return keep
+
+
+def scoped_metric(
+    columns: EventColumns, pump: Pump, start: int, end: int, dense_until: int | None = None
+) -> pd.DataFrame:
+    """A pump's rows for windows starting in [start, end), computed from ``columns`` (a subset
+    of the buffer) by the same routine as the running state. Dense pumps cover every window
+    from ``start`` to ``dense_until`` (or the last event)."""
+    first, last = window_start(start, pump.step), window_start(end - 1, pump.step)
+    times = columns.times
+    keep = (times >= first * NS_PER_SECOND) & (times < (last + pump.step) * NS_PER_SECOND)
+    part = subset(columns, keep)
+    counts = aggregate(part, pump)
+    span = None
+    if pump.dense:
+        until = (
+            dense_until if dense_until is not None else (int(part.times.max()) // NS_PER_SECOND if len(part) else None)
+        )
+        if until is not None:
+            span = (first, min(last, window_start(until, pump.step)))
+            span = span if span[0] <= span[1] else None
+    return counts_frame(pump, counts, span)
+
+
+def rebin(frame: pd.DataFrame, seconds: int, how: str = "sum") -> pd.DataFrame:
+    """Windows merged into bins of ``seconds`` (a multiple of the window): counts add up
+    exactly; scores keep their ``max`` so a spike stays visible."""
+    if frame.empty:
+        return frame
+    epoch = frame["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
+    starts = pd.to_datetime(epoch - epoch % seconds, unit="s", utc=True)
+    keys = [c for c in ("metric", "category", "subcategory") if c in frame]
+    grouped = frame.assign(window_start=starts).groupby(["window_start", *keys], observed=True, sort=True)
+    return grouped["value"].agg(how).reset_index()[list(frame.columns)]
+
+
+def bin_seconds(span_seconds: float, step: int, points: int = 400) -> int:
+    """The finest round bin, a multiple of ``step``, that keeps a chart within ``points``
+    bins over the span."""
+    for candidate in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
+        if candidate >= step and candidate % step == 0 and span_seconds / candidate <= points:
+            return candidate
+    return 86400
+
+
+def busiest_per_window(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per window, the category with the largest value (ties: the first by name)."""
+    if frame.empty:
+        return frame
+    ordered = frame.sort_values(["window_start", "value", "category"], ascending=[True, False, True], kind="stable")
+    return ordered.drop_duplicates("window_start", keep="first").reset_index(drop=True)
+
+
+def leading(frame: pd.DataFrame, column: str, n: int = 3) -> list[tuple[str, int]]:
+    """The ``n`` most frequent values of ``column`` among some events, with their counts."""
+    counts = frame[column].value_counts(dropna=True)
+    counts = counts[counts > 0].head(n)
+    return [(str(k), int(v)) for k, v in counts.items()]
+
+
+def episodes(
+    scores: pd.DataFrame, totals: pd.DataFrame, threshold: float, *, step: int = 10, gap: int = 60, n: int = 5
+) -> pd.DataFrame:
+    """Runs of windows scoring at least ``threshold``, merged when less than ``gap`` seconds
+    apart: ``start``, ``end`` (exclusive, seconds), ``peak`` score, ``peak_at`` and ``calls``
+    in the run. The ``n`` highest peaks, highest first (ties: the earlier run)."""
+    columns = ["start", "end", "peak", "peak_at", "calls"]
+    high = scores.loc[scores["value"] >= threshold, ["window_start", "value"]]
+    if high.empty:
+        return pd.DataFrame(columns=columns)
+    starts = high["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
+    values = high["value"].to_numpy()
+    order = np.argsort(starts, kind="stable")
+    starts, values = starts[order], values[order]
+    run = np.concatenate([[0], np.cumsum(np.diff(starts) > gap)])
+    call_starts = totals["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
+    call_values = totals["value"].to_numpy()
+    rows = []
+    for number in np.unique(run):
+        member = run == number
+        first, last = int(starts[member].min()), int(starts[member].max())
+        peak = int(np.argmax(values[member]))
+        inside = (call_starts >= first) & (call_starts < last + step)
+        rows.append(
+            (first, last + step, float(values[member][peak]), int(starts[member][peak]), int(call_values[inside].sum()))
+        )
+    found = pd.DataFrame(rows, columns=columns)
+    return found.sort_values(["peak", "start"], ascending=[False, True], kind="stable").head(n).reset_index(drop=True)

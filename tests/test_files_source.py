@@ -1,0 +1,68 @@
+"""The files source: follows a folder, reads a changed file again, waits for files being written."""
+
+import gzip
+import json
+import os
+import time
+
+from collectors.collector import Collector
+from collectors.files import FileSource, RegionFilter
+from metrics.engine import Engine
+from tests.conftest import make_record
+
+
+def write(path, records, age=5.0):
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    old = time.time() - age
+    os.utime(path, (old, old))
+
+
+def test_new_and_changed_files_are_read_and_duplicates_dropped(tmp_path):
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    write(tmp_path / "a.jsonl", [make_record("a1", stamp), make_record("a2", stamp)])
+    nested = tmp_path / "AWSLogs" / "111122223333"
+    nested.mkdir(parents=True)
+    (nested / "b.json.gz").write_bytes(gzip.compress(json.dumps({"Records": [make_record("b1", stamp)]}).encode()))
+    os.utime(nested / "b.json.gz", (now - 5, now - 5))
+    (tmp_path / ".hidden.json").write_text("not read")
+    engine = Engine()
+    collector = Collector(FileSource(tmp_path), engine)
+    collector.poll_once(now)
+    assert len(engine.buffer) == 3
+    collector.poll_once(now + 2)  # nothing changed: nothing read
+    assert collector.health.duplicates == 0
+    write(tmp_path / "a.jsonl", [make_record("a1", stamp), make_record("a2", stamp), make_record("a3", stamp)])
+    collector.poll_once(now + 4)
+    assert len(engine.buffer) == 4
+    assert collector.health.duplicates == 2  # the file is read whole again; the buffer keeps one of each
+
+
+def test_a_file_still_being_written_waits_for_the_next_poll(tmp_path):
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    (tmp_path / "fresh.json").write_text('{"Records": [' + json.dumps(make_record("f1", stamp)))  # half written
+    source = FileSource(tmp_path)
+    assert source.poll(now) == []
+    (tmp_path / "fresh.json").write_text(json.dumps({"Records": [make_record("f1", stamp)]}))
+    assert [r["eventID"] for r in source.poll(time.time() + 2)] == ["f1"]
+
+
+def test_a_missing_folder_is_an_error_the_collector_reports(tmp_path):
+    collector = Collector(FileSource(tmp_path / "nowhere"), Engine())
+    wait = None
+    try:
+        collector.poll_once()
+    except FileNotFoundError as error:
+        wait = collector.record_error(error)
+    assert wait is not None and wait > 0
+    assert "FileNotFoundError" in collector.health.last_error
+    assert collector.health.consecutive_errors == 1
+
+
+def test_region_filter_keeps_only_the_chosen_regions(tmp_path):
+    stamp = "2024-08-02T08:30:00Z"
+    write(tmp_path / "r.jsonl", [make_record("x", stamp, awsRegion="eu-west-1"), make_record("y", stamp)])
+    source = RegionFilter(FileSource(tmp_path), ("eu-west-1",))
+    assert [r["eventID"] for r in source.poll(time.time())] == ["x"]
+    assert source.name == "files"
