@@ -1,21 +1,48 @@
-"""Entry point: ``streamlit run app.py``. Page set-up, the shared runtime and navigation."""
+"""Entry point: ``streamlit run app.py``. The login gate, the shared controls and navigation.
+
+Nothing below the gate runs for an anonymous session; each page module also checks the
+login itself, because Streamlit can serve a file of ``pages/`` on its own.
+"""
 
 import streamlit as st
 
 from settings import SettingsError
+from ui import data, login, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
 
 try:
-    runtime()
+    shared = runtime()
 except SettingsError as error:
     st.error(f"The app's settings are not valid: {error}")
     st.stop()
 
-navigation = st.navigation(
-    [
+login.gate(shared.settings)
+
+PAGES = {
+    "Dashboard": [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
-    ]
-)
+        st.Page("pages/services.py", title="Services", icon=":material/cloud:"),
+        st.Page("pages/apis.py", title="APIs", icon=":material/api:"),
+        st.Page("pages/users.py", title="Users", icon=":material/group:"),
+        st.Page("pages/ips.py", title="Source IPs", icon=":material/lan:"),
+        st.Page("pages/ec2.py", title="EC2", icon=":material/dns:"),
+    ],
+    "Investigate": [
+        st.Page("pages/explorer.py", title="Events explorer", icon=":material/manage_search:"),
+        st.Page("pages/status.py", title="Status", icon=":material/monitor_heart:"),
+    ],
+}
+navigation = st.navigation(PAGES)
+
+regions, accounts = data.scope_options(shared.engine)
+view.sidebar(regions, accounts)
+login.sidebar_account(shared.settings)
+if shared.is_demo:
+    st.info(
+        "Demo data: these events come from the built-in generator (two accounts, four regions, an incident every "
+        "hour at :17, :37, :47 and :52). No AWS account is read.",
+        icon=":material/science:",
+    )
 navigation.run()

@@ -1,12 +1,15 @@
 """Every setting of the app in one table: name, default and help.
 
 Each is read from the environment variable ``INSIGHTS_<NAME>`` (upper case), e.g.
-``INSIGHTS_RETENTION_HOURS=6``. The README lists them all; a test keeps it that way.
+``INSIGHTS_RETENTION_HOURS=6``, or else from the same name in lower case in Streamlit's
+secrets (``.streamlit/secrets.toml``, never committed). The environment wins. The README
+lists them all; a test keeps it that way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -49,8 +52,38 @@ def _positive(kind):
     return _at_least(kind, 0, strictly=True)
 
 
+def _regions(text: str) -> tuple[str, ...]:
+    """``all`` (empty tuple) or a comma-separated list of region names."""
+    names = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+    if not names or names == ("all",):
+        return ()
+    for name in names:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", name):
+            raise ValueError(f"{name!r} is not a region name like eu-west-1")
+    return names
+
+
 SETTINGS = (
-    Setting("source", "demo", "Where events come from: `demo` (synthetic, no AWS account needed).", choices=("demo",)),
+    Setting(
+        "source",
+        "demo",
+        "Where events come from: `demo` (synthetic, no AWS account needed) or `files` (CloudTrail files "
+        "dropped into `INSIGHTS_FILES_PATH`, read as they appear).",
+        choices=("demo", "files"),
+    ),
+    Setting(
+        "files_path",
+        "",
+        "For `files`: a folder (searched recursively) or a file of CloudTrail records: trail files, JSON Lines, "
+        "gzipped or not.",
+    ),
+    Setting(
+        "regions",
+        (),
+        "Only events of these regions (their `awsRegion`) are collected, comma-separated, e.g. "
+        "`us-east-1,eu-west-1`; `all` keeps every region.",
+        _regions,
+    ),
     Setting("retention_hours", 24.0, "Hours of events kept in memory; older ones are dropped.", _positive(float)),
     Setting(
         "anomaly_engine",
@@ -65,7 +98,30 @@ SETTINGS = (
         "Anomaly scores are drawn up to this many seconds ago: newer windows are still receiving late events.",
         _at_least(int, 0),
     ),
-    Setting("refresh_seconds", 10, "Seconds between two refreshes of the dashboard's charts.", _positive(int)),
+    Setting(
+        "score_threshold",
+        1.8,
+        "Anomaly score from which a window is marked as unusual. Ordinary traffic mostly scores under 1.",
+        _positive(float),
+    ),
+    Setting("line_refresh_seconds", 10, "Seconds between two refreshes of the line charts.", _positive(int)),
+    Setting("bar_refresh_seconds", 60, "Seconds between two refreshes of the bar charts and tables.", _positive(int)),
+    Setting(
+        "state_dir",
+        "state",
+        "Folder for the app's state (user file, login sessions). Relative paths are from the working directory.",
+    ),
+    Setting(
+        "auth_file",
+        "",
+        "User file (bcrypt hashes and the cookie key). Empty: `users.yaml` in the state folder.",
+    ),
+    Setting(
+        "session_days",
+        1.0,
+        "Days a login lasts in the browser before the password is asked again.",
+        _positive(float),
+    ),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),
     Setting("demo_incidents", True, "Whether the demo stages its hourly incidents.", _flag),
@@ -76,12 +132,16 @@ class SettingsError(ValueError):
     pass
 
 
-def load(environ: Mapping[str, str] | None = None) -> dict[str, object]:
-    """The value of every setting: from the environment where set, else its default."""
+def load(environ: Mapping[str, str] | None = None, secrets: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The value of every setting: from the environment where set, else from ``secrets``
+    (lower-case names), else its default."""
     environ = os.environ if environ is None else environ
+    secrets = secrets or {}
     values = {}
     for setting in SETTINGS:
         text = environ.get(setting.variable)
+        if (text is None or text == "") and setting.name in secrets:
+            text = str(secrets[setting.name])
         if text is None or text == "":
             values[setting.name] = setting.default
             continue
@@ -93,3 +153,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, object]:
             raise SettingsError(f"{setting.variable} must be one of {', '.join(setting.choices)}, not {text!r}")
         values[setting.name] = value
     return values
+
+
+def auth_file(values: Mapping[str, object]) -> str:
+    """Where the user file lives: ``auth_file`` if set, else ``users.yaml`` in the state folder."""
+    return str(values["auth_file"] or os.path.join(str(values["state_dir"]), "users.yaml"))

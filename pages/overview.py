@@ -1,86 +1,172 @@
-"""Overview: call volume with its anomaly score, calls by service, the busiest APIs."""
-
-import time
+"""Overview: call volume with its anomaly score, success against failure, and the windows
+that stood out."""
 
 import pandas as pd
 import streamlit as st
 
-from metrics.pumps import PUMPS_BY_NAME
-from metrics.windows import window_start
-from ui import charts
-from ui.runtime import runtime
+from metrics.explore import EventFilter, episodes, leading, rebin
+from ui import charts, data, drill, page, view
+from ui.drill import Drill
 
-HOUR = 3600
-RECENT = 600
-STEP = PUMPS_BY_NAME["TotalCalls"].step
+PAGE = "overview"
+OUTCOME_COLORS = {"Succeeded": charts.BLUE, "Failed": charts.RED}
+STEP = 10
 
-shared = runtime()
-engine, health = shared.engine, shared.collector.health
+shared, _ = page.start(
+    "Overview",
+    "All API calls in the chosen range and scope, how many failed, and how unusual the volume is.",
+)
+engine, settings = shared.engine, shared.settings
 
-st.title("Account activity")
-if shared.is_demo:
-    st.info(
-        "Demo data: these events come from the built-in generator (two accounts, four regions, "
-        "an incident every hour at :17, :37, :47 and :52). No AWS account is read.",
-        icon=":material/science:",
+
+def _scores(current: view.View, at: int) -> pd.DataFrame:
+    """Scores up to ``score_delay_seconds`` ago: newer windows are still filling with late
+    events, and scoring them would flag every live edge as a drop in volume."""
+    start, end = current.bounds(at)
+    return engine.metric_frame("AnomalyScore", start, min(end, at - settings["score_delay_seconds"]))
+
+
+def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill:
+    flt = current.filter(**criteria).narrowed(start=int(t), end=int(t) + seconds)
+    what = {"succeeded": "Calls that succeeded", "failed": "Calls that failed"}.get(
+        criteria.get("outcome", ""), "All calls"
     )
+    return Drill(flt, f"{what}, window {page.window_text(current, t, seconds)}")
 
 
-@st.fragment(run_every=shared.settings["refresh_seconds"])
-def live():
-    now = int(time.time())
-    start, end = now - HOUR, now + 1
-    totals = engine.metric_frame("TotalCalls", start, end, dense_until=now)
-    if not len(totals) or totals["value"].sum() == 0:
-        st.info(
-            "No events in the last hour yet. The collector polls every "
-            f"{shared.settings['poll_seconds']:g} s; events appear as the source delivers them."
-        )
+@page.refreshing("line_refresh_seconds")
+def live() -> None:
+    at, current = page.now(), view.current()
+    totals = data.metric(engine, "TotalCalls", current, at)
+    if totals.empty or totals["value"].sum() == 0:
+        page.explain_empty(shared, current, "API calls")
         return
-    # Both tiles sum the same windows: those starting in the last 10 minutes.
-    since = pd.Timestamp(window_start(now - RECENT, STEP), unit="s", tz="UTC")
-    successes = engine.metric_frame("NumberOfSuccessfulCalls", start, end, dense_until=now)
-    recent = totals.loc[totals["window_start"] >= since, "value"].sum()
-    successes = successes.loc[successes["window_start"] >= since, "value"].sum()
+    successes = data.metric(engine, "NumberOfSuccessfulCalls", current, at)
+    calls, succeeded = int(totals["value"].sum()), int(successes["value"].sum())
     tiles = st.columns(4)
-    tiles[0].metric("API calls, last 10 min", f"{recent:,}")
-    tiles[1].metric("Failed calls, last 10 min", f"{(recent - successes) / recent:.1%}" if recent else "–")
-    tiles[2].metric("Events in memory", f"{len(engine.buffer):,}")
-    lag = health.lag_seconds
+    tiles[0].metric(f"API calls, {current.label()}", f"{calls:,}")
+    tiles[1].metric("Failed calls", f"{(calls - succeeded) / calls:.1%}", help="Calls whose record has an errorCode.")
+    tiles[2].metric("Events in memory", f"{len(engine.buffer):,}", help="Across all regions and accounts.")
+    lag = shared.collector.health.lag_seconds
     tiles[3].metric("Delivery lag of newest event", f"{lag:,.0f} s" if lag is not None else "–")
 
-    st.subheader("API calls and anomaly score, last hour")
-    # The newest windows are still filling with late events: scoring them would flag every
-    # live edge as a drop in volume, so the score line stops short of the present.
-    scores = engine.metric_frame("AnomalyScore", start, now - shared.settings["score_delay_seconds"])
-    st.altair_chart(charts.activity(totals, scores), width="stretch")
+    seconds = page.bin_for(current, STEP, at)
+    st.subheader("API calls and anomaly score")
+    scores = _scores(current, at)
+    chart = charts.activity(
+        rebin(totals, seconds),
+        rebin(scores, seconds, "max"),
+        threshold=settings["score_threshold"],
+        step=seconds,
+        zone=current.zone_title,
+        wall=current.wall,
+    )
+    drill.chart(chart, page=PAGE, key="overview-activity", to_drill=lambda p: _window_drill(current, p["t"], seconds))
+    scope_note = " The score is computed over all regions and accounts." if current.scoped else ""
     st.caption(
-        "Bars: calls per 10-second window, by the event's own time; the newest minutes fill in as CloudTrail "
-        "delivers late events. Line: Random Cut Forest score of the last 200 s of volume, drawn up to "
-        f"{shared.settings['score_delay_seconds']} s ago; the forest starts scoring after about 14 minutes of history."
+        f"Bars: calls per {seconds} s by the event's own time; the newest minutes fill in as CloudTrail delivers late "
+        f"events. Line: the Random Cut Forest score of the last 200 s of volume (dashed: the threshold, "
+        f"{settings['score_threshold']:g}), drawn up to {settings['score_delay_seconds']} s ago; the forest starts "
+        f"scoring after about 14 minutes of history.{scope_note}"
     )
 
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Calls by AWS service, last hour")
-        services = engine.metric_frame("CallsPerServiceType", start, end)
-        if len(services):
-            st.altair_chart(charts.lines_by(services, "category", "Service"), width="stretch")
-        st.caption(PUMPS_BY_NAME["CallsPerServiceType"].title)
-    with right:
-        st.subheader("Top 10 API calls, last 10 minutes")
-        apis = engine.metric_frame("CallsPerAPI", now - RECENT, end)
-        if len(apis):
-            apis = apis.assign(
-                api=apis["subcategory"] + " (" + apis["category"].str.replace(".amazonaws.com", "") + ")"
-            )
-            st.altair_chart(charts.top_bars(apis, "api", "API (service)"), width="stretch")
-        else:
-            st.info("No API calls in the last 10 minutes.")
-    updated = time.strftime("%H:%M:%S UTC", time.gmtime(health.last_success)) if health.last_success else "never"
-    st.caption(f"Last poll: {updated}. Refreshes every {shared.settings['refresh_seconds']} s.")
-    if health.last_error:
-        st.warning(f"The last poll failed: {health.last_error}")
+    st.subheader("Succeeded and failed calls")
+    outcomes = pd.concat(
+        [
+            successes.assign(category="Succeeded"),
+            totals.assign(
+                category="Failed",
+                value=totals["value"]
+                - successes.set_index("window_start")["value"]
+                .reindex(totals["window_start"])
+                .fillna(0)
+                .astype("int64")
+                .to_numpy(),
+            ),
+        ],
+        ignore_index=True,
+    )
+    drill.chart(
+        charts.lines_by(
+            rebin(outcomes, seconds),
+            "category",
+            "Outcome",
+            step=seconds,
+            zone=current.zone_title,
+            wall=current.wall,
+            height=240,
+            colors=OUTCOME_COLORS,
+        ),
+        page=PAGE,
+        key="overview-outcomes",
+        to_drill=lambda p: _window_drill(current, p["t"], seconds, outcome=p["category"].lower()),
+    )
+    page.updated_caption(shared, "line_refresh_seconds")
+
+
+@page.refreshing("bar_refresh_seconds")
+def what_happened() -> None:
+    at, current = page.now(), view.current()
+    threshold = settings["score_threshold"]
+    st.subheader("What happened: the highest-scoring episodes")
+    scores = _scores(current, at)
+    if not (scores["value"] > 0).any():
+        st.info("No window has been scored in this range yet: the forest needs about 14 minutes of history.")
+        return
+    totals = engine.metric_frame("TotalCalls", *current.bounds(at), dense_until=at)
+    found = episodes(scores, totals, threshold, step=STEP)
+    if found.empty:
+        best = scores.loc[scores["value"].idxmax()]
+        st.success(
+            f"No window reached the threshold ({threshold:g}) in {current.label()}; the highest score was "
+            f"{best['value']:.2f}.",
+            icon=":material/check_circle:",
+        )
+        return
+    typical = float(totals["value"].median()) if len(totals) else 0.0
+    rows = []
+    for episode in found.itertuples():
+        events = data.events(engine, EventFilter(start=episode.start, end=episode.end))
+        rows.append(
+            {
+                "Episode": page.span_text(current, episode.start, episode.end),
+                "Peak score": episode.peak,
+                "Calls": episode.calls,
+                "Typical calls": typical * (episode.end - episode.start) / STEP,
+                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in leading(events, "eventName", 2)),
+                "Leading users": ", ".join(f"{name} ({n})" for name, n in leading(events, "user", 2)),
+                "Leading IP": ", ".join(f"{name} ({n})" for name, n in leading(events, "sourceIPAddress", 1)),
+            }
+        )
+    table = pd.DataFrame(rows)
+    state = st.dataframe(
+        table,
+        key="overview-episodes",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Peak score": st.column_config.NumberColumn(format="%.2f"),
+            "Typical calls": st.column_config.NumberColumn(
+                format="%.0f", help="The median calls per 10 s in the range, times the episode's length."
+            ),
+        },
+    )
+    st.caption(
+        f"Runs of 10-second windows scoring {threshold:g} or more, over all regions and accounts. "
+        "Select a row to list the episode's events."
+    )
+    picked = state.selection.rows if state else []
+    if picked and st.session_state.get("overview-episodes-seen") != picked[0]:
+        st.session_state["overview-episodes-seen"] = picked[0]
+        episode = found.iloc[picked[0]]
+        start, end = int(episode["start"]), int(episode["end"])
+        description = f"All calls in all regions and accounts, {page.span_text(current, start, end)}"
+        drill.open_from_table(PAGE, Drill(EventFilter(start=start, end=end), description))
+        st.rerun()
 
 
 live()
+what_happened()
+drill.panel(engine, view.current(), page=PAGE)

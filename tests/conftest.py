@@ -1,5 +1,7 @@
+import contextlib
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ from collectors.normalise import Rejects, normalise_all
 from metrics.engine import Engine
 
 DATA = Path(__file__).parent / "data"
+APP = str(Path(__file__).parent.parent / "app.py")
 STRATUS = DATA / "stratus-red-team"
 
 
@@ -68,3 +71,56 @@ def batch_of(records):
 @pytest.fixture
 def engine():
     return Engine(retention_seconds=None, seed=0)
+
+
+@pytest.fixture
+def start_app(tmp_path, monkeypatch):
+    """Runs app.py in AppTest with the given settings (``INSIGHTS_*`` names in lower case),
+    signed in as a user with a registered session unless ``signed_in=False``; ``page`` switches
+    to ``pages/<page>.py`` after the first run. Stops the collector afterwards."""
+    from auth import users
+    from auth.sessions import SessionRegistry, session_key
+    from settings import SettingsError
+    from ui.runtime import runtime
+
+    state_dir = tmp_path / "state"
+    user_file = str(state_dir / "users.yaml")
+    started = []
+
+    def start(page: str = "overview", signed_in: bool = True, session: dict | None = None, **settings):
+        from streamlit.testing.v1 import AppTest
+
+        monkeypatch.setenv("INSIGHTS_POLL_SECONDS", "3600")  # the first poll is enough
+        monkeypatch.setenv("INSIGHTS_STATE_DIR", str(state_dir))
+        for name, value in settings.items():
+            monkeypatch.setenv(f"INSIGHTS_{name.upper()}", str(value))
+        runtime.clear()
+        at = AppTest.from_file(APP, default_timeout=60)
+        if signed_in:
+            if not started:
+
+                def add_analyst(config):
+                    entry = users.new_user("analyst", users.new_password())
+                    entry["must_change_password"] = False
+                    config["credentials"]["usernames"]["analyst"] = entry
+
+                users.update(user_file, add_analyst, create=True)
+            expires = time.time() + 3600
+            key = session_key(expires)
+            SessionRegistry(users.sessions_path(user_file)).register("analyst", key, expires)
+            at.session_state["authentication_status"] = True
+            at.session_state["username"] = "analyst"
+            at.session_state["auth_session_key"] = key
+            at.session_state["auth_file"] = user_file
+        for name, value in (session or {}).items():
+            at.session_state[name] = value
+        started.append(at)
+        at.run()
+        if page != "overview":
+            at.switch_page(f"pages/{page}.py").run()
+        return at
+
+    yield start
+    with contextlib.suppress(SettingsError):  # bad settings: the app never started a collector
+        runtime().collector.stop()
+    runtime.clear()

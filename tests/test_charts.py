@@ -1,3 +1,5 @@
+"""Chart builders through ``.to_dict()``: titled axes, UTC, the click selection, labels as data."""
+
 import pandas as pd
 
 from ui import charts
@@ -11,30 +13,65 @@ def frame(rows) -> pd.DataFrame:
     return data.assign(metric="CallsPerAPI")
 
 
-def test_activity_chart_has_two_titled_axes_in_utc():
+def dataset(spec) -> list[dict]:
+    return next(iter(spec["datasets"].values()))
+
+
+def test_activity_chart_has_two_titled_axes_a_threshold_and_a_click_on_windows():
     totals = frame([("2024-08-02T08:30:00Z", "", "", 3), ("2024-08-02T08:30:10Z", "", "", 0)])
-    scores = totals.assign(value=[0.5, 0.0])
-    spec = charts.activity(totals, scores).to_dict()
+    scores = totals.assign(value=[2.5, 0.0])
+    spec = charts.activity(totals, scores, threshold=1.8).to_dict()
     assert spec["resolve"]["scale"]["y"] == "independent"
-    bars, line = spec["layer"]
+    bars, scored = spec["layer"]
     assert bars["encoding"]["y"]["title"] == "API calls per 10 s"
-    assert line["encoding"]["y"]["title"] == "Anomaly score (RCF)"
     assert bars["encoding"]["x"]["scale"]["type"] == "utc"
     assert bars["encoding"]["x"]["axis"]["title"] == "Time (UTC)"
+    assert spec["params"][0]["select"]["fields"] == ["t"]
+    assert spec["params"][0]["views"] == [bars["name"]]  # a click on a bar
+    line, dots, rule = scored["layer"]
+    assert line["encoding"]["y"]["title"] == "Anomaly score (RCF)"
+    assert dots["transform"] == [{"filter": "datum.above"}]  # windows at or over the threshold
+    assert dataset(spec)[0]["t"] == 1722587400
+    assert [row["above"] for row in dataset(spec)] == [True, False]
+    rule_data = [d for d in spec["datasets"].values() if d and "above" not in d[0]]
+    assert rule_data == [[{"score": 1.8}]]
 
 
 def test_top_bars_keep_the_largest_n_and_labels_stay_data():
     rows = [("2024-08-02T08:30:00Z", f"api{i}", "", i) for i in range(15)] + [("2024-08-02T08:30:00Z", PAYLOAD, "", 99)]
     spec = charts.top_bars(frame(rows), "category", "API").to_dict()
-    values = next(iter(spec["datasets"].values()))
+    values = dataset(spec)
     assert len(values) == 10
     assert values[0] == {"category": PAYLOAD, "value": 99}
     assert spec["encoding"]["y"]["sort"] == "-x"
     assert spec["encoding"]["x"]["title"] == "Calls"
+    assert spec["params"][0]["select"]["fields"] == ["category"]
 
 
-def test_lines_by_draw_one_line_per_value():
-    rows = [("2024-08-02T08:30:00Z", "s3.amazonaws.com", "", 2), ("2024-08-02T08:30:00Z", "iam.amazonaws.com", "", 1)]
+def test_lines_by_draw_one_line_per_value_and_drop_to_zero_in_gaps():
+    rows = [
+        ("2024-08-02T08:30:00Z", "s3.amazonaws.com", "", 2),
+        ("2024-08-02T08:30:00Z", "iam.amazonaws.com", "", 1),
+        ("2024-08-02T08:30:30Z", "iam.amazonaws.com", "", 4),
+    ]
     spec = charts.lines_by(frame(rows), "category", "Service").to_dict()
-    assert spec["encoding"]["color"]["field"] == "category"
-    assert spec["encoding"]["y"]["title"] == "Calls per 10 s"
+    lines, points = spec["layer"]
+    assert lines["encoding"]["color"]["field"] == "category"
+    assert lines["encoding"]["y"]["title"] == "Calls per 10 s"
+    assert spec["params"][0]["select"]["fields"] == ["t", "category"]
+    values = {(r["t"], r["category"]): r["value"] for r in dataset(spec)}
+    assert len(values) == 8  # 4 windows x 2 services
+    assert values[(1722587410, "iam.amazonaws.com")] == 0
+    assert values[(1722587430, "iam.amazonaws.com")] == 4
+
+
+def test_local_time_is_drawn_as_the_zone_wall_clock():
+    totals = frame([("2024-08-02T08:30:00Z", "", "", 3)])
+    from ui.view import View
+
+    wall = View("Last hour", None, (), (), "Europe/Paris").wall
+    spec = charts.activity(totals, totals.assign(value=[0.0]), threshold=1.8, zone="Europe/Paris", wall=wall).to_dict()
+    row = dataset(spec)[0]
+    assert row["time"] == "2024-08-02 10:30:00"
+    assert row["t"] == 1722587400  # the selection keeps the true window start
+    assert spec["layer"][0]["encoding"]["x"]["axis"]["title"] == "Time (Europe/Paris)"

@@ -1,7 +1,10 @@
 """Chart builders: metric frames in, ``alt.Chart`` out, no Streamlit.
 
-Times are drawn in UTC. Labels taken from records (service names, API names, users) are
-plain data to Vega, which draws them as text, never as markup.
+Every chart carries a point selection named ``PICK`` whose fields identify what was
+clicked (``t``: the window start in epoch seconds, plus the chart's category), so that a
+click can open the matching events. Times are drawn as the wall clock of the chosen zone
+(UTC unless the user asks for local time). Labels taken from records are plain data to
+Vega, which draws them as text, never as markup.
 """
 
 from __future__ import annotations
@@ -9,69 +12,158 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-TIME_AXIS = alt.Axis(format="%H:%M", title="Time (UTC)", labelOverlap=True)
+PICK = "pick"
+BLUE, RED, GREY = "#4c78a8", "#e45756", "#9e9e9e"
 
 
-def _time(field: str = "window_start") -> alt.X:
-    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=TIME_AXIS)
+def timed(frame: pd.DataFrame, wall=None) -> pd.DataFrame:
+    """Adds ``t`` (window start, epoch seconds), ``when`` (the time drawn) and ``time``
+    (its text, for tooltips, which Vega would otherwise give in the browser's zone)."""
+    starts = frame["window_start"]
+    when = wall(starts) if wall is not None else starts
+    return frame.assign(
+        t=starts.astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000,
+        when=when,
+        time=when.dt.strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
 
-def _with_time_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``time`` (UTC text) for tooltips, which Vega would otherwise show in local time."""
-    return frame.assign(time=frame["window_start"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
+def zero_filled(frame: pd.DataFrame, field: str, step: int) -> pd.DataFrame:
+    """Every (window, value of ``field``) from the first window to the last, zero where the
+    metric had no row, so that a line drops to zero instead of bridging a quiet gap."""
+    if frame.empty:
+        return frame[["window_start", field, "value"]]
+    times = pd.date_range(frame["window_start"].min(), frame["window_start"].max(), freq=f"{step}s")
+    grid = pd.MultiIndex.from_product([times, sorted(frame[field].unique())], names=["window_start", field])
+    sums = frame.groupby(["window_start", field], observed=True)["value"].sum()
+    return sums.reindex(grid, fill_value=0).reset_index()
 
 
-def activity(totals: pd.DataFrame, scores: pd.DataFrame, step: int = 10) -> alt.LayerChart:
-    """Calls per window as bars, the anomaly score as a line on its own axis."""
+def _x(zone: str) -> alt.X:
+    return alt.X(
+        "when:T", scale=alt.Scale(type="utc"), axis=alt.Axis(title=f"Time ({zone})", labelOverlap=True, format="%H:%M")
+    )
+
+
+def _bin_label(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def activity(
+    totals: pd.DataFrame, scores: pd.DataFrame, *, threshold: float, step: int = 10, zone: str = "UTC", wall=None
+) -> alt.LayerChart:
+    """Calls per window as bars (click one to see its events), the anomaly score as a line
+    on its own axis, the threshold as a dashed rule and windows above it as red dots."""
+    per = _bin_label(step)
     data = (
         totals[["window_start", "value"]]
         .rename(columns={"value": "calls"})
         .merge(scores[["window_start", "value"]].rename(columns={"value": "score"}), on="window_start", how="left")
     )
-    base = alt.Chart(_with_time_text(data)).encode(x=_time())
+    # Before the forest's first score the line is absent rather than a misleading zero.
+    data["score"] = data["score"].where(data["score"].cummax() > 0)
+    data = timed(data, wall).assign(above=lambda d: d["score"] >= threshold)
     tooltip = [
-        alt.Tooltip("time:N", title="Window start"),
-        alt.Tooltip("calls:Q", title=f"API calls per {step} s"),
+        alt.Tooltip("time:N", title=f"Window start ({zone})"),
+        alt.Tooltip("calls:Q", title=f"API calls per {per}", format=","),
         alt.Tooltip("score:Q", title="Anomaly score", format=".2f"),
     ]
-    bars = base.mark_bar(opacity=0.45, color="#4c78a8").encode(
-        y=alt.Y("calls:Q", title=f"API calls per {step} s"), tooltip=tooltip
-    )
-    line = base.mark_line(color="#e45756", strokeWidth=2).encode(
-        y=alt.Y("score:Q", title="Anomaly score (RCF)", axis=alt.Axis(titleColor="#e45756")), tooltip=tooltip
-    )
-    return alt.layer(bars, line).resolve_scale(y="independent").properties(height=280)
-
-
-def lines_by(frame: pd.DataFrame, field: str, title: str, step: int = 10) -> alt.Chart:
-    """One line per value of ``field`` (category or subcategory) over time."""
-    return (
-        alt.Chart(_with_time_text(frame))
-        .mark_line(point=False, interpolate="step-after")
+    base = alt.Chart(data).encode(x=_x(zone))
+    pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
+    bars = (
+        base.mark_bar(color=BLUE)
         .encode(
-            x=_time(),
-            y=alt.Y("value:Q", title=f"Calls per {step} s"),
-            color=alt.Color(f"{field}:N", title=title, legend=alt.Legend(orient="right", labelLimit=200)),
-            tooltip=[
-                alt.Tooltip("time:N", title="Window start"),
-                alt.Tooltip(f"{field}:N", title=title),
-                alt.Tooltip("value:Q", title="Calls"),
-            ],
+            y=alt.Y("calls:Q", title=f"API calls per {per}"),
+            opacity=alt.condition(pick, alt.value(0.55), alt.value(0.25)),
+            tooltip=tooltip,
         )
-        .properties(height=280)
+        .add_params(pick)
     )
+    score_axis = alt.Y("score:Q", title="Anomaly score (RCF)", axis=alt.Axis(titleColor=RED))
+    line = base.mark_line(color=RED, strokeWidth=2).encode(y=score_axis, tooltip=tooltip)
+    marks = base.transform_filter("datum.above").mark_circle(color=RED, size=60).encode(y=score_axis, tooltip=tooltip)
+    rule = (
+        alt.Chart(pd.DataFrame({"score": [threshold]}))
+        .mark_rule(color=RED, strokeDash=[6, 4], opacity=0.7)
+        .encode(y=alt.Y("score:Q"), tooltip=[alt.Tooltip("score:Q", title="Threshold")])
+    )
+    return alt.layer(bars, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
 
 
-def top_bars(frame: pd.DataFrame, label: str, title: str, n: int = 10) -> alt.Chart:
-    """The ``n`` largest totals of ``label`` as horizontal bars, largest on top."""
-    totals = frame.groupby(label, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
+def lines_by(
+    frame: pd.DataFrame,
+    field: str,
+    title: str,
+    *,
+    step: int = 10,
+    zone: str = "UTC",
+    wall=None,
+    height: int = 320,
+    colors: dict[str, str] | None = None,
+) -> alt.LayerChart:
+    """One line per value of ``field`` over time, zero where a value had no calls; clicking
+    near a point picks its window and value (the picked point is drawn as a dot)."""
+    data = timed(zero_filled(frame, field, step), wall)
+    per = _bin_label(step)
+    pick = alt.selection_point(name=PICK, fields=["t", field], on="click", nearest=True, clear="dblclick")
+    # tableau20: enough distinct colours that two lines rarely share one.
+    scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(scheme="tableau20")
+    color = alt.Color(f"{field}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
+    tooltip = [
+        alt.Tooltip("time:N", title=f"Window start ({zone})"),
+        alt.Tooltip(f"{field}:N", title=title),
+        alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
+    ]
+    base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+    lines = base.mark_line(interpolate="monotone", strokeWidth=1.8)
+    points = base.mark_circle(size=40).encode(
+        opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
+    )
+    return alt.layer(lines, points.add_params(pick)).properties(height=height)
+
+
+def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: tuple[str, ...] = ()) -> alt.Chart:
+    """The ``n`` largest totals of ``label`` as horizontal bars, largest on top. ``keys`` are
+    extra columns carried into the selection (what a click on a bar means)."""
+    fields = [label, *[k for k in keys if k != label]]
+    totals = frame.groupby(fields, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
+    pick = alt.selection_point(name=PICK, fields=fields, on="click", clear="dblclick")
     return (
         alt.Chart(totals)
-        .mark_bar(color="#4c78a8")
+        .mark_bar(color=BLUE)
         .encode(
-            x=alt.X("value:Q", title="Calls"),
-            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls")],
+            x=alt.X("value:Q", title="Calls", axis=alt.Axis(format=",d")),
+            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
+            tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
         )
-        .properties(height=max(120, 30 * len(totals)))
+        .add_params(pick)
+        .properties(height=max(120, 32 * len(totals)))
     )
+
+
+def busiest_line(
+    frame: pd.DataFrame, *, step: int = 60, zone: str = "UTC", wall=None, colors: int = 8
+) -> alt.LayerChart:
+    """Per window, the calls of the busiest source IP: a line, and a dot coloured by which IP
+    it was (the ``colors`` IPs that lead most often by name, the rest grey)."""
+    data = timed(frame, wall)
+    leaders = data["category"].value_counts().head(colors).index
+    data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs"))
+    per = _bin_label(step)
+    pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
+    base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
+    line = base.mark_line(color=GREY, strokeWidth=1.2)
+    dots = base.mark_circle(size=45).encode(
+        color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
+        tooltip=[
+            alt.Tooltip("time:N", title=f"Minute ({zone})"),
+            alt.Tooltip("category:N", title="Source IP"),
+            alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
+        ],
+    )
+    return alt.layer(line, dots.add_params(pick)).properties(height=320)

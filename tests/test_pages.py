@@ -1,0 +1,200 @@
+"""Every page through AppTest, on a buffer filled with known records (the files source):
+anonymous sessions see only the sign-in form; signed-in ones see each page's charts with the
+numbers the records imply, and explained empty states."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import APP, make_record
+
+PAGES = {
+    "overview": ("Overview", 2),
+    "services": ("Services", 1),
+    "apis": ("APIs", 1),
+    "users": ("Users", 1),
+    "ips": ("Source IPs", 2),
+    "ec2": ("EC2", 1),
+    "explorer": ("Events explorer", 0),
+    "status": ("Status", 0),
+}
+
+
+def known_records(now: float) -> list[dict]:
+    """12 calls in the last 10 minutes: alice lists buckets 6 times from one IP, bob runs
+    instances 4 times (3 denied) in eu-west-1, and 2 AssumeRole calls by a role session."""
+
+    def at(seconds_ago: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
+
+    alice = {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "userName": "alice"}
+    bob = {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob", "userName": "bob"}
+    role = {
+        "type": "AssumedRole",
+        "arn": "arn:aws:sts::111122223333:assumed-role/deployer/ci-run-7",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "userName": "deployer"}},
+    }
+    records = [
+        make_record(
+            f"a{i}",
+            at(500 - i * 30),
+            userIdentity=alice,
+            eventSource="s3.amazonaws.com",
+            eventName="ListBuckets",
+            sourceIPAddress="198.51.100.7",
+        )
+        for i in range(6)
+    ]
+    records += [
+        make_record(
+            f"b{i}",
+            at(400 - i * 30),
+            userIdentity=bob,
+            eventSource="ec2.amazonaws.com",
+            eventName="RunInstances",
+            awsRegion="eu-west-1",
+            sourceIPAddress="203.0.113.9",
+            **({"errorCode": "Client.UnauthorizedOperation"} if i < 3 else {}),
+        )
+        for i in range(4)
+    ]
+    records += [
+        make_record(
+            f"r{i}",
+            at(300 - i * 30),
+            userIdentity=role,
+            eventSource="sts.amazonaws.com",
+            eventName="AssumeRole",
+            sourceIPAddress="10.0.0.5",
+        )
+        for i in range(2)
+    ]
+    return records
+
+
+@pytest.fixture
+def app(start_app, tmp_path):
+    """AppTest sessions on the known records, through the files source."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    path = folder / "known.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in known_records(time.time())) + "\n")
+    os.utime(path, (time.time() - 5, time.time() - 5))
+
+    def start(page: str = "overview", signed_in: bool = True, **session) -> AppTest:
+        return start_app(page, signed_in, session, source="files", files_path=folder)
+
+    return start
+
+
+def chart_data(at: AppTest) -> list[list[dict]]:
+    """Each chart's datasets, decoded from the Arrow bytes Streamlit sends to the browser."""
+    charts = []
+    for chart in at.get("vega_lite_chart"):
+        tables = []
+        for dataset in chart.proto.datasets:
+            tables += pa.ipc.open_stream(io.BytesIO(dataset.data.data)).read_all().to_pylist()
+        charts.append(tables)
+    return charts
+
+
+def test_an_anonymous_session_sees_only_the_sign_in_form(app):
+    at = app(signed_in=False)
+    assert not at.exception
+    assert not at.get("vega_lite_chart") and not at.dataframe and not at.metric
+    assert [b.label for b in at.button] == ["Log in"]
+    assert [t.value for t in at.title] == ["Sign in to Account Activity Insights"]
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_a_page_module_run_on_its_own_refuses_an_anonymous_session(app, page):
+    """What Streamlit does for /<page> on a fresh server: runs pages/<page>.py without app.py."""
+    at = AppTest.from_file(str(Path(APP).parent / "pages" / f"{page}.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Please sign in."]
+    assert not at.get("vega_lite_chart") and not at.dataframe and not at.metric and not at.title
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_its_charts_for_a_signed_in_user(app, page):
+    at = app(page)
+    title, charts = PAGES[page]
+    assert not at.exception, at.exception
+    assert at.title[0].value == title
+    assert len(at.get("vega_lite_chart")) == charts
+    assert not at.error
+
+
+def test_overview_counts_the_known_records(app):
+    at = app("overview")
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["API calls, last hour"] == "12"
+    assert tiles["Failed calls"] == "25.0%"  # 3 of 12
+    assert tiles["Events in memory"] == "12"
+    activity, outcomes = chart_data(at)
+    assert sum(row["calls"] for row in activity if "calls" in row) == 12
+    failed = sum(row["value"] for row in outcomes if row.get("category") == "Failed")
+    assert failed == 3
+
+
+def test_apis_users_ips_and_ec2_show_the_known_leaders(app):
+    apis = chart_data(app("apis"))[0]
+    assert {(r["api"], r["value"]) for r in apis} == {
+        ("ListBuckets (s3)", 6),
+        ("RunInstances (ec2)", 4),
+        ("AssumeRole (sts)", 2),
+    }
+    users_chart = chart_data(app("users"))[0]
+    assert {(r["category"], r["value"]) for r in users_chart} == {("alice", 6), ("bob", 4), ("deployer", 2)}
+    ips = chart_data(app("ips"))[0]
+    assert {(r["category"], r["value"]) for r in ips} == {("198.51.100.7", 6), ("203.0.113.9", 4), ("10.0.0.5", 2)}
+    ec2 = chart_data(app("ec2"))[0]
+    by_outcome = {}
+    for row in ec2:
+        by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["value"]
+    assert by_outcome == {"Client.UnauthorizedOperation": 3, "Success (no error code)": 1}
+
+
+def test_users_page_lists_the_sessions_of_assumed_roles(app):
+    at = app("users")
+    sessions = at.dataframe[0].value
+    assert ("deployer", "ci-run-7", 2) in set(zip(sessions["User"], sessions["Session"], sessions["Calls"]))
+
+
+def test_a_region_scope_narrows_every_count(app):
+    at = app("apis", view_regions=["eu-west-1"])
+    assert {(r["api"], r["value"]) for r in chart_data(at)[0]} == {("RunInstances (ec2)", 4)}
+
+
+def test_a_scope_without_events_explains_itself(app):
+    at = app("services", view_regions=["eu-west-1"])  # only EC2 calls there, which this page leaves out
+    assert not at.exception
+    assert any("for the regions and accounts chosen in the sidebar" in i.value for i in at.info)
+
+
+def test_explorer_filters_and_searches(app):
+    at = app("explorer")
+    assert len(at.dataframe[0].value) == 12
+    at.multiselect(key="ex_users").select("bob").run()
+    assert set(at.dataframe[0].value["Event ID"]) == {"b0", "b1", "b2", "b3"}
+    at.multiselect(key="ex_errors").select("(none: succeeded)").run()
+    assert list(at.dataframe[0].value["Event ID"]) == ["b3"]
+    at.text_input(key="ex_text").input("nothing matches this").run()
+    assert any(i.value == "None of the 12 events in this range matches these filters." for i in at.info)
+
+
+def test_status_shows_the_collector_health(app):
+    at = app("status")
+    sources = at.dataframe[0].value
+    assert list(sources.columns) == ["files"]
+    assert sources.loc["New events", "files"] == "12"
+    assert sources.loc["Running", "files"] == "yes"
+    assert {m.label: m.value for m in at.metric}["Records rejected"] == "0"

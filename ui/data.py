@@ -1,0 +1,53 @@
+"""Reads for the pages: metric frames and events for the chosen view, from the shared engine.
+
+Without a region or account scope the running pump state answers; with one, the same
+aggregation routine runs over that subset of the buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+
+from metrics.buffer import EventColumns
+from metrics.engine import ANOMALY, Engine
+from metrics.explore import EventFilter, matching, scope_mask, scoped_metric, subset
+from metrics.pumps import PUMPS_BY_NAME
+from ui.view import View
+
+_scoped_cache: dict[tuple, EventColumns] = {}
+_scoped_lock = threading.Lock()
+
+
+def _scoped_columns(engine: Engine, view: View) -> EventColumns:
+    """The buffer's columns within the view's scope, kept while the buffer is unchanged."""
+    snapshot = engine.buffer.snapshot()
+    key = (id(engine), snapshot.version, view.regions, view.accounts)
+    with _scoped_lock:
+        if key not in _scoped_cache:
+            columns = snapshot.columns()
+            _scoped_cache.clear()
+            _scoped_cache[key] = subset(columns, scope_mask(columns, view.regions, view.accounts))
+        return _scoped_cache[key]
+
+
+def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
+    """One metric's rows for the windows of the view; dense series run to ``now``."""
+    start, end = view.bounds(now)
+    dense_until = min(now, end - 1)
+    if name == ANOMALY or not view.scoped:
+        return engine.metric_frame(name, start, end, dense_until=dense_until)
+    return scoped_metric(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end, dense_until)
+
+
+def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
+    """Events matching ``flt``, oldest first."""
+    start_ns, end_ns = flt.bounds_ns
+    return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt)
+
+
+def scope_options(engine: Engine) -> tuple[list[str], list[str]]:
+    """Regions and accounts held in the buffer, for the sidebar."""
+    labels = engine.buffer.snapshot().labels
+    return sorted(labels["awsRegion"]), sorted(labels["account"])

@@ -1,0 +1,78 @@
+"""From a click on a chart to the events behind it.
+
+A chart's selection (see ``charts.PICK``) becomes an ``EventFilter`` through the function
+the page gives; the filter is kept in the session, so that the chart refreshing under the
+user does not close what they opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import altair as alt
+import streamlit as st
+
+from metrics.explore import EventFilter
+from ui import data
+from ui.charts import PICK
+from ui.tables import events_table
+
+EXPLORER_FILTER = "explorer_drill"
+
+
+@dataclass(frozen=True)
+class Drill:
+    filter: EventFilter
+    description: str  # may hold record values: shown with st.text only
+
+
+def _key(page: str) -> str:
+    return f"drill:{page}"
+
+
+def chart(
+    chart: alt.TopLevelMixin,
+    *,
+    page: str,
+    key: str,
+    to_drill: Callable[[dict], Drill | None],
+) -> None:
+    """Draws ``chart``; a new click on it opens the matching events under the page's charts."""
+    state = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key=key, width="stretch")
+    points = (state.selection.get(PICK) if state is not None else None) or []
+    seen_key = f"{key}:seen"
+    point = points[0] if points else None
+    if point is not None and point != st.session_state.get(seen_key):
+        st.session_state[seen_key] = point
+        drill = to_drill(point)
+        if drill is not None:
+            st.session_state[_key(page)] = drill
+            st.rerun()  # the whole page, so that the events panel below the charts shows it
+    st.session_state[seen_key] = point
+
+
+def open_from_table(page: str, drill: Drill) -> None:
+    st.session_state[_key(page)] = drill
+
+
+def panel(engine, view, *, page: str) -> None:
+    """The events of the last click on this page, or how to get them."""
+    drill: Drill | None = st.session_state.get(_key(page))
+    if drill is None:
+        st.caption("Click a bar, a point or a line on a chart above to list the events behind it.")
+        return
+    st.subheader("Events behind your click")
+    st.text(drill.description)
+    frame = data.events(engine, drill.filter)
+    if frame.empty:
+        st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
+    else:
+        events_table(engine, frame, view, key=f"{page}-drill-table")
+    left, right, _ = st.columns([1.3, 1, 4])
+    if left.button("Open in Events explorer", key=f"{page}-drill-open", icon=":material/manage_search:"):
+        st.session_state[EXPLORER_FILTER] = drill
+        st.switch_page("pages/explorer.py")
+    if right.button("Close", key=f"{page}-drill-close", icon=":material/close:"):
+        del st.session_state[_key(page)]
+        st.rerun()

@@ -1,0 +1,86 @@
+"""What every page module starts with, and the auto-refreshing parts of a page."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import pandas as pd
+import streamlit as st
+
+from metrics.explore import bin_seconds
+from ui import login, view
+from ui.runtime import Runtime, runtime
+
+
+def start(title: str, about: str) -> tuple[Runtime, view.View]:
+    """Refuses an anonymous session, then titles the page. Returns the shared runtime and
+    the view chosen in the sidebar."""
+    login.require_user()
+    st.title(title)
+    st.caption(about)
+    return runtime(), view.current()
+
+
+def refreshing(setting: str):
+    """Decorator: the function becomes a fragment re-run every ``settings[setting]`` seconds
+    (line charts and bar charts have their own pace), and it stops showing data as soon as
+    the session has been signed out elsewhere."""
+
+    def wrap(function):
+        @st.fragment(run_every=runtime().settings[setting])
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            if not login.session_still_valid():
+                st.rerun(scope="app")
+            return function(*args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def bin_for(current: view.View, step: int, at: int) -> int:
+    start, end = current.bounds(at)
+    return bin_seconds(end - start, step)
+
+
+def updated_caption(shared: Runtime, setting: str) -> None:
+    health = shared.collector.health
+    last = time.strftime("%H:%M:%S UTC", time.gmtime(health.last_success)) if health.last_success else "never"
+    st.caption(f"Data as of the last poll, {last}. Refreshes every {shared.settings[setting]} s.")
+
+
+def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> None:
+    """Why a chart has nothing to draw: no events at all yet, or none in this range and scope."""
+    if len(shared.engine.buffer) == 0:
+        health = shared.collector.health
+        if health.last_error:
+            st.warning("No events yet: the collector's polls are failing. The Status page has the details.")
+        else:
+            st.info(
+                f"No events yet. The collector polls every {shared.settings['poll_seconds']:g} s, and CloudTrail "
+                "delivers an event within about 5 minutes of the call (15 at most)."
+            )
+    elif current.scoped:
+        st.info(f"No {what} in {current.label()} for the regions and accounts chosen in the sidebar.")
+    else:
+        st.info(f"No {what} in {current.label()}. Choose a longer time range in the sidebar.")
+
+
+def window_text(current: view.View, t: int, seconds: int) -> str:
+    """A window as plain text in the view's zone: '2026-11-27 10:17:40 for 10 s (UTC)'."""
+    start = current.wall(pd.Series([pd.Timestamp(int(t), unit="s", tz="UTC")])).iloc[0]
+    length = f"{seconds // 60} min" if seconds % 60 == 0 and seconds >= 60 else f"{seconds} s"
+    return f"{start:%Y-%m-%d %H:%M:%S} for {length} ({current.zone_title})"
+
+
+def span_text(current: view.View, start: int, end: int) -> str:
+    """[start, end) as plain text in the view's zone: '2026-11-27 10:17:10 to 10:18:20 (UTC)'."""
+    first, last = current.wall(pd.Series(pd.to_datetime([int(start), int(end)], unit="s", utc=True)))
+    until = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
+    return f"{first:%Y-%m-%d %H:%M:%S} to {until} ({current.zone_title})"

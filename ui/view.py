@@ -1,0 +1,126 @@
+"""What every page shows: a time range, a region/account scope and a time zone, chosen once
+in the sidebar and kept in the session while the user moves between pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import streamlit as st
+
+from metrics.explore import EventFilter
+from metrics.windows import window_start
+
+RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
+CUSTOM = "Custom (UTC)"
+
+
+@dataclass(frozen=True)
+class View:
+    range_name: str
+    custom: tuple[int, int] | None  # [start, end) seconds, for a custom range
+    regions: tuple[str, ...]
+    accounts: tuple[str, ...]
+    zone: str  # "UTC" or the browser's IANA zone
+
+    @property
+    def live(self) -> bool:
+        return self.custom is None
+
+    def bounds(self, now: float | None = None) -> tuple[int, int]:
+        """[start, end) in seconds; a live range ends just after ``now``."""
+        if self.custom is not None:
+            return self.custom
+        now = int(time.time() if now is None else now)
+        return now - RANGES[self.range_name], now + 1
+
+    def label(self) -> str:
+        if self.custom is None:
+            return self.range_name.lower()
+        start, end = (pd.Timestamp(s, unit="s", tz="UTC").strftime("%d %b %H:%M") for s in self.custom)
+        return f"{start} to {end} UTC"
+
+    def filter(self, now: float | None = None, step: int | None = None, **criteria) -> EventFilter:
+        """The events of the view; with ``step``, exactly those of the metric windows of that
+        length the view shows (every window overlapping the range), so counts and events agree."""
+        start, end = self.bounds(now)
+        if step:
+            start, end = window_start(start, step), window_start(end - 1, step) + step
+        return EventFilter(start=start, end=end, regions=self.regions, accounts=self.accounts, **criteria)
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.regions or self.accounts)
+
+    # -- time display ------------------------------------------------------------------------
+    def wall(self, times: pd.Series) -> pd.Series:
+        """UTC timestamps as the wall-clock time of the chosen zone, still typed UTC, so that a
+        chart drawing in UTC shows that zone's clock (daylight saving included)."""
+        if self.zone == "UTC":
+            return times
+        return times.dt.tz_convert(self.zone).dt.tz_localize(None).dt.tz_localize("UTC")
+
+    @property
+    def zone_title(self) -> str:
+        if self.zone == "UTC":
+            return "UTC"
+        offset = dt.datetime.now(ZoneInfo(self.zone)).strftime("%z")
+        return f"{self.zone}, UTC{offset[:3]}:{offset[3:]}"
+
+
+def _zone(name: str | None) -> str | None:
+    try:
+        return name if name and ZoneInfo(name) else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def current() -> View:
+    """The view chosen in the sidebar (defaults before the sidebar has rendered)."""
+    state = st.session_state
+    range_name = state.get("view_range", "Last hour")
+    custom = state.get("view_custom") if range_name == CUSTOM else None
+    zone = _zone(st.context.timezone) if state.get("view_local_time") else None
+    return View(
+        range_name if range_name in RANGES else "Last hour",
+        custom,
+        tuple(state.get("view_regions", ())),
+        tuple(state.get("view_accounts", ())),
+        zone or "UTC",
+    )
+
+
+def sidebar(regions: list[str], accounts: list[str]) -> View:
+    """The shared controls, in the sidebar of every page."""
+    with st.sidebar:
+        st.selectbox("Time range", [*RANGES, CUSTOM], index=1, key="view_range")
+        if st.session_state["view_range"] == CUSTOM:
+            _custom_range()
+        st.multiselect("Regions", regions, key="view_regions", placeholder="All regions")
+        st.multiselect("Accounts", accounts, key="view_accounts", placeholder="All accounts")
+        zone = _zone(st.context.timezone)
+        st.toggle(
+            f"Show local time ({zone})" if zone else "Show local time",
+            key="view_local_time",
+            disabled=zone is None or zone == "UTC",
+            help="Times are in UTC, like CloudTrail's. Switch to your browser's time zone.",
+        )
+    return current()
+
+
+def _custom_range() -> None:
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    start_day = st.date_input("From (UTC)", value=(now - dt.timedelta(hours=1)).date(), key="view_from_day")
+    start_time = st.time_input("From time", value=(now - dt.timedelta(hours=1)).time(), key="view_from_time")
+    end_day = st.date_input("To (UTC)", value=now.date(), key="view_to_day")
+    end_time = st.time_input("To time", value=now.time(), key="view_to_time")
+    start = dt.datetime.combine(start_day, start_time, dt.UTC)
+    end = dt.datetime.combine(end_day, end_time, dt.UTC)
+    if end <= start:
+        st.error("The range must end after it starts.")
+        st.session_state["view_custom"] = None
+        return
+    st.session_state["view_custom"] = (int(start.timestamp()), int(end.timestamp()))
