@@ -4,9 +4,11 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    INSIGHTS_STATE_DIR=/data
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin insights
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin insights \
+    && mkdir /data && chown insights:insights /data && chmod 700 /data
 WORKDIR /app
 
 COPY requirements.txt .
@@ -15,6 +17,8 @@ RUN pip install -r requirements.txt
 COPY --chown=root:root . .
 USER insights
 
+# The user file and login sessions: keep them across containers.
+VOLUME /data
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"
