@@ -431,6 +431,13 @@ class EventBuffer:
             found[i] = raw
         return found
 
+    def raw_records_at(self, blocks: np.ndarray, slots: np.ndarray) -> list[bytes | None]:
+        """The stored raw JSON at each (block, slot) of a snapshot's chunk, None where it has
+        since been evicted. Block numbers are never reused, so a place read later still means
+        the same record; a caller reading a large snapshot asks piece by piece."""
+        with self._lock:
+            return self.raw.get_many(list(zip(blocks.tolist(), slots.tolist())))
+
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""
         with self._lock:
