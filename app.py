@@ -18,6 +18,7 @@ except SettingsError as error:
     st.error(f"The app's settings are not valid: {error}")
     st.stop()
 
+shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
 login.gate(shared.settings)
 
 PAGES = {

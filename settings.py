@@ -52,6 +52,13 @@ def _positive(kind):
     return _at_least(kind, 0, strictly=True)
 
 
+def _lookback(text: str) -> float:
+    hours = _at_least(float, 0)(text)
+    if hours > 2160:
+        raise ValueError(f"LookupEvents keeps 90 days (2160 hours), not {text}")
+    return hours
+
+
 def _regions(text: str) -> tuple[str, ...]:
     """``all`` (empty tuple) or a comma-separated list of region names."""
     names = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
@@ -67,9 +74,39 @@ SETTINGS = (
     Setting(
         "source",
         "demo",
-        "Where events come from: `demo` (synthetic, no AWS account needed) or `files` (CloudTrail files "
-        "dropped into `INSIGHTS_FILES_PATH`, read as they appear).",
-        choices=("demo", "files"),
+        "Where events come from: `demo` (synthetic, no AWS account needed), `cloudtrail` (LookupEvents in every "
+        "enabled region of each account), `s3` (a trail's log files in `INSIGHTS_S3_BUCKET`) or `files` "
+        "(CloudTrail files dropped into `INSIGHTS_FILES_PATH`, read as they appear).",
+        choices=("demo", "cloudtrail", "s3", "files"),
+    ),
+    Setting(
+        "role_arns",
+        "",
+        "For `cloudtrail` and `s3`: roles to assume, one set of pollers each, comma-separated, each "
+        "`arn:aws:iam::ACCOUNT:role/NAME` optionally followed by `|EXTERNAL-ID`. Empty: only the default "
+        "credentials (environment, profile, SSO, instance or task role).",
+    ),
+    Setting(
+        "lookback_hours",
+        1.0,
+        "For `cloudtrail` and `s3`: hours of history read at the first start, newest first (at most 2160, "
+        "LookupEvents' 90 days).",
+        _lookback,
+    ),
+    Setting(
+        "overlap_minutes",
+        20.0,
+        "For `cloudtrail`: minutes each poll re-reads, for events CloudTrail makes visible late.",
+        _at_least(float, 0),
+    ),
+    Setting("s3_bucket", "", "For `s3`: the trail's bucket."),
+    Setting("s3_prefix", "", "For `s3`: the key prefix before `AWSLogs/`, if the trail has one."),
+    Setting(
+        "save_minutes",
+        5.0,
+        "Minutes between two saves of the events and the collector's checkpoints to the state folder, so a "
+        "restart resumes with its history.",
+        _positive(float),
     ),
     Setting(
         "files_path",
@@ -109,7 +146,8 @@ SETTINGS = (
     Setting(
         "state_dir",
         "state",
-        "Folder for the app's state (user file, login sessions). Relative paths are from the working directory.",
+        "Folder for the app's state (user file, login sessions, saved events, checkpoints). Relative paths are "
+        "from the working directory.",
     ),
     Setting(
         "auth_file",

@@ -39,6 +39,8 @@ class Health:
     last_error_at: float | None = None
     newest_event: float | None = None  # eventTime of the newest event seen, seconds
     lag_seconds: float | None = None  # last poll's time minus the newest eventTime it brought
+    restarts: int = 0  # times the thread died and was started again
+    last_death: str | None = None
     rejects: Rejects = field(default_factory=Rejects)
 
     def as_dict(self) -> dict:
@@ -48,14 +50,19 @@ class Health:
 
 
 class Collector:
-    def __init__(self, source, engine: Engine, *, interval: float = 2.0, clock=time.time):
+    def __init__(
+        self, source, engine: Engine, *, interval: float = 2.0, clock=time.time, store=None, save_every: float = 300.0
+    ):
         self.source = source
         self.engine = engine
         self.interval = interval
         self.clock = clock
+        self.store = store  # a collectors.state.StateStore, or None: nothing survives a restart
+        self.save_every = save_every
         self.health = Health(source=source.name, started=clock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_save = clock()
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
@@ -78,6 +85,16 @@ class Collector:
             newest = max(batch.column("eventTime")) / NS_PER_SECOND
             health.newest_event = max(newest, health.newest_event or newest)
             health.lag_seconds = now - newest
+        if self.store is not None and self.clock() - self._last_save >= self.save_every:
+            self.save()
+
+    def save(self) -> None:
+        """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""
+        try:
+            self.store.save(self.engine, self.source)
+        except Exception as error:  # a full disk must not stop the collection
+            self.store.last_error = f"{type(error).__name__}: {error}"
+        self._last_save = self.clock()
 
     def record_error(self, error: BaseException) -> float:
         """Counts a failed poll for the Status page; returns how long to back off."""
@@ -90,13 +107,26 @@ class Collector:
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-                wait = self.interval
-            except Exception as error:
-                wait = self.record_error(error)
-            self._stop.wait(wait)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.poll_once()
+                    wait = self.interval
+                except Exception as error:
+                    wait = self.record_error(error)
+                self._stop.wait(wait)
+        except BaseException as error:
+            self.health.last_death = f"{type(error).__name__}: {error}"
+            raise
+
+    def ensure_running(self) -> bool:
+        """Starts the thread again if it died; returns whether it had to."""
+        if self._stop.is_set() or self._thread is None or self._thread.is_alive():
+            return False
+        self.health.restarts += 1
+        self.health.last_death = self.health.last_death or "the collector thread ended"
+        self.start()
+        return True
 
     def start(self) -> Collector:
         if self._thread is None or not self._thread.is_alive():
@@ -109,6 +139,8 @@ class Collector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.store is not None:
+            self.save()
 
     @property
     def alive(self) -> bool:

@@ -30,6 +30,10 @@ def health() -> None:
     tiles[2].metric("Records rejected", f"{health.rejects.total:,}")
     tiles[3].metric("Failed polls", f"{health.errors:,}")
 
+    if health.restarts:
+        st.warning(
+            f"The collector thread stopped {health.restarts} time(s) and was started again. Last: {health.last_death}"
+        )
     st.subheader("Sources")
     sources = {
         health.source: {
@@ -48,6 +52,8 @@ def health() -> None:
         }
     }
     st.dataframe(pd.DataFrame(sources), width="stretch")
+    _regions(collector)
+    _saved_state(collector)
     st.caption(
         "Delivery lag: the time of the last poll that brought events minus the newest eventTime in it; CloudTrail "
         "delivers within "
@@ -85,6 +91,61 @@ def health() -> None:
         hide_index=True,
     )
     page.updated_caption(shared, "line_refresh_seconds")
+
+
+def _regions(collector) -> None:
+    """Per account-region detail of the CloudTrail source."""
+    source = collector.source
+    rows = source.region_health() if hasattr(source, "region_health") else []
+    progress = source.progress() if hasattr(source, "progress") else None
+    if progress is not None and progress < 1:
+        st.progress(progress, text=f"Reading the look-back history, newest first: {progress:.0%}")
+    if not rows:
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "Account": row["account"],
+                "Region": row["region"],
+                "State": row["state"],
+                "Reason": row["reason"],
+                "Backfill": row["backfill_done"],
+                "Last success": _when(row["last_success"]),
+                "Events last poll": row["events_last_poll"],
+                "API calls": row["api_calls"],
+                "Throttled": row["throttles"],
+                "Retries": row["retries"],
+                "Errors": row["errors"],
+                "Lag p50 / p95 / max (s)": " / ".join(f"{v:,.0f}" for v in row["lag_p50_p95_max"])
+                if row["lag_p50_p95_max"]
+                else "–",
+                "Last error": row["last_error"],
+            }
+            for row in rows
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"Backfill": st.column_config.ProgressColumn("Backfill", min_value=0.0, max_value=1.0)},
+    )
+    degraded = table[table["State"] == "degraded"]
+    if len(degraded):
+        st.warning(f"{len(degraded)} account-region(s) degraded: retried with backoff while the others carry on.")
+
+
+def _saved_state(collector) -> None:
+    store = collector.store
+    if store is None:
+        return
+    saved = _when(store.last_saved) if store.last_saved else "not yet"
+    st.caption(
+        f"Saved to the state folder: {saved} (every {shared.settings['save_minutes']:g} min). "
+        f"Events restored at start: {store.restored_events:,}."
+    )
+    if store.last_error:
+        st.warning(f"Saving or restoring the state failed: {store.last_error}")
 
 
 health()

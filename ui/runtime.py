@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import streamlit as st
@@ -10,6 +11,7 @@ import settings as app_settings
 from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
+from collectors.state import StateStore
 from metrics.engine import Engine
 
 
@@ -24,7 +26,53 @@ class Runtime:
         return self.settings["source"] == "demo"
 
 
-def make_source(values: dict):
+def _cloudtrail(values: dict, checkpoints: dict):
+    from collectors import cloudtrail
+
+    def build():
+        pollers = cloudtrail.build_pollers(
+            cloudtrail.sessions_for(values["role_arns"]),
+            regions=values["regions"],
+            lookback=values["lookback_hours"] * 3600,
+            overlap=values["overlap_minutes"] * 60,
+            checkpoints=checkpoints,
+        )
+        return cloudtrail.CloudTrailSource(pollers)
+
+    return cloudtrail.DeferredSource("cloudtrail", build)
+
+
+def _s3(values: dict, checkpoints: dict):
+    import time
+
+    from collectors import cloudtrail, s3
+
+    if not values["s3_bucket"]:
+        raise app_settings.SettingsError("INSIGHTS_S3_BUCKET must name the trail's bucket when the source is s3")
+
+    def build():
+        session = cloudtrail.sessions_for(values["role_arns"])[0]
+        client = session.client("s3", config=cloudtrail.RETRY_CONFIG)
+        source = s3.S3TrailSource(
+            client,
+            values["s3_bucket"],
+            values["s3_prefix"],
+            start=time.time() - values["lookback_hours"] * 3600,
+            regions=values["regions"],
+            seen=set(checkpoints.get("seen", [])),
+        )
+        source.checkpoints = lambda: {"seen": sorted(source.seen)}
+        return source
+
+    return cloudtrail.DeferredSource("s3", build)
+
+
+def make_source(values: dict, checkpoints: dict | None = None):
+    checkpoints = checkpoints or {}
+    if values["source"] == "cloudtrail":
+        return _cloudtrail(values, checkpoints)  # regions are chosen by the pollers themselves
+    if values["source"] == "s3":
+        return _s3(values, checkpoints)
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
@@ -35,8 +83,17 @@ def make_source(values: dict):
 
 
 def build(values: dict) -> Runtime:
+    """The engine with the saved history restored, and its collector, resuming from the saved
+    checkpoints. The demo keeps nothing: it regenerates its history."""
     engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
-    collector = Collector(make_source(values), engine, interval=values["poll_seconds"])
+    store = None
+    if values["source"] != "demo":
+        store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
+        store.restore(engine)
+    source = make_source(values, store.checkpoints() if store else {})
+    collector = Collector(
+        source, engine, interval=values["poll_seconds"], store=store, save_every=values["save_minutes"] * 60
+    )
     return Runtime(values, engine, collector)
 
 
