@@ -46,4 +46,8 @@ if shared.is_demo:
         "hour at :17, :37, :47 and :52). No AWS account is read.",
         icon=":material/science:",
     )
+progress = getattr(shared.collector.source, "progress", None)
+share = progress() if callable(progress) else None
+if share is not None and share < 1:
+    st.progress(share, text=f"Reading the look-back history, newest first: {share:.0%}. Charts fill from now back.")
 navigation.run()

@@ -453,8 +453,19 @@ class DeferredSource:
         return inner() if inner else []
 
     def progress(self) -> float | None:
+        """Share of the history read, 0 to 1 (None before the first poll)."""
         inner = getattr(self.source, "progress", None)
-        return inner() if inner else None
+        if callable(inner):
+            return inner()
+        if isinstance(inner, dict):  # the S3 source: days of history listed and read
+            total = inner.get("days_total") or 0
+            return min(1.0, inner.get("days_done", 0) / total) if total else None
+        return None
+
+    def details(self) -> dict:
+        """The inner source's own progress figures, for the Status page."""
+        inner = getattr(self.source, "progress", None)
+        return dict(inner) if isinstance(inner, dict) else {}
 
 
 def sessions_for(role_arns: str) -> list:

@@ -100,6 +100,10 @@ def _regions(collector) -> None:
     progress = source.progress() if hasattr(source, "progress") else None
     if progress is not None and progress < 1:
         st.progress(progress, text=f"Reading the look-back history, newest first: {progress:.0%}")
+    details = source.details() if hasattr(source, "details") else {}
+    if details:
+        shown = {k: (str(v) if isinstance(v, (dict, list)) else v) for k, v in details.items()}
+        st.dataframe(pd.DataFrame({"Value": shown}), width="stretch")
     if not rows:
         return
     table = pd.DataFrame(

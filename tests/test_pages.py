@@ -198,3 +198,32 @@ def test_status_shows_the_collector_health(app):
     assert sources.loc["New events", "files"] == "12"
     assert sources.loc["Running", "files"] == "yes"
     assert {m.label: m.value for m in at.metric}["Records rejected"] == "0"
+
+
+def test_status_shows_each_account_region_of_the_cloudtrail_source(start_app, monkeypatch):
+    from tests.cloudtrail_endpoint import CloudTrailEndpoint, moto_server
+
+    now = time.time()
+    with CloudTrailEndpoint(rate_per_second=None) as endpoint, moto_server() as url:
+        endpoint.add(known_records(now))
+        endpoint.fail_region("eu-west-1", "AccessDenied")
+        for name, value in {
+            "AWS_ENDPOINT_URL_CLOUDTRAIL": endpoint.url,
+            "AWS_ENDPOINT_URL_EC2": url,
+            "AWS_ENDPOINT_URL_STS": url,
+            "AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        at = start_app("status", source="cloudtrail", regions="us-east-1,eu-west-1")
+        assert not at.exception
+        regions = at.dataframe[1].value
+        states = dict(zip(regions["Region"], regions["State"]))
+        assert states == {"eu-west-1": "degraded", "us-east-1": "live"}
+        reason = regions.loc[regions["Region"] == "eu-west-1", "Reason"].iloc[0]
+        assert reason.startswith("AccessDeniedException")
+        assert any("degraded" in w.value for w in at.warning)
+        overview = start_app("overview", source="cloudtrail", regions="us-east-1,eu-west-1")
+        tiles = {m.label: m.value for m in overview.metric}
+        assert tiles["API calls, last hour"] == "8"  # the us-east-1 records; eu-west-1 is denied
