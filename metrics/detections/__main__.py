@@ -1,0 +1,110 @@
+"""Rule detections over CloudTrail records read from files.
+
+    python -m metrics.detections PATH [PATH ...] [--format csv|json]
+
+One row per (hit, linked event): rule, severity, event_id, event_time, event_name, user,
+source_ip, failed (that event's), summary (the hit's), sorted by event_time then rule.
+First-seen rules learn from the files as a history. Records that cannot be read are counted
+on stderr with their reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import UTC, datetime
+
+import orjson
+
+from collectors.normalise import RejectedRecord, Rejects, Unreadable, normalise
+from collectors.records import iter_paths
+from metrics.detections.engine import Detector
+from metrics.detections.model import Hit
+from metrics.detections.record import is_failed, user_of
+
+COLUMNS = ("rule", "severity", "event_id", "event_time", "event_name", "user", "source_ip", "failed", "summary")
+
+
+def read(paths, rejects: Rejects) -> tuple[list[dict], int]:
+    """The records of every path that the normaliser accepts, and how many files were read."""
+    records, origins = [], set()
+    for origin, record in iter_paths(paths):
+        origins.add(origin)
+        if isinstance(record, Unreadable):
+            rejects.add(record.reason, record.origin or origin, record.sample)
+            continue
+        try:
+            normalise(record)
+        except RejectedRecord as rejected:
+            rejects.add(rejected.reason, origin, record)
+            continue
+        records.append(record)
+    return records, len(origins)
+
+
+def rows(hits: list[Hit], records: list[dict]) -> list[dict]:
+    by_id = {r["eventID"]: r for r in records}
+    out = []
+    for hit in hits:
+        for event_id in hit.event_ids:
+            record = by_id[event_id]
+            out.append(
+                {
+                    "rule": hit.rule_id,
+                    "severity": hit.severity,
+                    "event_id": event_id,
+                    "event_time": _time(record["eventTime"]),
+                    "event_name": record.get("eventName") or "",
+                    "user": user_of(record),
+                    "source_ip": record.get("sourceIPAddress") or "",
+                    "failed": is_failed(record),
+                    "summary": hit.summary,
+                }
+            )
+    out.sort(key=lambda row: (row["event_time"], row["rule"], row["event_id"]))
+    return out
+
+
+def _time(value: str) -> str:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metrics.detections", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="trail log files, JSON arrays or JSON Lines (optionally gzipped), or folders of them",
+    )
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    args = parser.parse_args(argv)
+
+    rejects = Rejects()
+    records, files = read(args.paths, rejects)
+    detector = Detector(max_hits=10**9)
+    detector.observe(records)
+    hits = detector.hits()
+
+    print(f"read {len(records)} records from {files} file(s); {len(hits)} hit(s)", file=sys.stderr)
+    if rejects.total:
+        print(f"rejected {rejects.total} record(s):", file=sys.stderr)
+        for reason, count in rejects.summary():
+            print(f"  {count:>8}  {reason}", file=sys.stderr)
+
+    output = rows(hits, records)
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(output) + b"\n")
+    else:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "failed": "true" if row["failed"] else "false"} for row in output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Building blocks of the rule table: small pure functions of one record.
+
+A matcher returns a one-line summary when the record matches and None otherwise. Matchers
+built by ``calls`` carry the (eventSource, eventName) pairs they can match in ``.events``,
+so the engine only asks them about those calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
+
+from metrics.detections.record import (
+    account_of,
+    api_name,
+    get,
+    identity,
+    instance_session,
+    is_aws_service_call,
+    is_console_login,
+    is_failed,
+    is_public_ip,
+    items,
+    principal_key,
+    short,
+    text,
+    user_agent_family,
+    user_of,
+)
+
+# Request parameters that name what a call acted on, most telling first.
+_TARGETS = (
+    "userName",
+    "roleName",
+    "groupName",
+    "policyArn",
+    "trailName",
+    "name",
+    "functionName",
+    "instanceId",
+    "target",
+    "groupId",
+    "snapshotId",
+    "imageId",
+    "dBSnapshotIdentifier",
+    "dBClusterSnapshotIdentifier",
+    "detectorId",
+    "resolverQueryLogConfigId",
+    "configurationRecorderName",
+    "documentName",
+    "modelId",
+    "secretId",
+)
+
+
+def service(record: dict) -> str:
+    return text(record, "eventSource").removesuffix(".amazonaws.com")
+
+
+def describe(record: dict, detail: str = "") -> str:
+    """``<user> called <service>:<API> (<what it acted on>)[: detail][ - failed: <code>]``."""
+    out = f"{short(user_of(record), 80)} called {service(record)}:{api_name(record)}"
+    parameters = record.get("requestParameters")
+    if isinstance(parameters, dict):
+        targets = [
+            f"{key}={short(parameters[key], 80)}"
+            for key in _TARGETS
+            if isinstance(parameters.get(key), (str, int)) and parameters.get(key) != ""
+        ][:2]
+        instances = parameters.get("instanceIds")
+        if not targets and isinstance(instances, list) and instances:
+            targets = [f"instanceIds={short(','.join(map(str, instances[:5])), 80)}"]
+        if targets:
+            out += f" ({', '.join(targets)})"
+    if detail:
+        out += f": {detail}"
+    code = record.get("errorCode")
+    if code:
+        out += f" - failed: {short(code, 60)}"
+    elif is_failed(record):
+        out += " - failed"
+    return out
+
+
+def calls(source: str, *names: str, detail: Callable[[dict], str | None] | None = None):
+    """A matcher for the calls ``names`` of the service ``source`` (``iam.amazonaws.com``).
+
+    ``detail(record)``, if given, refines it: it returns the detail text for the summary
+    ("" for none) or None when the call does not count (a security group opened to a private
+    range only, a policy version not made the default)."""
+    wanted = frozenset(names)
+
+    def match(record: dict) -> str | None:
+        if record.get("eventSource") != source or api_name(record) not in wanted:
+            return None
+        if detail is None:
+            return describe(record)
+        extra = detail(record)
+        return None if extra is None else describe(record, extra)
+
+    match.events = frozenset((source, name) for name in names)
+    return match
+
+
+def truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# -- principals and sign-in ----------------------------------------------------------------
+
+
+def root_activity(record: dict) -> str | None:
+    if identity(record).get("type") != "Root" or is_aws_service_call(record) or is_console_login(record):
+        return None
+    return describe(record)
+
+
+def root_console_login(record: dict) -> str | None:
+    if not is_console_login(record) or identity(record).get("type") != "Root":
+        return None
+    mfa = text(record, "additionalEventData.MFAUsed")
+    return describe(record, f"root signed in to the console from {short(record.get('sourceIPAddress'), 60)}") + (
+        f" (MFA used: {short(mfa, 10)})" if mfa else ""
+    )
+
+
+_FEDERATED_TYPES = frozenset({"AssumedRole", "FederatedUser", "SAMLUser", "WebIdentityUser"})
+
+
+def is_federated(record: dict) -> bool:
+    """A sign-in through SSO, SAML or web identity: MFA is the identity provider's business."""
+    who = identity(record)
+    if who.get("type") in _FEDERATED_TYPES:
+        return True
+    context = who.get("sessionContext")
+    if isinstance(context, dict) and (context.get("webIdFederationData") or context.get("sessionIssuer")):
+        return True
+    extra = record.get("additionalEventData")
+    return isinstance(extra, dict) and bool(extra.get("SamlProviderArn"))
+
+
+def console_login_without_mfa(record: dict) -> str | None:
+    if not is_console_login(record) or get(record, "additionalEventData.MFAUsed") != "No":
+        return None
+    if is_federated(record):
+        return None
+    return describe(record, f"console sign-in without MFA from {short(record.get('sourceIPAddress'), 60)}")
+
+
+def console_login_failure(record: dict) -> str | None:
+    if not is_console_login(record) or not is_failed(record):
+        return None
+    reason = text(record, "errorMessage") or "failed"
+    return f"{short(user_of(record), 80)} from {short(record.get('sourceIPAddress'), 60)}: {short(reason, 60)}"
+
+
+_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedAccess", "UnauthorizedOperation")
+
+
+def access_denied(record: dict) -> str | None:
+    code = record.get("errorCode")
+    if not isinstance(code, str) or not code.removeprefix("Client.").startswith(_DENIED):
+        return None
+    return f"{service(record)}:{api_name(record)} {short(code, 60)}"
+
+
+_READ_PREFIXES = ("List", "Describe", "Get")
+
+
+def enumeration_call(record: dict) -> str | None:
+    """A read-only List/Describe/Get call by a person's or workload's tools, not the console."""
+    name = api_name(record)
+    if not name.startswith(_READ_PREFIXES) or record.get("readOnly") is False or is_aws_service_call(record):
+        return None
+    if user_agent_family(record.get("userAgent")) in ("console", "aws-internal", "aws-service"):
+        return None
+    return f"{service(record)}:{name}"
+
+
+def api_of(record: dict) -> Iterable[str]:
+    return [f"{service(record)}:{api_name(record)}"]
+
+
+# -- burst keys and counted values ---------------------------------------------------------
+
+
+def by_principal(record: dict) -> str:
+    return principal_key(record)
+
+
+def by_source_ip(record: dict) -> str | None:
+    return text(record, "sourceIPAddress") or None
+
+
+def by_account(record: dict) -> str:
+    return account_of(record)
+
+
+def by_session_and_ip(record: dict) -> str:
+    return f"{text(identity(record), 'arn')} from {text(record, 'sourceIPAddress')}"
+
+
+def secret_ids(record: dict) -> Iterable[str]:
+    secret = get(record, "requestParameters.secretId")
+    return [secret] if isinstance(secret, str) else []
+
+
+def decrypted_parameters(record: dict) -> Iterable[str]:
+    parameters = record.get("requestParameters")
+    if not isinstance(parameters, dict):
+        return []
+    names = parameters.get("names")
+    if isinstance(names, list):
+        return [n for n in names if isinstance(n, str)]
+    for key in ("name", "path"):
+        if isinstance(parameters.get(key), str):
+            return [parameters[key]]
+    return []
+
+
+def instance_id(record: dict) -> Iterable[str]:
+    value = get(record, "requestParameters.instanceId")
+    return [value] if isinstance(value, str) else []
+
+
+# -- details of particular calls -----------------------------------------------------------
+
+
+def with_decryption(record: dict) -> str | None:
+    return "" if truthy(get(record, "requestParameters.withDecryption")) else None
+
+
+def user_data_attribute(record: dict) -> str | None:
+    return "" if get(record, "requestParameters.attribute") == "userData" else None
+
+
+def set_as_default(record: dict) -> str | None:
+    if api_name(record) == "SetDefaultPolicyVersion":
+        return f"version {short(get(record, 'requestParameters.versionId'), 20)} made the default"
+    return "new version made the default" if truthy(get(record, "requestParameters.setAsDefault")) else None
+
+
+def guardduty_disabled(record: dict) -> str | None:
+    if api_name(record) == "UpdateDetector":
+        enable = get(record, "requestParameters.enable")
+        return "detector disabled" if enable is False or enable == "false" else None
+    return ""
+
+
+def event_selectors(record: dict) -> str | None:
+    if api_name(record) != "PutEventSelectors":
+        return ""
+    selectors = get(record, "requestParameters.eventSelectors")
+    if isinstance(selectors, list) and any(
+        isinstance(s, dict) and s.get("includeManagementEvents") is False for s in selectors
+    ):
+        return "management events no longer logged"
+    return "event selectors changed"
+
+
+# IAM: what a policy grants, whom a role trusts.
+
+ADMIN_POLICIES = ("AdministratorAccess", "IAMFullAccess")
+
+
+def _policy(document: object) -> dict | None:
+    if isinstance(document, dict):
+        return document
+    if not isinstance(document, str) or len(document) > 64 * 1024:
+        return None
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _statements(document: object) -> list[dict]:
+    policy = _policy(document)
+    statements = policy.get("Statement") if policy else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    return [s for s in statements if isinstance(s, dict)] if isinstance(statements, list) else []
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def admin_grant(record: dict) -> str | None:
+    """The admin policy attached, or the statement allowing every action on every resource."""
+    arn = get(record, "requestParameters.policyArn")
+    if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in ADMIN_POLICIES:
+        return f"{short(arn.rsplit('/', 1)[-1], 60)} attached"
+    for statement in _statements(get(record, "requestParameters.policyDocument")):
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = _as_list(statement.get("Action"))
+        resources = _as_list(statement.get("Resource"))
+        if any(a in ("*", "*:*", "iam:*") for a in actions) and "*" in resources:
+            return "inline policy allows every action on every resource"
+    return None
+
+
+def policy_change(record: dict) -> str | None:
+    return None if admin_grant(record) else ""
+
+
+_ACCOUNT_IN_ARN = re.compile(r"(?<![0-9])([0-9]{12})(?![0-9])")
+
+
+def external_trust(record: dict) -> str | None:
+    """Principals of another account, or anyone, allowed to assume the role."""
+    own = account_of(record)
+    document = get(record, "requestParameters.policyDocument") or get(
+        record, "requestParameters.assumeRolePolicyDocument"
+    )
+    outside = []
+    for statement in _statements(document):
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        values = _as_list(principal.get("AWS")) if isinstance(principal, dict) else _as_list(principal)
+        for value in values:
+            if value == "*":
+                outside.append("anyone (*)")
+            elif isinstance(value, str):
+                found = _ACCOUNT_IN_ARN.search(value)
+                if found and found.group(1) != own:
+                    outside.append(f"account {found.group(1)}")
+    if not outside:
+        return None
+    return "role trusts " + ", ".join(dict.fromkeys(outside))
+
+
+def trust_change(record: dict) -> str | None:
+    return None if external_trust(record) else ""
+
+
+def other_user(record: dict) -> str | None:
+    """For calls on a user: say when it is somebody else."""
+    target = get(record, "requestParameters.userName")
+    if isinstance(target, str) and target and target != identity(record).get("userName"):
+        return f"for another user, {short(target, 80)}"
+    return ""
+
+
+# Network exposure.
+
+
+def _cidrs(permission: dict) -> list[str]:
+    out = []
+    for entry in items(permission.get("ipRanges")):
+        if isinstance(entry, dict) and isinstance(entry.get("cidrIp"), str):
+            out.append(entry["cidrIp"])
+    for entry in items(permission.get("ipv6Ranges")):
+        if isinstance(entry, dict) and isinstance(entry.get("cidrIpv6"), str):
+            out.append(entry["cidrIpv6"])
+    for key in ("cidrIp", "cidrIpv4", "cidrIpv6"):
+        if isinstance(permission.get(key), str):
+            out.append(permission[key])
+    return out
+
+
+def _ports(permission: dict) -> str:
+    protocol = str(permission.get("ipProtocol", "")).lower()
+    low, high = permission.get("fromPort"), permission.get("toPort")
+    if protocol in ("-1", "all"):
+        return "all traffic"
+    if protocol in ("icmp", "1", "icmpv6", "58"):
+        return protocol
+    if low is None or high is None or (low in (0, -1) and high in (65535, -1)):
+        return f"all ports/{protocol or '?'}"
+    if low == high:
+        return f"port {low}/{protocol}"
+    return f"ports {low}-{high}/{protocol}"
+
+
+def _is_anywhere(cidr: str) -> bool:
+    return cidr.strip().endswith("/0")
+
+
+def internet_ingress(record: dict) -> str | None:
+    """Which ports a security group rule opened to every address (a /0 range)."""
+    parameters = record.get("requestParameters")
+    permissions = []
+    if isinstance(parameters, dict):
+        permissions.extend(p for p in items(parameters.get("ipPermissions")) if isinstance(p, dict))
+        permissions.append(parameters)  # the older flat shape: cidrIp, fromPort, toPort
+    for path in ("requestParameters.securityGroupRuleSet", "responseElements.securityGroupRuleSet"):
+        permissions.extend(p for p in items(get(record, path)) if isinstance(p, dict) and not truthy(p.get("isEgress")))
+    opened = {}
+    for permission in permissions:
+        for cidr in _cidrs(permission):
+            if _is_anywhere(cidr):
+                opened.setdefault(_ports(permission), cidr)
+    if not opened:
+        return None
+    return "opened to the internet: " + ", ".join(f"{ports} from {short(cidr, 50)}" for ports, cidr in opened.items())
+
+
+# Sharing.
+
+
+def _shared_with(entries: list, own: str) -> list[str]:
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("group") == "all":
+            out.append("everyone (public)")
+        elif isinstance(entry.get("userId"), str) and entry["userId"] != own:
+            out.append(f"account {entry['userId']}")
+        elif isinstance(entry.get("organizationArn"), str):
+            out.append(f"organization {entry['organizationArn']}")
+        elif isinstance(entry.get("organizationalUnitArn"), str):
+            out.append(f"organizational unit {entry['organizationalUnitArn']}")
+    return out
+
+
+def ec2_shared(permission: str) -> Callable[[dict], str | None]:
+    def detail(record: dict) -> str | None:
+        added = _shared_with(items(get(record, f"requestParameters.{permission}.add")), account_of(record))
+        return f"shared with {short(', '.join(added), 200)}" if added else None
+
+    return detail
+
+
+def rds_shared(record: dict) -> str | None:
+    if get(record, "requestParameters.attributeName") != "restore":
+        return None
+    added = [v for v in _as_list(get(record, "requestParameters.valuesToAdd")) if isinstance(v, str)]
+    added = ["everyone (public)" if v == "all" else f"account {v}" for v in added if v != account_of(record)]
+    return f"restore shared with {short(', '.join(added), 200)}" if added else None
+
+
+# Execution.
+
+
+def user_data_set(record: dict) -> str | None:
+    parameters = record.get("requestParameters")
+    if not isinstance(parameters, dict):
+        return None
+    if "userData" in parameters or parameters.get("attribute") == "userData":
+        return "user data replaced (runs at the next start)"
+    return None
+
+
+UNUSUAL_INSTANCE_TYPES = ("p*", "g*", "inf*", "trn*", "dl*", "x*", "u-*", "f*", "vt*", "hpc*", "*.metal*")
+
+
+def unusual_instances(patterns: Iterable[str] = UNUSUAL_INSTANCE_TYPES) -> Callable[[dict], str | None]:
+    """Detail for RunInstances of an instance type matching any of the glob ``patterns``."""
+    patterns = tuple(p.lower() for p in patterns)
+
+    def detail(record: dict) -> str | None:
+        kind = get(record, "requestParameters.instanceType")
+        if not isinstance(kind, str) or not any(fnmatchcase(kind.lower(), p) for p in patterns):
+            return None
+        counts = [
+            i.get("maxCount") for i in items(get(record, "requestParameters.instancesSet")) if isinstance(i, dict)
+        ]
+        count = f" x{counts[0]}" if counts and counts[0] not in (None, 1) else ""
+        return f"instance type {short(kind, 40)}{count}"
+
+    return detail
+
+
+def _layer_name(arn: object) -> str:
+    text = str(arn)
+    return text.split(":layer:", 1)[1] if ":layer:" in text else text
+
+
+def layers_added(record: dict) -> str | None:
+    layers = get(record, "requestParameters.layers")
+    if isinstance(layers, list) and layers:
+        return "layers: " + short(", ".join(_layer_name(layer) for layer in layers[:10]), 160)
+    return None
+
+
+def public_lambda(record: dict) -> str | None:
+    parameters = record.get("requestParameters")
+    if not isinstance(parameters, dict):
+        return None
+    if api_name(record) == "AddPermission":
+        if parameters.get("functionUrlAuthType") == "NONE":
+            return "function URL opened without authentication"
+        if (
+            parameters.get("principal") == "*"
+            and not parameters.get("sourceArn")
+            and not parameters.get("sourceAccount")
+        ):
+            return f"anyone may {short(parameters.get('action'), 60)}"
+        return None
+    if parameters.get("authType") == "NONE":
+        return "function URL without authentication"
+    return None
+
+
+def instance_credentials_public(record: dict) -> str | None:
+    """An instance profile's credentials used from an internet address by a non-AWS client."""
+    instance = instance_session(record)
+    if not instance or not is_public_ip(record.get("sourceIPAddress")):
+        return None
+    if user_agent_family(record.get("userAgent")) in ("aws-internal", "aws-service", ""):
+        return None
+    return (
+        f"credentials of instance {short(instance, 40)} (role {short(user_of(record), 80)}) called "
+        f"{service(record)}:{api_name(record)} from {short(record.get('sourceIPAddress'), 60)}"
+        f" with {short(record.get('userAgent'), 60)}"
+    )
