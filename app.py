@@ -31,6 +31,7 @@ PAGES = {
         st.Page("pages/ec2.py", title="EC2", icon=":material/dns:"),
     ],
     "Investigate": [
+        st.Page("pages/detections.py", title="Detections", icon=":material/policy:"),
         st.Page("pages/explorer.py", title="Events explorer", icon=":material/manage_search:"),
         st.Page("pages/status.py", title="Status", icon=":material/monitor_heart:"),
     ],

@@ -141,6 +141,39 @@ SETTINGS = (
         "Anomaly score from which a window is marked as unusual. Ordinary traffic mostly scores under 1.",
         _positive(float),
     ),
+    Setting(
+        "learning_hours",
+        1.0,
+        "First-seen detections (a new region, IP, API or client for a principal) start after this many hours of "
+        "a principal's activity; before that it is learning.",
+        _at_least(float, 0),
+    ),
+    Setting(
+        "dimension_top_n",
+        10,
+        "Besides the total, the busiest this many services, principals and error codes get anomaly scores.",
+        _positive(int),
+    ),
+    Setting(
+        "alert_webhook_url",
+        "",
+        "Optional: a webhook (Slack-compatible JSON) that receives new detections and unusual scores. Keep it in "
+        "secrets.toml: the URL is a credential.",
+    ),
+    Setting("alert_sns_topic_arn", "", "Optional: an Amazon SNS topic that receives the same alerts."),
+    Setting(
+        "alert_min_severity",
+        "high",
+        "Detections at or above this severity are alerted: info, low, medium, high or critical.",
+        choices=("info", "low", "medium", "high", "critical"),
+    ),
+    Setting(
+        "alert_score_threshold",
+        3.0,
+        "Anomaly scores of the total at or above this are alerted (once per window).",
+        _positive(float),
+    ),
+    Setting("app_url", "", "The app's address, for links in alerts (e.g. https://insights.example.com)."),
     Setting("line_refresh_seconds", 10, "Seconds between two refreshes of the line charts.", _positive(int)),
     Setting("bar_refresh_seconds", 60, "Seconds between two refreshes of the bar charts and tables.", _positive(int)),
     Setting(

@@ -51,7 +51,15 @@ class Health:
 
 class Collector:
     def __init__(
-        self, source, engine: Engine, *, interval: float = 2.0, clock=time.time, store=None, save_every: float = 300.0
+        self,
+        source,
+        engine: Engine,
+        *,
+        interval: float = 2.0,
+        clock=time.time,
+        store=None,
+        save_every: float = 300.0,
+        analyses=(),
     ):
         self.source = source
         self.engine = engine
@@ -59,6 +67,10 @@ class Collector:
         self.clock = clock
         self.store = store  # a collectors.state.StateStore, or None: nothing survives a restart
         self.save_every = save_every
+        # Beside the pumps: objects with observe(records, columns) and advance(watermark_s),
+        # e.g. rule detections and per-dimension anomaly scores. Their failures are recorded.
+        self.analyses = list(analyses)
+        self.analysis_errors: dict[str, str] = {}
         self.health = Health(source=source.name, started=clock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,6 +85,7 @@ class Collector:
         watermark = self.source.watermark(now)
         if watermark is not None:
             self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
+        self._analyse(records, result.columns if result.added else None, watermark)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()
@@ -87,6 +100,19 @@ class Collector:
             health.lag_seconds = now - newest
         if self.store is not None and self.clock() - self._last_save >= self.save_every:
             self.save()
+
+    def _analyse(self, records, columns, watermark) -> None:
+        parsed = [r for r in records if isinstance(r, dict)]
+        for analysis in self.analyses:
+            name = type(analysis).__name__
+            try:
+                analysis.observe(parsed, columns)
+                if watermark is not None:
+                    analysis.advance(int(watermark))
+                self.analysis_errors.pop(name, None)
+            except Exception as error:  # an analysis failing must not lose the events already ingested
+                self.analysis_errors[name] = f"{type(error).__name__}: {error}"
+                traceback.print_exception(error)
 
     def save(self) -> None:
         """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""

@@ -31,6 +31,7 @@ class IngestResult:
     added: int
     duplicates: int
     expired: int
+    columns: object = None  # the added events' EventColumns, for analyses beside the pumps
 
 
 class Engine:
@@ -60,7 +61,7 @@ class Engine:
                     self.states[pump.name].add(aggregate(result.added, pump))
             if now_ns is not None and self.buffer.retention_ns is not None:
                 self._evict((now_ns - self.buffer.retention_ns) // NS_PER_SECOND)
-            return IngestResult(len(result.added), result.duplicates, result.expired)
+            return IngestResult(len(result.added), result.duplicates, result.expired, result.added)
 
     def add_windows(self, metric: str, counts: WindowCounts) -> None:
         """Counts already aggregated elsewhere (a query engine over a trail's S3 prefix, say)

@@ -51,6 +51,7 @@ class EventFilter:
     error_codes: tuple[str | None, ...] = ()
     outcome: str = ""  # "succeeded" (no errorCode), "failed" (any errorCode) or "" (both)
     text: str = ""
+    event_ids: tuple[str, ...] = ()  # exactly these events (a detection's)
 
     def narrowed(self, **criteria) -> EventFilter:
         return replace(self, **criteria)
@@ -87,6 +88,8 @@ def matching(frame: pd.DataFrame, flt: EventFilter) -> pd.DataFrame:
         values = getattr(flt, criterion)
         if values:
             keep &= _one_of(frame[column], values)
+    if flt.event_ids:
+        keep &= frame["eventID"].isin(flt.event_ids).to_numpy()
     if flt.outcome:
         failed = frame["errorCode"].notna().to_numpy()
         keep &= failed if flt.outcome == "failed" else ~failed

@@ -54,6 +54,9 @@ def health() -> None:
     st.dataframe(pd.DataFrame(sources), width="stretch")
     _regions(collector)
     _saved_state(collector)
+    for name, error in dict(collector.analysis_errors).items():
+        st.warning(f"The {name} analysis failed on the last poll (the events were kept): {error}")
+    _alerts()
     st.caption(
         "Delivery lag: the time of the last poll that brought events minus the newest eventTime in it; CloudTrail "
         "delivers within "
@@ -137,6 +140,22 @@ def _regions(collector) -> None:
     degraded = table[table["State"] == "degraded"]
     if len(degraded):
         st.warning(f"{len(degraded)} account-region(s) degraded: retried with backoff while the others carry on.")
+
+
+def _alerts() -> None:
+    alerter = shared.alerter
+    if alerter is None:
+        st.caption("Alerts: none configured (INSIGHTS_ALERT_WEBHOOK_URL, INSIGHTS_ALERT_SNS_TOPIC_ARN).")
+        return
+    health = alerter.health
+    st.subheader("Alerts")
+    tiles = st.columns(4)
+    tiles[0].metric("Sent", f"{health['sent']:,}")
+    tiles[1].metric("Waiting", f"{health['queued']:,}")
+    tiles[2].metric("Failed", f"{health['failed']:,}")
+    tiles[3].metric("Dropped", f"{health['dropped']:,}", help="Dropped when the queue overflowed, lowest first.")
+    if health.get("last_error"):
+        st.warning(f"The last alert delivery failed: {health['last_error']}")
 
 
 def _saved_state(collector) -> None:

@@ -167,3 +167,57 @@ def busiest_line(
         ],
     )
     return alt.layer(line, dots.add_params(pick)).properties(height=320)
+
+
+SEVERITY_COLORS = {
+    "critical": "#8b0000",
+    "high": "#e45756",
+    "medium": "#f58518",
+    "low": "#eeca3b",
+    "info": "#9e9e9e",
+}
+
+
+def severity_timeline(
+    hits: pd.DataFrame, *, start: int, end: int, zone: str = "UTC", wall=None, bins: int = 60
+) -> alt.Chart:
+    """Detections per time bin over [start, end), stacked by severity (the most severe at the
+    bottom)."""
+    seconds = max(60, -(-(end - start) // bins) // 60 * 60)
+    if len(hits):
+        epoch = hits["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
+        floored = pd.Series(pd.to_datetime(epoch - epoch % seconds, unit="s", utc=True))
+        frame = pd.DataFrame({"bin": floored, "severity": hits["Severity"].to_numpy()})
+        data = frame.groupby(["bin", "severity"], as_index=False).size().rename(columns={"size": "detections"})
+    else:
+        data = pd.DataFrame({"bin": pd.Series([], dtype="datetime64[ns, UTC]"), "severity": [], "detections": []})
+    shown = wall(data["bin"]) if wall is not None and len(data) else data["bin"]
+    data = data.assign(when=shown, time=shown.dt.strftime("%Y-%m-%d %H:%M") if len(data) else [])
+    data["order"] = data["severity"].map({s: i for i, s in enumerate(SEVERITY_COLORS)})
+    domain = [pd.Timestamp(t, unit="s", tz="UTC") for t in (start, end)]
+    if wall is not None:
+        domain = list(wall(pd.Series(domain)))
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "when:T",
+                scale=alt.Scale(type="utc", domain=[d.isoformat() for d in domain]),
+                axis=alt.Axis(title=f"Time ({zone})", format="%H:%M", labelOverlap=True),
+            ),
+            y=alt.Y("sum(detections):Q", title=f"Detections per {seconds // 60} min", axis=alt.Axis(format="d")),
+            color=alt.Color(
+                "severity:N",
+                title="Severity",
+                scale=alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values())),
+            ),
+            order=alt.Order("order:Q"),
+            tooltip=[
+                alt.Tooltip("time:N", title=f"From ({zone})"),
+                alt.Tooltip("severity:N", title="Severity"),
+                alt.Tooltip("detections:Q", title="Detections"),
+            ],
+        )
+        .properties(height=200)
+    )

@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import orjson
 import streamlit as st
 
 import settings as app_settings
+from collectors.alerts import Alerter, SnsSink, WebhookSink
+from collectors.analyses import Detections, ScoreAlerts
 from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
 from collectors.state import StateStore
+from metrics.detections import Detector
+from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
+from metrics.triage import Triage
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,10 @@ class Runtime:
     settings: dict
     engine: Engine
     collector: Collector
+    detector: Detector | None = None
+    triage: Triage | None = None
+    dimensions: DimensionAnomalies | None = None
+    alerter: Alerter | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -83,18 +93,62 @@ def make_source(values: dict, checkpoints: dict | None = None):
 
 
 def build(values: dict) -> Runtime:
-    """The engine with the saved history restored, and its collector, resuming from the saved
-    checkpoints. The demo keeps nothing: it regenerates its history."""
+    """The engine with the saved history restored, its analyses (detections, per-dimension
+    scores, alerts) and its collector, resuming from the saved checkpoints. The demo keeps
+    nothing: it regenerates its history."""
     engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
     store = None
     if values["source"] != "demo":
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
         store.restore(engine)
     source = make_source(values, store.checkpoints() if store else {})
-    collector = Collector(
-        source, engine, interval=values["poll_seconds"], store=store, save_every=values["save_minutes"] * 60
+    detector = Detector(learning_seconds=values["learning_hours"] * 3600)
+    triage = Triage(os.path.join(str(values["state_dir"]), "detections.json"))
+    dimensions = DimensionAnomalies(
+        top_n=values["dimension_top_n"],
+        anomaly_engine=values["anomaly_engine"],
+        retention_seconds=values["retention_hours"] * 3600,
+        trees=30,  # a smaller forest per series than the total's: about 30 series are scored
+        sample_size=128,
     )
-    return Runtime(values, engine, collector)
+    if len(engine.buffer):  # restored history: the baseline of the analyses too
+        snapshot = engine.buffer.snapshot()
+        detector.observe(_raw_records(engine, snapshot))
+        dimensions.add(snapshot.columns())
+    alerter = _alerter(values)
+    analyses = [Detections(detector, triage, alerter), dimensions]
+    if alerter is not None:
+        analyses.append(ScoreAlerts(engine, alerter))
+    save_every = values["save_minutes"] * 60
+    collector = Collector(
+        source, engine, interval=values["poll_seconds"], store=store, save_every=save_every, analyses=analyses
+    )
+    return Runtime(values, engine, collector, detector, triage, dimensions, alerter)
+
+
+def _raw_records(engine: Engine, snapshot) -> list[dict]:
+    ids = [i for chunk in snapshot.chunks for i in chunk.ids.tolist()]
+    return [orjson.loads(raw) for raw in engine.buffer.raw_records(ids) if raw is not None]
+
+
+def _alerter(values: dict) -> Alerter | None:
+    sinks = []
+    if values["alert_webhook_url"]:
+        sinks.append(WebhookSink(values["alert_webhook_url"]))
+    if values["alert_sns_topic_arn"]:
+        import boto3
+
+        region = values["alert_sns_topic_arn"].split(":")[3]
+        sinks.append(SnsSink(boto3.client("sns", region_name=region), values["alert_sns_topic_arn"]))
+    if not sinks:
+        return None
+    return Alerter(
+        sinks,
+        min_severity=values["alert_min_severity"],
+        score_threshold=values["alert_score_threshold"],
+        state_path=os.path.join(str(values["state_dir"]), "alerts.json"),
+        base_url=values["app_url"],
+    ).start()
 
 
 def secrets() -> dict:

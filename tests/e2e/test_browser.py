@@ -22,6 +22,7 @@ PAGES = {  # url path: (title, charts at least)
     "ec2": ("EC2", 1),
     "explorer": ("Events explorer", 0),
     "status": ("Status", 0),
+    "detections": ("Detections", 0),
 }
 NEW_PASSWORD = "a long new passphrase 42"
 TIMEOUT = 30_000

@@ -1,0 +1,98 @@
+"""What analysts decided about detection hits: acknowledged, suppressed (one hit, or a rule
+for one principal). Kept in a JSON file in the state folder, written atomically, so decisions
+survive restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+ANY_PRINCIPAL = "*"
+
+
+class Triage:
+    def __init__(self, path: str | os.PathLike | None = None, clock=time.time):
+        self.path = Path(path) if path else None
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.acknowledged: dict[str, dict] = {}
+        self.suppressed_hits: dict[str, dict] = {}
+        self.suppressed_rules: list[dict] = []  # {rule_id, principal, by, at}
+        self.load_error: str | None = None
+        self._load()
+
+    def _load(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text())
+            self.acknowledged = dict(data.get("acknowledged", {}))
+            self.suppressed_hits = dict(data.get("suppressed_hits", {}))
+            self.suppressed_rules = list(data.get("suppressed_rules", []))
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            self.load_error = f"{self.path} is unreadable, decisions start empty: {error}"
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = {
+            "acknowledged": self.acknowledged,
+            "suppressed_hits": self.suppressed_hits,
+            "suppressed_rules": self.suppressed_rules,
+        }
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            json.dump(data, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+
+    def _stamp(self, by: str) -> dict:
+        return {"by": by, "at": self.clock()}
+
+    def acknowledge(self, hit_id: str, by: str) -> None:
+        with self._lock:
+            self.acknowledged[hit_id] = self._stamp(by)
+            self._save()
+
+    def reopen(self, hit_id: str) -> None:
+        with self._lock:
+            self.acknowledged.pop(hit_id, None)
+            self.suppressed_hits.pop(hit_id, None)
+            self._save()
+
+    def suppress_hit(self, hit_id: str, by: str) -> None:
+        with self._lock:
+            self.suppressed_hits[hit_id] = self._stamp(by)
+            self._save()
+
+    def suppress_rule(self, rule_id: str, principal: str, by: str) -> None:
+        """Hides this rule's hits for ``principal`` (``ANY_PRINCIPAL``: everyone), now and later."""
+        with self._lock:
+            if not any(s["rule_id"] == rule_id and s["principal"] == principal for s in self.suppressed_rules):
+                self.suppressed_rules.append({"rule_id": rule_id, "principal": principal, **self._stamp(by)})
+                self._save()
+
+    def lift_rule(self, rule_id: str, principal: str) -> None:
+        with self._lock:
+            self.suppressed_rules = [
+                s for s in self.suppressed_rules if not (s["rule_id"] == rule_id and s["principal"] == principal)
+            ]
+            self._save()
+
+    def is_suppressed(self, hit) -> bool:
+        if hit.id in self.suppressed_hits:
+            return True
+        return any(
+            s["rule_id"] == hit.rule_id and s["principal"] in (ANY_PRINCIPAL, hit.principal)
+            for s in self.suppressed_rules
+        )
+
+    def status(self, hit) -> str:
+        if self.is_suppressed(hit):
+            return "suppressed"
+        return "acknowledged" if hit.id in self.acknowledged else "new"

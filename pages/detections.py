@@ -1,0 +1,198 @@
+"""Detections: rule hits and first-seen activity, their events, and what the analyst decided;
+then the unusual activity per service, principal and error code."""
+
+import pandas as pd
+import streamlit as st
+
+from metrics.detections import RULES_BY_ID
+from metrics.explore import EventFilter
+from ui import charts, data, login, page, view
+from ui.tables import events_table
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+STATUSES = ("new", "acknowledged", "suppressed")
+
+shared, _ = page.start(
+    "Detections",
+    "Rule hits (root use, logging tampering, persistence, exposure, credential access…) and first-seen activity "
+    "(a new region, IP, API or client for a principal). A failed attempt still counts, marked as failed.",
+)
+detector, triage = shared.detector, shared.triage
+user = login.require_user()
+if triage.load_error:
+    st.warning(triage.load_error)
+
+
+def _hits_frame(current: view.View, at: int) -> pd.DataFrame:
+    start, end = current.bounds(at)
+    rows = []
+    for hit in detector.hits():
+        if not start <= hit.time < end:
+            continue
+        if current.regions and hit.region not in current.regions:
+            continue
+        if current.accounts and hit.account not in current.accounts:
+            continue
+        rows.append(
+            {
+                "id": hit.id,
+                "when": pd.Timestamp(hit.time, unit="s", tz="UTC"),
+                "Severity": hit.severity,
+                "Detection": hit.title,
+                "Principal": hit.principal or "",
+                "Source IP": hit.source_ip or "",
+                "Account": hit.account or "",
+                "Region": hit.region or "",
+                "Failed": hit.failed,
+                "Events": len(hit.event_ids),
+                "Status": triage.status(hit),
+                "Summary": hit.summary,
+                "rule": hit.rule_id,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@page.refreshing("bar_refresh_seconds")
+def hits() -> None:
+    at, current = page.now(), view.current()
+    frame = _hits_frame(current, at)
+    if frame.empty:
+        if not detector.hits():
+            st.success("No detection so far.", icon=":material/check_circle:")
+        else:
+            st.info(f"No detection in {current.label()} for this scope.")
+        return
+    left, middle, right = st.columns([2, 2, 3])
+    severities = left.multiselect("Severity", SEVERITIES, default=list(SEVERITIES[:4]), key="det_severity")
+    statuses = middle.multiselect("Status", STATUSES, default=["new", "acknowledged"], key="det_status")
+    rules = right.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
+    shown = frame[frame["Severity"].isin(severities) & frame["Status"].isin(statuses)]
+    if rules:
+        shown = shown[shown["Detection"].isin(rules)]
+    st.subheader(f"Timeline, {current.label()}")
+    start, end = current.bounds(at)
+    timeline = charts.severity_timeline(shown, start=start, end=end, zone=current.zone_title, wall=current.wall)
+    st.altair_chart(timeline, width="stretch")
+    if shown.empty:
+        st.info("No detection matches these filters.")
+        return
+    shown = shown.sort_values("when", ascending=False, kind="stable").reset_index(drop=True)
+    table = shown.drop(columns=["id", "rule"]).assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
+    picked = st.dataframe(
+        table.rename(columns={"when": f"Time ({current.zone_title})"}),
+        key="det_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
+    rows = picked.selection.rows if picked else []
+    if rows and rows[0] < len(shown):
+        st.session_state["det_open"] = shown["id"].iloc[rows[0]]
+
+
+def _hit_by_id(hit_id: str):
+    return next((h for h in detector.hits() if h.id == hit_id), None)
+
+
+def opened() -> None:
+    """The selected detection: what it means, its events, and the decisions."""
+    hit = _hit_by_id(st.session_state.get("det_open", ""))
+    if hit is None:
+        return
+    rule = RULES_BY_ID.get(hit.rule_id)
+    st.subheader("The selected detection")
+    st.text(f"{hit.title} · {hit.severity} · {hit.technique} · {triage.status(hit)}")
+    st.text(hit.summary)
+    if rule is not None and rule.description:
+        st.caption(rule.description)
+    buttons = st.columns(4)
+    if buttons[0].button("Acknowledge", icon=":material/done:", disabled=hit.id in triage.acknowledged):
+        triage.acknowledge(hit.id, user)
+        st.rerun()
+    if buttons[1].button("Suppress this hit", icon=":material/visibility_off:"):
+        triage.suppress_hit(hit.id, user)
+        st.rerun()
+    if buttons[2].button(
+        "Suppress this rule for this principal",
+        icon=":material/block:",
+        help="Hides this detection's hits for this principal from now on, older ones included.",
+    ):
+        triage.suppress_rule(hit.rule_id, hit.principal or "", user)
+        st.rerun()
+    if buttons[3].button("Reopen", icon=":material/undo:", disabled=triage.status(hit) == "new"):
+        triage.reopen(hit.id)
+        triage.lift_rule(hit.rule_id, hit.principal or "")
+        st.rerun()
+    events = data.events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
+    if events.empty:
+        st.info("Its events have left the buffer (older than the retention period).")
+    else:
+        events_table(shared.engine, events, view.current(), key="det_events")
+
+
+def suppressions() -> None:
+    if not triage.suppressed_rules:
+        return
+    with st.expander(f"Suppressed rules ({len(triage.suppressed_rules)})"):
+        for i, rule in enumerate(list(triage.suppressed_rules)):
+            left, right = st.columns([5, 1])
+            left.text(f"{rule['rule_id']} for {rule['principal'] or '(no principal)'}, by {rule['by']}")
+            if right.button("Lift", key=f"det_lift_{i}"):
+                triage.lift_rule(rule["rule_id"], rule["principal"])
+                st.rerun()
+
+
+@page.refreshing("bar_refresh_seconds")
+def unusual() -> None:
+    dimensions = shared.dimensions
+    if dimensions is None:
+        return
+    at, current = page.now(), view.current()
+    st.subheader("Unusual activity by service, principal and error code")
+    start, end = current.bounds(at)
+    # Only windows the source has fully delivered: newer ones are still filling with late events.
+    watermark = shared.collector.source.watermark(at)
+    end = min(end, int(watermark)) if watermark is not None else end
+    top = dimensions.top(start, end, n=200)
+    # The highest window of each series: one row per service, principal or error code.
+    top = top.sort_values("score", ascending=False, kind="stable").drop_duplicates(["dimension", "key"]).head(10)
+    top = top.reset_index(drop=True)
+    if top.empty:
+        st.info("Nothing scored yet: each series needs some history (about 20 minutes) before it is scored.")
+        return
+    table = top.assign(window_start=current.wall(top["window_start"]).dt.strftime("%Y-%m-%d %H:%M"))
+    picked = st.dataframe(
+        table.rename(
+            columns={
+                "dimension": "Dimension",
+                "key": "Which",
+                "window_start": f"Minute ({current.zone_title})",
+                "score": "Score",
+                "calls": "Calls",
+            }
+        ),
+        key="det_unusual",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+        column_config={"Score": st.column_config.NumberColumn(format="%.2f")},
+    )
+    st.caption("Random Cut Forest scores of each busy series per minute. Select a row to see what rose.")
+    rows = picked.selection.rows if picked else []
+    if rows and rows[0] < len(top):
+        row = top.iloc[rows[0]]
+        minute = int(row["window_start"].timestamp())
+        events = data.events(shared.engine, EventFilter(start=minute - 3600, end=minute + dimensions.step))
+        rose = dimensions.contributors(events, row["dimension"], row["key"], minute)
+        st.text(f"What rose in that minute for {row['dimension']} {row['key']}, against its usual level:")
+        st.dataframe(rose, hide_index=True, width="stretch")
+
+
+hits()
+opened()
+suppressions()
+unusual()
