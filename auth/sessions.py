@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Callable
 
-from auth.files import locked, write_private
+from storage import locked, write_private
 
 
 def session_key(exp_date: float) -> str:

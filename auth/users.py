@@ -34,7 +34,7 @@ from typing import IO, TypeVar
 import bcrypt
 import yaml
 
-from auth.files import locked, write_private
+from storage import locked, write_private
 
 COOKIE_NAME = "account_activity_insights_auth"
 BOOTSTRAP_USER = "admin"

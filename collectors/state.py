@@ -17,19 +17,10 @@ from pathlib import Path
 from metrics import snapshot
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
+from storage import write_private
 
 BUFFER_FILE = "buffer.parquet"
 CHECKPOINT_FILE = "checkpoints.json"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
 
 
 class StateStore:
@@ -75,6 +66,6 @@ class StateStore:
         """Checkpoints first (copied), then the buffer, then the checkpoints on disk."""
         points = source.checkpoints() if hasattr(source, "checkpoints") else {}
         snapshot.save(engine.buffer, self.buffer_path)
-        _write_atomically(self.checkpoint_path, json.dumps({self.source_name: points}, indent=1).encode())
+        write_private(self.checkpoint_path, json.dumps({self.source_name: points}, indent=1))
         self.last_saved = time.time()
         self.last_error = None

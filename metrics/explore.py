@@ -12,24 +12,12 @@ import numpy as np
 import pandas as pd
 
 from metrics.buffer import EventColumns
+from metrics.events import COLUMNS
 from metrics.pumps import Pump, aggregate, counts_frame
 from metrics.windows import NS_PER_SECOND, window_start
 
-# Columns a free-text search looks in: everything a person would type a piece of.
-TEXT_COLUMNS = (
-    "eventID",
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "errorCode",
-    "errorMessage",
-    "account",
-    "user",
-    "session",
-    "principalArn",
-)
+# Columns a free-text search looks in: every text column a person would type a piece of.
+TEXT_COLUMNS = tuple(c for c in COLUMNS if c not in ("eventTime", "readOnly", "eventType", "identityType"))
 NO_ERROR = None  # in ``error_codes``: the calls that succeeded (no errorCode)
 MISSING = None  # in any criterion: records without that field
 

@@ -18,9 +18,7 @@ file is 0600, since it holds account activity.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import pyarrow.parquet as pq
 
 from metrics.buffer import BufferSnapshot, Chunk, EventBuffer
 from metrics.events import COLUMNS, DICTIONARY_COLUMNS, Batch
+from storage import replacing
 
 FORMAT = b"account-activity-insights/buffer-snapshot"
 VERSION = b"1"
@@ -79,33 +78,20 @@ def save(buffer: EventBuffer, path: str | os.PathLike, *, row_group_events: int 
     """
     started = time.perf_counter()
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    _ensure_private_dir(folder)
     snapshot = buffer.snapshot()
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     events = 0
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            writer = pq.ParquetWriter(
-                file,
-                SCHEMA,
-                compression="zstd",
-                use_dictionary=list(DICTIONARY_COLUMNS),
-                write_page_checksum=True,
-            )
-            with writer:
-                for table in _tables(buffer, snapshot, row_group_events):
-                    writer.write_table(table, row_group_size=len(table))
-                    events += len(table)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _sync_dir(folder)
+    with replacing(path, "wb") as file:
+        writer = pq.ParquetWriter(
+            file,
+            SCHEMA,
+            compression="zstd",
+            use_dictionary=list(DICTIONARY_COLUMNS),
+            write_page_checksum=True,
+        )
+        with writer:
+            for table in _tables(buffer, snapshot, row_group_events):
+                writer.write_table(table, row_group_size=len(table))
+                events += len(table)
     return SnapshotInfo(events, os.path.getsize(path), time.perf_counter() - started)
 
 
@@ -143,22 +129,6 @@ def batches(path: str | os.PathLike) -> Iterator[Batch]:
                     f"{path} is damaged (row group {group + 1} of {file.num_row_groups}): {error}"
                 ) from error
             yield batch
-
-
-def _ensure_private_dir(folder: str) -> None:
-    if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
-
-
-def _sync_dir(folder: str) -> None:
-    """Make the rename itself durable (where the platform allows syncing a folder)."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def _pieces(chunks: tuple[Chunk, ...], size: int) -> Iterator[Chunk]:

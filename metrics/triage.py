@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from storage import write_private
+
 ANY_PRINCIPAL = "*"
 
 
@@ -38,18 +40,12 @@ class Triage:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = {
             "acknowledged": self.acknowledged,
             "suppressed_hits": self.suppressed_hits,
             "suppressed_rules": self.suppressed_rules,
         }
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
-            json.dump(data, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
+        write_private(self.path, json.dumps(data, indent=1))
 
     def _stamp(self, by: str) -> dict:
         return {"by": by, "at": self.clock()}

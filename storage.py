@@ -1,4 +1,6 @@
-"""Private files written whole: a lock per file, atomic replacement, owner-only modes."""
+"""Private files written whole, for everything the app keeps in its state folder (users,
+sessions, saved events, checkpoints, decisions, sent alerts): a lock per file, atomic
+replacement, owner-only modes. A reader sees the old file or the new one, never half."""
 
 from __future__ import annotations
 
@@ -42,15 +44,17 @@ def locked(path: str) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-def write_private(path: str, text: str) -> None:
-    """Replaces ``path`` with ``text`` at once (a temporary file, then ``os.replace``), mode 0600:
-    a reader sees the old file or the new one, never half of one."""
-    folder = os.path.dirname(path) or "."
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, mode: str = "w") -> Iterator:
+    """A private (0600) temporary file beside ``path`` to write; on success it is flushed,
+    synced and put in place of ``path`` at once; on failure it is removed."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
     ensure_private_dir(folder)
     descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as file:
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o600)
@@ -59,3 +63,20 @@ def write_private(path: str, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    _sync_dir(folder)
+
+
+def write_private(path: str | os.PathLike, data: str | bytes) -> None:
+    """Replaces ``path`` with ``data`` at once, mode 0600."""
+    with replacing(path, "wb" if isinstance(data, bytes) else "w") as file:
+        file.write(data)
+
+
+def _sync_dir(folder: str) -> None:
+    """Makes the rename itself durable, where the platform allows syncing a folder."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
