@@ -42,12 +42,12 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def hostile_records(now: float, count: int = 400) -> list[dict]:
+def hostile_records(now: float, count: int = 700) -> list[dict]:
     """Records whose user name, event name, user agent, source IP and EC2 error code try to run
     script; frequent enough to be in every top-10 chart."""
     records = []
     for i in range(count):
-        second = now - 1800 + i * 4
+        second = now - 1800 + i * 2.5
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         ec2 = i % 2 == 0
         records.append(
