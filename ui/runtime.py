@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -167,9 +168,12 @@ def load_settings() -> dict:
 def runtime() -> Runtime:
     """The process-wide runtime, started on first use."""
     shared = build(load_settings())
-    try:
-        shared.collector.poll_once()  # the first hour of history, before the first page renders
-    except Exception as error:  # the thread retries with backoff and the Status page shows it
-        shared.collector.record_error(error)
+    if shared.settings["source"] in ("demo", "files"):
+        try:
+            shared.collector.poll_once()  # local and quick: the first page already has its history
+        except Exception as error:  # the thread retries with backoff and the Status page shows it
+            shared.collector.record_error(error)
+    # AWS sources backfill in the thread while pages show the progress.
     shared.collector.start()
+    atexit.register(shared.collector.stop)  # a clean shutdown (SIGTERM on ECS) saves the state
     return shared
