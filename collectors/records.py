@@ -20,6 +20,16 @@ from collectors.normalise import Unreadable
 RECORD_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".gz")
 
 
+def add_paths_argument(parser) -> None:
+    """The ``PATH ...`` argument of the commands that read what ``iter_paths`` reads."""
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="trail log files, JSON arrays or JSON Lines (optionally gzipped), or folders of them",
+    )
+
+
 def iter_paths(paths: Iterable[str | Path]) -> Iterator[tuple[str, object]]:
     """(origin, record-or-Unreadable) for every record under the given files and folders.
 

@@ -16,7 +16,7 @@ import sys
 import orjson
 
 from collectors.normalise import Rejects, normalise_all
-from collectors.records import iter_paths
+from collectors.records import add_paths_argument, iter_paths
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
 from metrics.engine import ANOMALY, Engine
 from metrics.events import Batch
@@ -51,12 +51,7 @@ def rows(frame) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="trail log files, JSON arrays or JSON Lines (optionally gzipped), or folders of them",
-    )
+    add_paths_argument(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--anomaly-engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
     args = parser.parse_args(argv)

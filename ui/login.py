@@ -99,8 +99,17 @@ def _only_page(page) -> None:
     st.stop()
 
 
-def _cooldown(wait: float) -> None:
-    st.error(f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
+def _keys(name: str) -> tuple[str, str]:
+    """What a failed attempt counts against: the user name and the client."""
+    return (f"user:{name}", f"client:{_client()}")
+
+
+def _cooling_down(throttle: Throttle, keys: tuple[str, str]) -> bool:
+    """Whether an attempt must be refused unchecked; says for how long."""
+    wait = throttle.wait(keys)
+    if wait > 0:
+        st.error(f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
+    return wait > 0
 
 
 def gate(settings: dict) -> str:
@@ -202,11 +211,8 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     if not name or not password:
         st.error("Enter your user name and password.")
         return
-    throttle = _throttle(path)
-    keys = (f"user:{name}", f"client:{_client()}")
-    wait = throttle.wait(keys)
-    if wait > 0:
-        _cooldown(wait)
+    throttle, keys = _throttle(path), _keys(name)
+    if _cooling_down(throttle, keys):
         return
     entry = usernames.get(name)
     if entry is None:  # take as long as a real check, so that timing does not tell who exists
@@ -245,11 +251,8 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
         submitted = st.form_submit_button("Change password", type="primary")
     if not submitted:
         return
-    throttle = _throttle(path)
-    keys = (f"user:{user}", f"client:{_client()}")
-    wait = throttle.wait(keys)
-    if wait > 0:
-        _cooldown(wait)
+    throttle, keys = _throttle(path), _keys(user)
+    if _cooling_down(throttle, keys):
         return
     controller = authenticator.authentication_controller
     entry = controller.authentication_model.credentials["usernames"][user]
@@ -301,7 +304,7 @@ def _link_to_sign_in() -> None:
     try:
         st.page_link(ctx.main_script_path, label="Go to the sign-in page", icon=":material/login:")
     except (AttributeError, StreamlitAPIException):
-        st.markdown('<a href="./" target="_self">Go to the sign-in page</a>', unsafe_allow_html=True)
+        st.markdown("[Go to the sign-in page](./)")
 
 
 def require_user() -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import orjson
 
 from collectors.normalise import RejectedRecord, Rejects, Unreadable, normalise
-from collectors.records import iter_paths
+from collectors.records import add_paths_argument, iter_paths
 from metrics.detections.engine import Detector
 from metrics.detections.model import Hit
 from metrics.detections.record import is_failed, user_of
@@ -75,12 +75,7 @@ def _time(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics.detections", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="trail log files, JSON arrays or JSON Lines (optionally gzipped), or folders of them",
-    )
+    add_paths_argument(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     args = parser.parse_args(argv)
 
