@@ -23,10 +23,10 @@ import numpy as np
 import orjson
 
 from collectors.demo import DemoSource
-from collectors.normalise import Rejects, normalise_all
 from metrics.anomaly import ENGINES, make_detector
 from metrics.buffer import EventColumns
 from metrics.engine import Engine
+from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import PUMPS, compute_all
 from metrics.sql import pump_sql
 

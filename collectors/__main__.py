@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import orjson
 
 from collectors import cloudtrail
-from collectors.normalise import Unreadable, parse_event_time
+from metrics.normalise import Unreadable, parse_event_time
 
 GIVE_UP_AFTER = 5  # consecutive failures of one account-region before the command reports it missing
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collectors.normalise import parse_event_time
-from collectors.records import records_from_lookup
+from metrics.normalise import parse_event_time
+from metrics.records import records_from_lookup
 
 RATE_PER_SECOND = 2.0
 OVERLAP_SECONDS = 20 * 60

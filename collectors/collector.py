@@ -13,9 +13,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from collectors.normalise import Rejects, normalise_all
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
+from metrics.normalise import Rejects, normalise_all
 
 # The forest learns a long backlog in steps, so that readers never wait long for the lock.
 LEARN_STEP = 500

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from collectors.records import RECORD_SUFFIXES, iter_file
+from metrics.records import RECORD_SUFFIXES, iter_file
 
 SETTLE_SECONDS = 1.0
 # CloudTrail delivers within about 15 minutes; nothing guarantees more of a folder.

@@ -41,8 +41,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collectors.normalise import Unreadable
-from collectors.records import iter_bytes
+from metrics.normalise import Unreadable
+from metrics.records import iter_bytes
 
 # CloudTrail delivers a file within about 15 minutes of the events it holds.
 DELIVERY_WINDOW = 15 * 60

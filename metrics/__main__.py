@@ -15,12 +15,12 @@ import sys
 
 import orjson
 
-from collectors.normalise import Rejects, normalise_all
-from collectors.records import add_paths_argument, iter_paths
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
 from metrics.engine import ANOMALY, Engine
 from metrics.events import Batch
+from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import FRAME_COLUMNS
+from metrics.records import add_paths_argument, iter_paths
 
 
 def read(paths, rejects: Rejects) -> tuple[Batch, int]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.normalise import Rejects, normalise_all
 from metrics.engine import Engine
+from metrics.normalise import Rejects, normalise_all
 
 DATA = Path(__file__).parent / "data"
 APP = str(Path(__file__).parent.parent / "app.py")

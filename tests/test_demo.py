@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from collectors.demo import ACCOUNTS, MAX_DELAY, REGIONS, DemoSource
-from collectors.normalise import Rejects, normalise_all
+from metrics.normalise import Rejects, normalise_all
 
 DAY0 = 1_789_948_800  # a Monday, 00:00 UTC
 HOUR = 3600

@@ -1,6 +1,7 @@
 import pytest
 
-from collectors.normalise import (
+from metrics.events import COLUMNS, POSITION
+from metrics.normalise import (
     MAX_RECORD_BYTES,
     RejectedRecord,
     Rejects,
@@ -9,7 +10,6 @@ from collectors.normalise import (
     normalise_all,
     parse_event_time,
 )
-from metrics.events import COLUMNS, POSITION
 from tests.conftest import all_stratus, make_record, stratus
 
 

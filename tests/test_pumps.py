@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from collectors.demo import DemoSource
-from collectors.normalise import Rejects, normalise_all
-from collectors.records import iter_paths
 from metrics.buffer import NS_PER_SECOND, EventColumns
 from metrics.engine import METRIC_NAMES, Engine
+from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import PUMPS, PUMPS_BY_NAME, WindowCounts, aggregate, compute_all
+from metrics.records import iter_paths
 from metrics.sql import pump_sql
 from metrics.windows import iso, window_start
 from tests.conftest import DATA, STRATUS, batch_of, make_record

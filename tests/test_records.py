@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from collectors.normalise import Rejects, Unreadable, normalise_all
-from collectors.records import iter_bytes, iter_paths, parse_cloudtrail_event, records_from_lookup
+from metrics.normalise import Rejects, Unreadable, normalise_all
+from metrics.records import iter_bytes, iter_paths, parse_cloudtrail_event, records_from_lookup
 from tests.conftest import STRATUS, make_record, stratus
 
 RECORDS = stratus("aws.execution.ec2-launch-unusual-instances")  # three records

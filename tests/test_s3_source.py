@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from collectors import s3 as s3_module
 from collectors.collector import Collector
-from collectors.normalise import Rejects, Unreadable, normalise_all
 from collectors.s3 import DELIVERY_WINDOW, S3TrailSource, trail_key
+from metrics.normalise import Rejects, Unreadable, normalise_all
 from tests.conftest import make_record, stratus
 
 BUCKET = "trail-bucket"

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 
 import orjson
 
-from collectors.normalise import RejectedRecord, Rejects, Unreadable, normalise
-from collectors.records import add_paths_argument, iter_paths
 from metrics.detections.engine import Detector
 from metrics.detections.model import Hit
 from metrics.detections.record import is_failed, user_of
+from metrics.normalise import RejectedRecord, Rejects, Unreadable, normalise
+from metrics.records import add_paths_argument, iter_paths
 
 COLUMNS = ("rule", "severity", "event_id", "event_time", "event_name", "user", "source_ip", "failed", "summary")
 

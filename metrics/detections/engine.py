@@ -6,12 +6,12 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 
-from collectors.normalise import RejectedRecord, parse_event_time
 from metrics.detections.burst import BurstCounter, Window
 from metrics.detections.firstseen import FirstSeenTracker
 from metrics.detections.model import Event, Hit, Rule, hit_id
 from metrics.detections.record import account_of, api_name, is_failed, short, text, user_of
 from metrics.detections.rules import RULES
+from metrics.normalise import RejectedRecord, parse_event_time
 
 DEFAULT_LEARNING_SECONDS = 3600
 DEFAULT_MAX_HITS = 10_000

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from collectors.normalise import attribute
+from metrics.normalise import attribute
 
 # Lambda's API names carry the API version: ``UpdateFunctionCode20150331v2``.
 _VERSION_SUFFIX = re.compile(r"20\d{6}(v\d+)?$")

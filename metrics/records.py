@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from collectors.normalise import Unreadable
+from metrics.normalise import Unreadable
 
 RECORD_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".gz")
 
