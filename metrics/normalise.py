@@ -8,6 +8,7 @@ tallied in ``Rejects`` with its reason and a short sample for inspection.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,10 @@ MAX_RECORD_BYTES = 256 * 1024
 # the dashboard or a corrupt record, not a user agent.
 MAX_FIELD_CHARS = 8 * 1024
 SAMPLE_CHARS = 300
+# CloudTrail started in November 2013; a record dated before that, or more than a day after
+# the moment it is read, is forged or corrupt, and would stretch every dense series to it.
+EARLIEST_EVENT_NS = 1_356_998_400 * 1_000_000_000  # 2013-01-01T00:00:00Z
+FUTURE_TOLERANCE_NS = 86_400 * 1_000_000_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_US = 1000
@@ -112,11 +117,11 @@ def parse_event_time(value: object) -> int:
         return cached
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ns = ((moment - _EPOCH) // _ONE_US) * _NS_PER_US
+    except (ValueError, OverflowError):
         raise RejectedRecord("invalid eventTime") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    ns = ((moment - _EPOCH) // _ONE_US) * _NS_PER_US
     # Many events share a second; a small cache makes time parsing nearly free.
     if len(_time_cache) > 100_000:
         _time_cache.clear()
@@ -162,9 +167,16 @@ def _identity_text(identity: dict, name: str) -> str | None:
     return None
 
 
-def normalise(record: object) -> tuple[tuple, bytes]:
+def latest_event_ns(now_ns: int | None = None) -> int:
+    """The latest eventTime accepted when reading at ``now_ns`` (default: the clock)."""
+    return (time.time_ns() if now_ns is None else now_ns) + FUTURE_TOLERANCE_NS
+
+
+def normalise(record: object, latest_ns: int | None = None) -> tuple[tuple, bytes]:
     """A parsed record to ``(row, raw)``: the row in ``COLUMNS`` order and the record as
-    compact JSON bytes for drill-down. Raises ``RejectedRecord`` with the reason."""
+    compact JSON bytes for drill-down. Raises ``RejectedRecord`` with the reason.
+
+    ``latest_ns`` is the latest eventTime accepted (``latest_event_ns()`` if None)."""
     if not isinstance(record, dict):
         raise RejectedRecord("not a JSON object")
     event_id = record.get("eventID")
@@ -177,6 +189,8 @@ def normalise(record: object) -> tuple[tuple, bytes]:
     if record.get("eventTime") is None:
         raise RejectedRecord("missing eventTime")
     event_time = parse_event_time(record["eventTime"])
+    if event_time < EARLIEST_EVENT_NS or event_time > (latest_event_ns() if latest_ns is None else latest_ns):
+        raise RejectedRecord("eventTime out of range")
 
     try:
         raw = orjson.dumps(record)
@@ -228,9 +242,11 @@ def normalise(record: object) -> tuple[tuple, bytes]:
     return row, raw
 
 
-def normalise_all(records, rejects: Rejects, origin: str = "") -> Batch:
+def normalise_all(records, rejects: Rejects, origin: str = "", now_ns: int | None = None) -> Batch:
     """Normalise an iterable of parsed records into a ``Batch``; rejects are tallied, never
-    raised. Items may also be ``Unreadable`` markers from the readers, tallied as such."""
+    raised. Items may also be ``Unreadable`` markers from the readers, tallied as such.
+    ``now_ns`` (default: the clock) bounds how far in the future an eventTime may be."""
+    latest = latest_event_ns(now_ns)
     batch = Batch()
     columns, raws = batch.columns, batch.raws
     for record in records:
@@ -238,7 +254,7 @@ def normalise_all(records, rejects: Rejects, origin: str = "") -> Batch:
             rejects.add(record.reason, record.origin or origin, record.sample)
             continue
         try:
-            row, raw = normalise(record)
+            row, raw = normalise(record, latest)
         except RejectedRecord as rejected:
             rejects.add(rejected.reason, origin, record)
             continue

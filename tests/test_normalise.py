@@ -168,3 +168,26 @@ def test_batch_columns_follow_the_schema():
     batch = normalise_all([make_record("e1", "2024-08-02T08:30:00Z")], Rejects())
     assert batch.column("eventID") == ["e1"]
     assert batch.columns[POSITION["user"]] == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "event_time",
+    ["2300-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1999-06-01T00:00:00Z", "0001-01-01T00:00:00+01:00"],
+)
+def test_an_impossible_event_time_is_rejected_with_its_reason(event_time):
+    with pytest.raises(RejectedRecord) as rejected:
+        normalise(make_record("e1", event_time))
+    assert rejected.value.reason in ("eventTime out of range", "invalid eventTime")
+
+
+def test_a_record_more_than_a_day_ahead_of_the_reading_is_rejected_and_the_rest_kept():
+    now_ns = parse_event_time("2026-01-01T00:00:00Z")
+    records = [
+        make_record("ok", "2026-01-01T12:00:00Z"),
+        make_record("ahead", "2026-01-02T00:00:01Z"),
+        make_record("year-2300", "2300-01-01T00:00:00Z"),
+    ]
+    rejects = Rejects()
+    batch = normalise_all(records, rejects, now_ns=now_ns)
+    assert batch.column("eventID") == ["ok"]
+    assert dict(rejects.summary()) == {"eventTime out of range": 2}
