@@ -1,4 +1,3 @@
-import contextlib
 import copy
 import json
 import time
@@ -80,8 +79,7 @@ def start_app(tmp_path, monkeypatch):
     to ``pages/<page>.py`` after the first run. Stops the collector afterwards."""
     from auth import users
     from auth.sessions import SessionRegistry, session_key
-    from settings import SettingsError
-    from ui.runtime import runtime
+    from ui.runtime import reset as reset_runtime
 
     state_dir = tmp_path / "state"
     user_file = str(state_dir / "users.yaml")
@@ -94,7 +92,7 @@ def start_app(tmp_path, monkeypatch):
         monkeypatch.setenv("INSIGHTS_STATE_DIR", str(state_dir))
         for name, value in settings.items():
             monkeypatch.setenv(f"INSIGHTS_{name.upper()}", str(value))
-        runtime.clear()
+        reset_runtime()
         at = AppTest.from_file(APP, default_timeout=60)
         if signed_in:
             if not started:
@@ -121,6 +119,4 @@ def start_app(tmp_path, monkeypatch):
         return at
 
     yield start
-    with contextlib.suppress(SettingsError):  # bad settings: the app never started a collector
-        runtime().collector.stop()
-    runtime.clear()
+    reset_runtime()

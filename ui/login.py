@@ -17,6 +17,7 @@ import copy
 import math
 import os
 import re
+import threading
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -54,22 +55,30 @@ class _NewPasswordRule(stauth.Validator):
         return users.password_problem(password) or ""
 
 
-@st.cache_resource(show_spinner=False)
+# Process-wide, never in st.cache_resource: any client can clear that with one message, which
+# would reset every cooldown.
+_throttles: dict[str, Throttle] = {}
+_created: set[str] = set()  # user files this process created, so the sign-in page can say where the password went
+_process_lock = threading.Lock()
+_decoy: list[str] = []
+
+
 def _throttle(path: str) -> Throttle:
     """One throttle per server process (and user file)."""
-    return Throttle()
+    with _process_lock:
+        return _throttles.setdefault(path, Throttle())
 
 
-@st.cache_resource(show_spinner=False)
 def _created_here() -> set[str]:
-    """User files this server process created, so that the sign-in page can say where the
-    one-time password went."""
-    return set()
+    return _created
 
 
-@st.cache_resource(show_spinner=False)
 def _decoy_hash() -> str:
-    return users.hash_password(users.new_password())
+    """A hash to check unknown names against, so that timing does not tell who exists."""
+    with _process_lock:
+        if not _decoy:
+            _decoy.append(users.hash_password(users.new_password()))
+        return _decoy[0]
 
 
 def _plain(text: str) -> str:

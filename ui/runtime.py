@@ -1,9 +1,15 @@
-"""One engine and one collector per server process, shared by every browser session."""
+"""One engine and one collector per server process, shared by every browser session.
+
+The runtime lives in this module, not in ``st.cache_resource``: any client, signed in or not,
+can send Streamlit's ``clear_cache`` message, which empties every cached resource. A cached
+runtime would then be built a second time beside the first one's still-running threads.
+"""
 
 from __future__ import annotations
 
 import atexit
 import os
+import threading
 from dataclasses import dataclass
 
 import orjson
@@ -164,10 +170,24 @@ def load_settings() -> dict:
     return app_settings.load(secrets=secrets())
 
 
-@st.cache_resource(show_spinner="Starting the collector…")
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
 def runtime() -> Runtime:
-    """The process-wide runtime, started on first use."""
-    shared = build(load_settings())
+    """The process-wide runtime, started on first use; raises ``SettingsError`` (and starts
+    nothing) while the settings are invalid."""
+    global _runtime
+    shared = _runtime
+    if shared is not None:
+        return shared
+    with _lock:
+        if _runtime is None:
+            _runtime = _start(build(load_settings()))
+        return _runtime
+
+
+def _start(shared: Runtime) -> Runtime:
     if shared.settings["source"] in ("demo", "files"):
         try:
             shared.collector.poll_once()  # local and quick: the first page already has its history
@@ -177,3 +197,15 @@ def runtime() -> Runtime:
     shared.collector.start()
     atexit.register(shared.collector.stop)  # a clean shutdown (SIGTERM on ECS) saves the state
     return shared
+
+
+def reset() -> None:
+    """Stops the runtime's threads and forgets it, so that the next ``runtime()`` builds a new
+    one from the current settings. For tests; a server never needs it."""
+    global _runtime
+    with _lock:
+        shared, _runtime = _runtime, None
+    if shared is not None:
+        shared.collector.stop()
+        if shared.alerter is not None:
+            shared.alerter.stop()
