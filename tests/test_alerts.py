@@ -193,7 +193,7 @@ def test_after_max_attempts_a_send_is_failed_and_submit_never_blocked(receiver, 
         assert alerter.submit_hit(FakeHit(id=f"other-{n}", severity="low"))
         assert alerter.submit_score("TotalCalls", T0 + 10 * n, 99.0)
         durations.append(time.perf_counter() - started)
-    assert max(durations) < 0.010
+    assert max(durations) < 0.5  # a blocked submit would wait out the 2 s stall; a loaded machine adds a little
     receiver.release.set()  # later requests fail at once
     assert alerter.flush(10)
     health = alerter.health
