@@ -279,26 +279,28 @@ class SqsSource:
         return None if self.gaps is None else self.gaps.progress()
 
     def details(self) -> dict:
-        """The queue's figures, for the Status page."""
+        """The queue's figures as text, for the Status page."""
         with self._lock:
             unacked = len(self._unacked)
+            figures = dict(self.counts)
         with self._arrived:
             waiting = len(self._inbox)
         redrive = self.attributes.get("RedrivePolicy") or {}
-        return {
+        shown = {
             "queue": self.queue_url,
-            "visibility timeout (s)": self.attributes.get("VisibilityTimeout"),
-            "retention (s)": self.attributes.get("MessageRetentionPeriod"),
+            "visibility timeout (s)": self.attributes.get("VisibilityTimeout", "–"),
+            "retention (s)": self.attributes.get("MessageRetentionPeriod", "–"),
             "dead-letter queue": redrive.get("deadLetterTargetArn", "none"),
             "receives before the dead-letter queue": redrive.get("maxReceiveCount", "–"),
             "messages in the queue (approx.)": self.depth.get("ApproximateNumberOfMessages", "–"),
             "messages in flight (approx.)": self.depth.get("ApproximateNumberOfMessagesNotVisible", "–"),
-            **self.counts,
+            **{name.replace("_", " "): n for name, n in figures.items()},
             "received, not yet in the buffer": waiting,
             "in the buffer, deleted at the next save": unacked,
             "receivers in use": 1 + (self.receivers - 1) * self._deep.is_set(),
             "last error": self.last_error or "none",
         }
+        return {k: f"{v:,}" if isinstance(v, int) else str(v) for k, v in shown.items()}
 
     def close(self) -> None:
         self._closed.set()
@@ -313,16 +315,15 @@ class SqsSource:
     def _start(self, now: float) -> None:
         self._read_attributes()  # raises: a failed poll, shown and retried with backoff
         retention = float(self.attributes.get("MessageRetentionPeriod") or 4 * 86400)
-        if self._gap_filler is not None or self.lookback:
-            from collectors.gaps import Gaps
+        from collectors.gaps import Gaps
 
-            self.gaps = Gaps(self._gap_filler, self._saved.get("gaps", []), clock=self.clock)
-            if self._alive_until is None:
-                if self.lookback > 0:
-                    self.gaps.open_gap(now - self.lookback, now, "first start")
-            elif now - self._alive_until > retention:
-                self.gaps.open_gap(self._alive_until - self.settle, now, "outage longer than the queue's retention")
-            self.gaps.start()
+        self.gaps = Gaps(self._gap_filler, self._saved.get("gaps", []), clock=self.clock)
+        if self._alive_until is None:
+            if self.lookback > 0:
+                self.gaps.open_gap(now - self.lookback, now, "first start")
+        elif now - self._alive_until > retention:
+            self.gaps.open_gap(self._alive_until - self.settle, now, "outage longer than the queue's retention")
+        self.gaps.start()
         if self._alive_until is None:
             self._alive_until = now  # what came before is the first gap's
         for index in range(self.receivers):

@@ -61,7 +61,8 @@ class Gaps:
             self._saved = [asdict(g) for g in self.items]
 
     def open(self) -> bool:
-        return any(not g.closed for g in self.items)
+        """Whether a gap is being read (one that nothing can fill does not hold anything up)."""
+        return self._make_filler is not None and any(not g.closed for g in self.items)
 
     def start(self) -> None:
         if self._make_filler is not None and self.open():
@@ -94,12 +95,13 @@ class Gaps:
 
     def progress(self) -> float | None:
         open_gaps = [g for g in self.items if not g.closed]
-        if not open_gaps:
+        if not open_gaps or self._make_filler is None:
             return None
         return sum(g.progress for g in open_gaps) / len(open_gaps)
 
     def rows(self) -> list[dict]:
-        return [asdict(g) | {"state": "closed" if g.closed else "open"} for g in self.items]
+        unfilled = "open" if self._make_filler is not None else "not filled"
+        return [asdict(g) | {"state": "closed" if g.closed else unfilled} for g in self.items]
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:

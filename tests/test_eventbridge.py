@@ -259,7 +259,7 @@ DRIVER = textwrap.dedent(
     while True:
         time.sleep(0.1)
         print(len(engine.buffer), source.counts["deleted"], flush=True)
-        if len(engine.buffer) >= expected and not source.details()["in the buffer, deleted at the next save"]:
+        if len(engine.buffer) >= expected and source.details()["in the buffer, deleted at the next save"] == "0":
             break
     collector.stop()
     source.close()
@@ -312,3 +312,78 @@ def test_a_kill_9_mid_drain_and_a_restart_lose_nothing_and_count_nothing_twice(s
     assert set(result["held"]) == {r["eventID"] for r in records}
     assert len(result["held"]) == len(records) and result["total"] == len(records)
     assert counts(sqs, url) == (0, 0) and counts(sqs, dead) == (0, 0)
+
+
+def test_the_hour_before_the_queue_is_filled_from_lookupevents_and_status_shows_the_gap_close(
+    sqs, start_app, monkeypatch
+):
+    from tests.cloudtrail_endpoint import CloudTrailEndpoint
+    from ui.runtime import runtime
+
+    now = time.time()
+    history = [make_record(f"h{i:03d}", iso(now - 3500 + i * 20)) for i in range(170)]  # to 100 s ago
+    live = [make_record(f"q{i:03d}", iso(now - 30 + i)) for i in range(20)]
+    url, _ = make_queue(sqs)
+    send(sqs, url, [envelope(r) for r in live + history[-5:]])  # the queue has nothing older than 200 s
+    with CloudTrailEndpoint(rate_per_second=None) as endpoint:
+        endpoint.add(history)
+        moto = os.environ["AWS_ENDPOINT_URL_SQS"]
+        for name, value in {
+            "AWS_ENDPOINT_URL_CLOUDTRAIL": endpoint.url,
+            "AWS_ENDPOINT_URL_EC2": moto,
+            "AWS_ENDPOINT_URL_STS": moto,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        settings = {"sqs_queue_url": url, "lookback_hours": 1, "regions": "us-east-1", "overlap_minutes": 0.25}
+        at = start_app("status", source="eventbridge", **settings)
+        assert not at.exception
+        source = runtime().collector.source
+
+        def wait(condition, seconds=90):
+            deadline = time.time() + seconds
+            while not condition() and time.time() < deadline:
+                time.sleep(0.2)
+            assert condition()
+
+        def gaps_table():
+            return next(d.value for d in at.dataframe if "Why" in d.value.columns)
+
+        wait(lambda: source.gaps is not None and source.gaps.items)
+        at.run()
+        gap = gaps_table().iloc[0]
+        assert (gap["Why"], gap["State"]) == ("first start", "open")  # open for the 15 s of late events at least
+        assert any("being read from cloudtrail" in w.value for w in at.warning)
+
+        engine = runtime().engine
+        wait(lambda: not source.gaps.open() and len(engine.buffer) == len(history) + len(live))
+        at.run()
+        assert gaps_table().iloc[0]["State"] == "closed"
+        assert not any("being read" in w.value for w in at.warning)
+        fresh = next(d.value for d in at.dataframe if "p95 lag (s)" in d.value.columns)
+        assert set(fresh["Region"]) == {"us-east-1", "all"}
+        at.switch_page("pages/overview.py").run()
+        tiles = {m.label: m.value for m in at.metric}
+        assert tiles["Delivery lag, p95"].endswith(" s")  # the queue's freshness, not the newest event's lag
+    assert_exactly(engine, {r["eventID"] for r in history + live})
+
+
+def test_an_outage_longer_than_the_queues_retention_opens_a_gap_from_the_last_saved_receive(sqs):
+    url = sqs.create_queue(QueueName="short", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    now = time.time()
+    source = source_for(sqs, url, checkpoint={"alive_until": now - 600}, settle=300)
+    source.poll(now)
+    source.close()
+    (gap,) = source.gaps.rows()
+    assert (gap["start"], gap["end"], gap["state"]) == (now - 900, now, "not filled")
+    assert gap["why"] == "outage longer than the queue's retention"
+    assert "not filled" in gap["error"]  # no backfill source: shown, not hidden
+
+
+def test_an_outage_shorter_than_the_retention_opens_no_gap(sqs):
+    url, _ = make_queue(sqs)
+    now = time.time()
+    source = source_for(sqs, url, checkpoint={"alive_until": now - 600})
+    source.poll(now)
+    source.close()
+    assert source.gaps.rows() == []
