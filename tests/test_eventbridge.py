@@ -387,3 +387,24 @@ def test_an_outage_shorter_than_the_retention_opens_no_gap(sqs):
     source.poll(now)
     source.close()
     assert source.gaps.rows() == []
+
+
+def test_the_command_line_drains_the_queue_to_json_lines_each_event_once(sqs, tmp_path):
+    url, dead = make_queue(sqs)
+    records = workload(9, 40, time.time())
+    send(sqs, url, [envelope(r) for r in records + records[:10]] + POISON)
+    out = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")} | {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "collectors", "eventbridge", "--queue-url", url, "--out", str(out), "--idle-exit", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["eventID"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(r["eventID"] for r in records)  # each once
+    assert "wrote 40 events" in done.stderr and "3 messages that were not CloudTrail events" in done.stderr
+    assert counts(sqs, url) == (0, 0) and counts(sqs, dead) == (0, 0)
