@@ -409,3 +409,16 @@ def test_the_command_line_drains_the_queue_to_json_lines_each_event_once(sqs, tm
     assert sorted(ids) == sorted(r["eventID"] for r in records)  # each once
     assert "wrote 40 events" in done.stderr and "3 messages that were not CloudTrail events" in done.stderr
     assert counts(sqs, url) == (0, 0) and counts(sqs, dead) == (0, 0)
+
+
+def test_events_of_other_regions_are_left_out_and_their_messages_deleted(sqs):
+    url, _ = make_queue(sqs)
+    records = workload(10, 9, time.time())  # three in each region
+    send(sqs, url, [envelope(r) for r in records])
+    engine = Engine(retention_seconds=None)
+    source = source_for(sqs, url, regions=("eu-west-1",))
+    collector = Collector(source, engine)
+    drain(collector, lambda: source.counts["filtered"] == 6 and len(engine.buffer) == 3)
+    source.close()
+    assert_exactly(engine, {r["eventID"] for r in records if r["awsRegion"] == "eu-west-1"})
+    assert counts(sqs, url) == (0, 0)
