@@ -81,3 +81,36 @@ def test_a_gap_that_nothing_can_fill_is_shown_and_holds_nothing_up():
     assert not gaps.open() and gaps.progress() is None
     assert gaps.rows()[0]["state"] == "not filled"
     assert gaps.checkpoints()[0]["start"] == 100.0  # still remembered after a restart
+
+
+def test_a_gap_is_read_from_the_trails_s3_files_and_closes_once_every_file_can_have_arrived(monkeypatch):
+    import gzip
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    from collectors.gaps import S3Fill
+    from collectors.s3 import DELIVERY_WINDOW, S3TrailSource, trail_key
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    start, end = 1_796_000_000.0, 1_796_003_600.0
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="trail")
+        written = []
+        for i in range(6):
+            when = start + 600 * i + 300
+            records = [make_record(f"s{i}-{j}", iso(when - 60 * (j + 1))) for j in range(3)]
+            body = gzip.compress(json.dumps({"Records": records}).encode())
+            s3.put_object(Bucket="trail", Key=trail_key(DEFAULT_ACCOUNT, "us-east-1", when), Body=body)
+            written += records
+        fill = S3Fill(S3TrailSource(s3, "trail", start=start, end=end), end)
+        got = []
+        for _ in range(5):
+            got += fill.step(end + 60)
+        assert ids(got) == ids(written)
+        assert not fill.done(end + 60)  # files of the gap's last minutes may still be on their way
+        assert fill.done(end + DELIVERY_WINDOW + 1)
+        assert fill.progress() == 1.0 and len(fill.state()["seen"]) == 6
