@@ -121,7 +121,8 @@ class Collector:
 
     def _save_asked(self) -> bool:
         asked = getattr(self.source, "needs_save", None)
-        return bool(asked and asked())
+        # At most one early save a second: a save that keeps failing must not run on every poll.
+        return bool(asked and self.clock() - self._last_save >= 1.0 and asked())
 
     def _analyse(self, records, columns, watermark) -> None:
         parsed = [r for r in records if isinstance(r, dict)]

@@ -150,6 +150,8 @@ def _queue(collector) -> None:
         return
     if source.warning:
         st.warning(source.warning)
+    if source.last_error_at and time.time() - source.last_error_at < 300:
+        st.warning(f"The queue failed in the last 5 minutes, retried with backoff: {source.last_error}")
     gaps = source.gaps.rows() if source.gaps is not None else []
     if gaps:
         st.subheader("History gaps")
