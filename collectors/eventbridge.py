@@ -244,7 +244,11 @@ class SqsSource:
         if self._deleter is None:
             self._deleter = ThreadPoolExecutor(max_workers=self.receivers, thread_name_prefix="sqs-delete")
         for first in range(0, len(done), MESSAGES_PER_RECEIVE):
-            self._deleter.submit(self._delete, [m.handle for m in done[first : first + MESSAGES_PER_RECEIVE]])
+            handles = [m.handle for m in done[first : first + MESSAGES_PER_RECEIVE]]
+            try:
+                self._deleter.submit(self._delete, handles)
+            except RuntimeError:  # the interpreter is shutting down (the save at exit): delete here
+                self._delete(handles)
 
     def needs_save(self) -> bool:
         """Save early rather than let messages waiting for a save become visible again, or
