@@ -69,31 +69,38 @@ def drain(args: argparse.Namespace, err=sys.stderr) -> int:
     client = eventbridge.make_client(args.queue_url, receivers=args.receivers)
     source = eventbridge.SqsSource(client, args.queue_url, receivers=args.receivers, lookback=0, wait_seconds=wait)
     seen: set[str] = set()
-    written = bad = 0
-    quiet_since = reported = time.monotonic()
+    counts = {"written": 0, "bad": 0}
+    started = reported = time.time()
+
+    def write(out) -> int:
+        records = source.poll(time.time())
+        for record in records:
+            event_id = record.get("eventID") if isinstance(record, dict) else None
+            if not isinstance(event_id, str):
+                counts["bad"] += 1
+            elif event_id not in seen:
+                seen.add(event_id)
+                out.write(orjson.dumps(record) + b"\n")
+                counts["written"] += 1
+        out.flush()
+        os.fsync(out.fileno())
+        source.acknowledge(source.ingested())  # on disk: only now may the queue forget them
+        return len(records)
+
     try:
         with open(args.out, "wb") as out:
             while True:
-                records = source.poll(time.time())
-                for record in records:
-                    event_id = record.get("eventID") if isinstance(record, dict) else None
-                    if not isinstance(event_id, str):
-                        bad += 1
-                    elif event_id not in seen:
-                        seen.add(event_id)
-                        out.write(orjson.dumps(record) + b"\n")
-                        written += 1
-                out.flush()
-                os.fsync(out.fileno())
-                source.acknowledge(source.ingested())  # on disk: only now may the queue forget them
-                moment = time.monotonic()
-                if records:
-                    quiet_since = moment
-                elif args.idle_exit is not None and moment - quiet_since >= args.idle_exit:
+                write(out)
+                moment = time.time()
+                quiet = moment - max(started, source.last_message_at or started)
+                if args.idle_exit is not None and quiet >= args.idle_exit and not source.waiting():
+                    source.stop_receiving()  # what the receives in flight bring is still written
+                    while write(out) or source.waiting():
+                        pass
                     break
                 if moment - reported >= 5:
                     reported = moment
-                    err.write(f"{written:,} events · {source.counts['received']:,} messages received\n")
+                    err.write(f"{counts['written']:,} events · {source.counts['received']:,} messages received\n")
     except KeyboardInterrupt:
         pass
     except Exception as error:
@@ -101,8 +108,9 @@ def drain(args: argparse.Namespace, err=sys.stderr) -> int:
         return 1
     finally:
         source.close()
+    bad = counts["bad"]
     err.write(
-        f"wrote {written:,} events to {args.out}; {source.counts['deleted']:,} messages deleted"
+        f"wrote {counts['written']:,} events to {args.out}; {source.counts['deleted']:,} messages deleted"
         + (f"; {bad} messages that were not CloudTrail events skipped and deleted" if bad else "")
         + "\n"
     )

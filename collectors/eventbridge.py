@@ -166,6 +166,7 @@ class SqsSource:
         self._generation = 0
         self._alive_until = self._saved.get("alive_until")  # every message received before this is saved
         self._last_receive_ok: float | None = None
+        self.last_message_at: float | None = None  # when a receive last brought anything
         self._threads: list[threading.Thread] = []
         self._deleter: ThreadPoolExecutor | None = None
         self.counts = dict.fromkeys(
@@ -306,6 +307,19 @@ class SqsSource:
         }
         return {k: f"{v:,}" if isinstance(v, int) else str(v) for k, v in shown.items()}
 
+    def stop_receiving(self, timeout: float | None = None) -> None:
+        """No new receives; waits for those in flight, whose messages stay for ``poll``."""
+        self._closed.set()
+        with self._arrived:
+            self._arrived.notify_all()
+        for thread in self._threads:
+            thread.join(self.wait_seconds + 15 if timeout is None else timeout)
+
+    def waiting(self) -> int:
+        """Messages received and not handed to the collector yet."""
+        with self._arrived:
+            return len(self._inbox)
+
     def close(self) -> None:
         self._closed.set()
         with self._arrived:
@@ -391,6 +405,8 @@ class SqsSource:
             with self._arrived:
                 self._inbox.extend((arrival, m) for m in messages)
                 self._last_receive_ok = arrival
+                if messages:
+                    self.last_message_at = arrival
                 self.counts["received"] += len(messages)
                 self.counts["redelivered"] += again
                 self._arrived.notify_all()
