@@ -76,8 +76,9 @@ SETTINGS = (
         "demo",
         "Where events come from: `demo` (synthetic, no AWS account needed), `cloudtrail` (LookupEvents in every "
         "enabled region of each account), `s3` (a trail's log files in `INSIGHTS_S3_BUCKET`) or `files` "
-        "(CloudTrail files dropped into `INSIGHTS_FILES_PATH`, read as they appear).",
-        choices=("demo", "cloudtrail", "s3", "files"),
+        "(CloudTrail files dropped into `INSIGHTS_FILES_PATH`, read as they appear) or `eventbridge` (an SQS queue "
+        "that EventBridge rules fill within seconds, `INSIGHTS_SQS_QUEUE_URL`).",
+        choices=("demo", "cloudtrail", "s3", "files", "eventbridge"),
     ),
     Setting(
         "role_arns",
@@ -101,6 +102,27 @@ SETTINGS = (
     ),
     Setting("s3_bucket", "", "For `s3`: the trail's bucket."),
     Setting("s3_prefix", "", "For `s3`: the key prefix before `AWSLogs/`, if the trail has one."),
+    Setting(
+        "sqs_queue_url",
+        "",
+        "For `eventbridge`: the URL of the SQS queue the EventBridge rules deliver to "
+        "(`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, see `deploy/eventbridge.yaml`).",
+    ),
+    Setting(
+        "sqs_receivers",
+        4,
+        "For `eventbridge`: receives in flight at most while the queue is deep (one while it is not), "
+        "10 messages each.",
+        _positive(int),
+    ),
+    Setting(
+        "eventbridge_backfill",
+        "cloudtrail",
+        "For `eventbridge`: what fills the history before the first start (`INSIGHTS_LOOKBACK_HOURS`) and an "
+        "outage longer than the queue's retention: `cloudtrail` (LookupEvents), `s3` (the trail's files in "
+        "`INSIGHTS_S3_BUCKET`) or `none`.",
+        choices=("cloudtrail", "s3", "none"),
+    ),
     Setting(
         "save_minutes",
         5.0,

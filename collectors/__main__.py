@@ -1,4 +1,8 @@
-"""``python -m collectors cloudtrail``: collect CloudTrail records into JSON Lines and exit.
+"""``python -m collectors cloudtrail|eventbridge``: collect CloudTrail records into JSON Lines.
+
+``eventbridge`` drains an EventBridge SQS queue: each eventID written once, and a message is
+deleted only after what it carried is written and flushed to disk; with ``--idle-exit`` it
+ends once the queue has stayed empty that long. Its endpoint follows ``AWS_ENDPOINT_URL_SQS``.
 
 The same pollers as the app (rate limit, retries, overlap), without checkpoints. Without
 ``--follow`` it reads [start, end) in full; with it, it reads from start and then polls live
@@ -10,6 +14,7 @@ Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -49,7 +54,67 @@ def parser() -> argparse.ArgumentParser:
     trail.add_argument("--poll", type=float, default=10.0, metavar="SECONDS", help="between live polls (default 10)")
     trail.add_argument("--role-arn", action="append", default=[], help="a role to assume (arn or arn|external-id)")
     trail.add_argument("--out", required=True, help="the JSON Lines file to write")
+    bridge = commands.add_parser("eventbridge", help="drain an EventBridge SQS queue into JSON Lines")
+    bridge.add_argument("--queue-url", required=True, help="the SQS queue the EventBridge rules deliver to")
+    bridge.add_argument("--out", required=True, help="the JSON Lines file to write")
+    bridge.add_argument("--idle-exit", type=float, metavar="SECONDS", help="end once the queue stayed empty this long")
+    bridge.add_argument("--receivers", type=int, default=4, help="receives in flight while the queue is deep")
     return parser
+
+
+def drain(args: argparse.Namespace, err=sys.stderr) -> int:
+    from collectors import eventbridge
+
+    wait = eventbridge.WAIT_SECONDS if args.idle_exit is None else int(max(1, min(20, args.idle_exit)))
+    client = eventbridge.make_client(args.queue_url, receivers=args.receivers)
+    source = eventbridge.SqsSource(client, args.queue_url, receivers=args.receivers, lookback=0, wait_seconds=wait)
+    seen: set[str] = set()
+    counts = {"written": 0, "bad": 0}
+    started = reported = time.time()
+
+    def write(out) -> int:
+        records = source.poll(time.time())
+        for record in records:
+            event_id = record.get("eventID") if isinstance(record, dict) else None
+            if not isinstance(event_id, str):
+                counts["bad"] += 1
+            elif event_id not in seen:
+                seen.add(event_id)
+                out.write(orjson.dumps(record) + b"\n")
+                counts["written"] += 1
+        out.flush()
+        os.fsync(out.fileno())
+        source.acknowledge(source.ingested())  # on disk: only now may the queue forget them
+        return len(records)
+
+    try:
+        with open(args.out, "wb") as out:
+            while True:
+                write(out)
+                moment = time.time()
+                quiet = moment - max(started, source.last_message_at or started)
+                if args.idle_exit is not None and quiet >= args.idle_exit and not source.waiting():
+                    source.stop_receiving()  # what the receives in flight bring is still written
+                    while write(out) or source.waiting():
+                        pass
+                    break
+                if moment - reported >= 5:
+                    reported = moment
+                    err.write(f"{counts['written']:,} events · {source.counts['received']:,} messages received\n")
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        err.write(f"the queue could not be read: {cloudtrail.describe(error)}\n")
+        return 1
+    finally:
+        source.close()
+    bad = counts["bad"]
+    err.write(
+        f"wrote {counts['written']:,} events to {args.out}; {source.counts['deleted']:,} messages deleted"
+        + (f"; {bad} messages that were not CloudTrail events skipped and deleted" if bad else "")
+        + "\n"
+    )
+    return 0
 
 
 def collect(args: argparse.Namespace, clock=time.time, err=sys.stderr) -> int:
@@ -124,7 +189,7 @@ def collect(args: argparse.Namespace, clock=time.time, err=sys.stderr) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return collect(args)
+    return drain(args) if args.command == "eventbridge" else collect(args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@ engine, keeping a health record the dashboard shows.
 A source is any object with ``name``, ``poll(now) -> records`` and ``watermark(now)`` (the
 time before which it has delivered every event, or None while it cannot say). A failing
 poll is recorded and retried with backoff; it never ends the thread.
+
+A source that must confirm what it delivered (a queue deletes a message only once its events
+are safe) also has ``ingested() -> mark``, called after each poll's events are in the buffer,
+and ``acknowledge(mark)``, called once they are in a saved snapshot (at once when there is no
+state folder); ``needs_save()`` may ask for a save before the interval is up, and
+``long_polls = True`` says that ``poll`` waits for events itself, so it is called again at once.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class Collector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_save = clock()
+        self._unsaved_mark = None  # the source's mark of what is in the buffer but not saved yet
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
@@ -82,6 +89,7 @@ class Collector:
         records = self.source.poll(now)
         batch = normalise_all(records, self.health.rejects, origin=self.source.name)
         result = self.engine.ingest(batch, now_ns=int(now * NS_PER_SECOND))
+        self._ingested()
         watermark = self.source.watermark(now)
         if watermark is not None:
             self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
@@ -98,8 +106,23 @@ class Collector:
             newest = max(batch.column("eventTime")) / NS_PER_SECOND
             health.newest_event = max(newest, health.newest_event or newest)
             health.lag_seconds = now - newest
-        if self.store is not None and self.clock() - self._last_save >= self.save_every:
+        if self.store is not None and (self.clock() - self._last_save >= self.save_every or self._save_asked()):
             self.save()
+
+    def _ingested(self) -> None:
+        hook = getattr(self.source, "ingested", None)
+        if hook is None:
+            return
+        mark = hook()
+        if self.store is None:
+            self.source.acknowledge(mark)
+        else:
+            self._unsaved_mark = mark
+
+    def _save_asked(self) -> bool:
+        asked = getattr(self.source, "needs_save", None)
+        # At most one early save a second: a save that keeps failing must not run on every poll.
+        return bool(asked and self.clock() - self._last_save >= 1.0 and asked())
 
     def _analyse(self, records, columns, watermark) -> None:
         parsed = [r for r in records if isinstance(r, dict)]
@@ -116,10 +139,14 @@ class Collector:
 
     def save(self) -> None:
         """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""
+        mark = self._unsaved_mark
         try:
             self.store.save(self.engine, self.source)
         except Exception as error:  # a full disk must not stop the collection
             self.store.last_error = f"{type(error).__name__}: {error}"
+        else:
+            if mark is not None:
+                self.source.acknowledge(mark)
         self._last_save = self.clock()
 
     def record_error(self, error: BaseException) -> float:
@@ -137,7 +164,7 @@ class Collector:
             while not self._stop.is_set():
                 try:
                     self.poll_once()
-                    wait = self.interval
+                    wait = 0.0 if getattr(self.source, "long_polls", False) else self.interval
                 except Exception as error:
                     wait = self.record_error(error)
                 self._stop.wait(wait)

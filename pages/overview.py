@@ -47,8 +47,14 @@ def live() -> None:
     tiles[0].metric(f"API calls, {current.label()}", f"{calls:,}")
     tiles[1].metric("Failed calls", f"{(calls - succeeded) / calls:.1%}", help="Calls whose record has an errorCode.")
     tiles[2].metric("Events in memory", f"{len(engine.buffer):,}", help="Across all regions and accounts.")
-    lag = shared.collector.health.lag_seconds
-    tiles[3].metric("Delivery lag of newest event", f"{lag:,.0f} s" if lag is not None else "–")
+    fresh = getattr(shared.collector.source, "freshness", None)  # a pushed source measures every event's lag
+    overall = fresh.summary(at)[-1:] if fresh is not None else []
+    if overall:
+        lag = overall[0]
+        tiles[3].metric("Delivery lag, p95", f"{lag['p95']:,.1f} s", help=f"Last 15 min; median {lag['p50']:,.1f} s.")
+    else:
+        lag = shared.collector.health.lag_seconds
+        tiles[3].metric("Delivery lag of newest event", f"{lag:,.0f} s" if lag is not None else "–")
 
     seconds = page.bin_for(current, STEP, at)
     st.subheader("API calls and anomaly score")

@@ -53,6 +53,7 @@ def health() -> None:
     }
     st.dataframe(pd.DataFrame(sources), width="stretch")
     _regions(collector)
+    _queue(collector)
     _saved_state(collector)
     for name, error in dict(collector.analysis_errors).items():
         st.warning(f"The {name} analysis failed on the last poll (the events were kept): {error}")
@@ -140,6 +141,63 @@ def _regions(collector) -> None:
     degraded = table[table["State"] == "degraded"]
     if len(degraded):
         st.warning(f"{len(degraded)} account-region(s) degraded: retried with backoff while the others carry on.")
+
+
+def _queue(collector) -> None:
+    """The EventBridge source: the queue's warning, its history gaps and its freshness."""
+    source = collector.source
+    if not hasattr(source, "freshness"):
+        return
+    if source.warning:
+        st.warning(source.warning)
+    if source.last_error_at and time.time() - source.last_error_at < 300:
+        st.warning(f"The queue failed in the last 5 minutes, retried with backoff: {source.last_error}")
+    gaps = source.gaps.rows() if source.gaps is not None else []
+    if gaps:
+        st.subheader("History gaps")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "From": _when(gap["start"]),
+                        "To": _when(gap["end"]),
+                        "Why": gap["why"],
+                        "State": gap["state"],
+                        "Read": gap["progress"],
+                        "Closed at": _when(gap["closed_at"]) if gap["closed_at"] else "–",
+                        "Problem": gap["error"] or "none",
+                    }
+                    for gap in gaps
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config={"Read": st.column_config.ProgressColumn("Read", min_value=0.0, max_value=1.0)},
+        )
+        if any(gap["state"] == "open" for gap in gaps):
+            st.warning(
+                "A stretch of history that the queue cannot hold is being read from "
+                f"{shared.settings['eventbridge_backfill']}: its charts fill in as it is read."
+            )
+    st.subheader("Freshness")
+    rows = source.freshness.summary(time.time())
+    if not rows:
+        st.info("No event has come through the queue in the last 15 minutes.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"Region": r["region"], "Events": r["events"], "Median lag (s)": r["p50"], "p95 lag (s)": r["p95"]}
+                for r in rows
+            ]
+        ),
+        hide_index=True,
+        column_config={c: st.column_config.NumberColumn(format="%.1f") for c in ("Median lag (s)", "p95 lag (s)")},
+    )
+    st.caption(
+        "Lag: the time an event reached the buffer minus its eventTime, over the events of the last 15 minutes; "
+        "EventBridge usually delivers within seconds."
+    )
 
 
 def _alerts() -> None:

@@ -37,3 +37,17 @@ def test_the_core_benchmark_runs_and_prints_every_figure():
         "RCF rrcf",
     ):
         assert label in result.stdout, label
+
+
+def test_the_eventbridge_benchmark_runs_against_moto_and_prints_every_figure():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.eventbridge", "--events", "30", "--seconds", "2", "--rate", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for label in ("bare boto3", "ours/bare", "source ceiling", "freshness", "load average"):
+        assert label in result.stdout, label
+    assert "30 held" in result.stdout  # the drain ended with every event

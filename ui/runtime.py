@@ -90,6 +90,10 @@ def make_source(values: dict, checkpoints: dict | None = None):
         return _cloudtrail(values, checkpoints)  # regions are chosen by the pollers themselves
     if values["source"] == "s3":
         return _s3(values, checkpoints)
+    if values["source"] == "eventbridge":
+        from collectors import eventbridge
+
+        return eventbridge.from_settings(values, checkpoints)
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
