@@ -163,6 +163,7 @@ class Actor:
     region_weights: tuple[float, ...] = REGION_WEIGHTS
     error_rate: float = 0.015
     event_type: str = "AwsApiCall"
+    pinned_ips: bool = False  # each identity calls from its own address (instances), not from any
     _calls_cdf: list[float] = field(init=False, repr=False)
     _regions_cdf: list[float] = field(init=False, repr=False)
 
@@ -360,6 +361,7 @@ def _actors() -> list[Actor]:
             regions=("us-east-1", "us-west-2"),
             region_weights=(0.6, 0.4),
             error_rate=0.003,
+            pinned_ips=True,
         ),
         Actor(
             "aws-services",
@@ -557,7 +559,8 @@ class DemoSource:
         extra: dict | None = None,
     ) -> dict:
         source, name, read_only = call
-        identity = identity or actor.identities[int(u[2] * len(actor.identities))]
+        which = int(u[2] * len(actor.identities))
+        identity = identity or actor.identities[which]
         if source in GLOBAL_SERVICES:
             region = "us-east-1"
         elif region is None:
@@ -565,6 +568,8 @@ class DemoSource:
         if identity.get("type") == "AWSService":
             ip = ip or identity["invokedBy"]
             agent = agent or identity["invokedBy"]
+        if ip is None and actor.pinned_ips:
+            ip = actor.ips[which % len(actor.ips)]
         ip = ip or actor.ips[int(u[4] * len(actor.ips))]
         agent = agent or actor.agents[int(u[5] * len(actor.agents))]
         account = identity.get("accountId") or ACCOUNTS["production"]

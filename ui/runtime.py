@@ -16,7 +16,7 @@ from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
 from collectors.state import StateStore
-from metrics.detections import Detector
+from metrics.detections import Detector, rules
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
@@ -103,7 +103,12 @@ def build(values: dict) -> Runtime:
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
         store.restore(engine)
     source = make_source(values, store.checkpoints() if store else {})
-    detector = Detector(learning_seconds=values["learning_hours"] * 3600)
+    table = rules(
+        org_accounts=values["org_accounts"],
+        log_expiry_days=values["log_expiry_days"],
+        expected_tools=values["expected_tools"],
+    )
+    detector = Detector(table, learning_seconds=values["learning_hours"] * 3600)
     triage = Triage(os.path.join(str(values["state_dir"]), "detections.json"))
     dimensions = DimensionAnomalies(
         top_n=values["dimension_top_n"],

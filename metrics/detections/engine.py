@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from metrics.detections.burst import BurstCounter, Window
 from metrics.detections.firstseen import FirstSeenTracker
-from metrics.detections.model import Event, Hit, Rule, hit_id
+from metrics.detections.model import Event, Hit, Outcome, Rule, hit_id
 from metrics.detections.record import account_of, api_name, is_failed, short, text, user_of
 from metrics.detections.rules import RULES
 from metrics.normalise import RejectedRecord, parse_event_time
@@ -157,8 +157,8 @@ class Detector:
                 self.errors[rule.id] += 1
         for rule, correlation in self._correlations:
             try:
-                for key, summary, events in correlation.observe(record, event):
-                    out.append(self._hit(rule, hit_id(rule.id, key), events, summary))
+                for found in correlation.observe(record, event):
+                    out.append(self._hit(rule, hit_id(rule.id, found.key), found.events, found.summary, found.severity))
             except Exception:
                 self.errors[rule.id] += 1
         return out
@@ -166,15 +166,18 @@ class Detector:
     def _match(self, rule: Rule, record: dict, event: Event, touched: dict) -> list[Hit]:
         out = []
         summary = rule.match(record)
+        severity = title = None
+        if isinstance(summary, Outcome):
+            summary, severity, title = summary
         if summary is not None:
             if rule.burst is None:
-                out.append(self._hit(rule, hit_id(rule.id, event.id), [event], summary))
+                out.append(self._hit(rule, hit_id(rule.id, event.id), [event], summary, severity, title))
                 return out
             key = rule.burst.key(record)
             if key is None:
                 return out
             values = tuple(rule.burst.distinct(record)) if rule.burst.distinct is not None else ()
-            result = self._bursts[rule.id].add(key, event, summary, values)
+            result = self._bursts[rule.id].add(key, event, summary, values, severity, title)
             if result is not None:
                 window, fired_now = result
                 previous = touched.get(id(window))
@@ -193,13 +196,20 @@ class Detector:
         return [self._hit(rule, hit_id(rule.id, key, value), [event], summary)]
 
     @staticmethod
-    def _hit(rule: Rule, identifier: str, events: list[Event], summary: str) -> Hit:
+    def _hit(
+        rule: Rule,
+        identifier: str,
+        events: list[Event],
+        summary: str,
+        severity: str | None = None,
+        title: str | None = None,
+    ) -> Hit:
         lead = events[0]
         return Hit(
             identifier,
             rule.id,
-            rule.title,
-            rule.severity,
+            title or rule.title,
+            severity or rule.severity,
             rule.technique,
             min(e.time for e in events),
             tuple(dict.fromkeys(e.id for e in events)),
@@ -221,7 +231,9 @@ class Detector:
             listed += f"; and {more} more"
         summary = f"{counted} {burst.what} within {_duration(burst.window)} ({short(window.key, 120)}): {listed}"
         events = sorted(window.events, key=lambda e: (e.time, e.id))
-        return self._hit(rule, hit_id(rule.id, window.key, window.start), events, summary)
+        return self._hit(
+            rule, hit_id(rule.id, window.key, window.start), events, summary, window.severity, window.title
+        )
 
     def _trim(self) -> None:
         if len(self._hits) <= self.max_hits:

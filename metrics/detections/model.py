@@ -16,7 +16,27 @@ SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
-Matcher = Callable[[dict], "str | None"]
+Matcher = Callable[[dict], "str | Outcome | None"]
+
+
+class Outcome(NamedTuple):
+    """What a matcher returns when one record is worse (or milder) than its rule says: a trail's
+    bucket rather than any bucket, a database deleted without a final snapshot, a sign-in that
+    failed. ``severity`` and ``title`` replace the rule's for the hit (None: the rule's)."""
+
+    summary: str
+    severity: str | None = None
+    title: str | None = None
+
+
+class Found(NamedTuple):
+    """What a stateful correlation reports: the key that makes the hit's id, its summary, the
+    events it links, and a severity other than the rule's if the case calls for it."""
+
+    key: Hashable
+    summary: str
+    events: list
+    severity: str | None = None
 
 
 class Burst(NamedTuple):
