@@ -189,6 +189,13 @@ SETTINGS = (
         _names,
     ),
     Setting(
+        "detection_group_minutes",
+        10.0,
+        "Matches of one per-event rule by one principal within this many minutes are one detection listing "
+        "them all (retries, a run of similar calls); 0 gives one detection per event.",
+        _at_least(float, 0),
+    ),
+    Setting(
         "alert_webhook_url",
         "",
         "Optional: a webhook (Slack-compatible JSON) that receives new detections and unusual scores. Keep it in "

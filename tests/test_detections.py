@@ -142,7 +142,7 @@ def fired(records, **settings) -> dict[str, list]:
 
 # Technique -> the rules it must fire (first-seen rules cannot fire within a learning period).
 EXPECTED = {
-    "aws.credential-access.ec2-get-password-data": {"ec2-password-data", "access-denied-spike"},
+    "aws.credential-access.ec2-get-password-data": {"ec2-password-data"},  # the spike leaves them to it
     "aws.credential-access.ec2-steal-instance-credentials": {
         "instance-credentials-shared-address",
         "instance-credentials-public-ip",
@@ -157,7 +157,7 @@ EXPECTED = {
     "aws.defense-evasion.dns-delete-logs": {"dns-query-logging-removed"},
     "aws.defense-evasion.organizations-leave": {"organization-left"},
     "aws.defense-evasion.vpc-remove-flow-logs": {"vpc-flow-logs-deleted"},
-    "aws.discovery.ec2-download-user-data": {"ec2-user-data-read", "access-denied-spike"},
+    "aws.discovery.ec2-download-user-data": {"ec2-user-data-read"},
     "aws.execution.ec2-launch-unusual-instances": {"ec2-unusual-instance-type"},
     "aws.execution.ec2-user-data": {"ec2-user-data-modified"},
     "aws.execution.ssm-send-command": {"ssm-send-command"},
@@ -1423,7 +1423,7 @@ def test_first_seen_respects_the_learning_period():
 def test_memory_stays_bounded():
     detector = Detector(max_hits=5, max_seen=100)
     for i in range(20):
-        detector.observe([call("cloudtrail", "StopLogging", i)])
+        detector.observe([call("cloudtrail", "StopLogging", i * 3600)])  # an hour apart: 20 hits
     assert len(detector.hits()) == 5
     assert [h.time for h in detector.hits()] == sorted((h.time for h in detector.hits()), reverse=True)
     assert len(detector._seen) <= 100
@@ -1479,13 +1479,24 @@ def test_a_benign_day_fires_nothing_high():
     assert set(counts) == set(RULES_BY_ID)
     loud = {r: n for r, n in counts.items() if n and SEVERITY_RANK[RULES_BY_ID[r].severity] >= SEVERITY_RANK["high"]}
     assert loud == {}
-    # the routine changes the demo makes, grouped per principal and hour, and root's habits
+    # the routine changes the demo makes, grouped per principal and hour, and root's habits; the
+    # deployer's Terraform makes each policy version the default
     assert {r for r, n in counts.items() if n} <= {
+        "iam-policy-version-default",
         "iam-policy-changed",
         "lambda-code-updated",
         "root-activity",
         "first-seen-api",
     }
+
+
+def test_the_deployers_terraform_hits_on_a_benign_day_are_labelled():
+    day = int(datetime(2026, 1, 5, 14, tzinfo=UTC).timestamp())
+    detector = Detector()
+    detector.observe(DemoSource(seed=7, rate=2, incidents=False).records(day, day + 3600))
+    versions = [h for h in detector.hits() if h.rule_id == "iam-policy-version-default"]
+    assert versions and {h.iac for h in versions} == {"Terraform"}
+    assert all(h.principal == "ci-deployer" for h in versions)
 
 
 def test_the_demo_incidents_are_detected():
@@ -1616,3 +1627,77 @@ def test_the_coverage_settings_parse_and_refuse_what_is_not_an_account():
     assert values["log_expiry_days"] == 7
     with pytest.raises(settings.SettingsError, match="INSIGHTS_ORG_ACCOUNTS"):
         settings.load({"INSIGHTS_ORG_ACCOUNTS": "prod"})
+
+
+# -- hits an analyst can triage (issue 13) ------------------------------------------------------
+
+
+def test_a_spike_leaves_denied_calls_to_the_rule_made_for_them():
+    probing = [
+        call("ec2", "GetPasswordData", i, parameters={"instanceId": "i-1"}, errorCode="Client.UnauthorizedOperation")
+        for i in range(12)
+    ]
+    hits = fired(probing)
+    assert "access-denied-spike" not in hits
+    (hit,) = hits["ec2-password-data"]
+    assert len(hit.event_ids) == 12
+    # denied calls no specific rule holds still make a spike
+    assert "access-denied-spike" in fired(denied(12))
+
+
+def test_retries_of_one_call_are_one_hit_that_counts_them():
+    retries = [
+        call("cloudtrail", "StopLogging", i * 2, parameters={"name": "t"}, errorCode="AccessDenied") for i in range(4)
+    ]
+    (hit,) = fired(retries)["cloudtrail-stopped"]
+    assert len(hit.event_ids) == 4 and hit.failed
+    assert hit.summary == (
+        f"4 matching calls within 10 min by {ACCOUNT}/alice: alice called cloudtrail:StopLogging (name=t) - failed: "
+        "AccessDenied (x4)"
+    )
+
+
+def test_a_failed_console_sign_in_is_not_a_sign_in_without_mfa():
+    failures = [console_login(i * 30, success=False) for i in range(5)]
+    hits = fired(failures)
+    assert "console-login-without-mfa" not in hits
+    assert {"console-login-failures-user", "console-login-failures-ip"} <= set(hits)
+    (hit,) = fired([console_login(identity=ROOT_USER, success=False)])["root-console-login"]
+    assert (hit.title, hit.severity, hit.failed) == ("Failed root console sign-in", "medium", True)
+    assert "failed from 203.0.113.9: Failed authentication" in hit.summary
+    (hit,) = fired([console_login(identity=ROOT_USER, mfa="Yes")])["root-console-login"]
+    assert (hit.title, hit.severity) == ("Root console sign-in", "high")
+
+
+def test_per_event_rules_group_per_principal_within_the_window():
+    keys = [
+        call("ec2-instance-connect", "SendSSHPublicKey", i * 20, parameters={"instanceId": f"i-{i}"}) for i in range(3)
+    ]
+    (hit,) = fired(keys)["ec2-instance-connect-key"]
+    assert len(hit.event_ids) == 3 and hit.summary.startswith("3 matching calls within 10 min by")
+    # another principal, or the same one after the window, is another hit
+    later = call("ec2-instance-connect", "SendSSHPublicKey", 700, parameters={"instanceId": "i-9"})
+    other = call("ec2-instance-connect", "SendSSHPublicKey", 30, userIdentity=iam_user("bob"))
+    assert len(fired([*keys, later, other])["ec2-instance-connect-key"]) == 3
+    # the window is a setting; zero keeps one hit per event
+    assert len(fired(keys, group_seconds=0)["ec2-instance-connect-key"]) == 3
+    assert len(fired(keys, group_seconds=30)["ec2-instance-connect-key"]) == 2
+
+
+TERRAFORM = "APN/1.0 HashiCorp/1.0 Terraform/1.9.8 terraform-provider-aws/5.78.0 aws-sdk-go-v2/1.32.5"
+
+
+def test_infrastructure_as_code_runs_are_labelled_not_silenced():
+    (hit,) = fired([call("iam", "CreateUser", parameters={"userName": "x"}, userAgent=TERRAFORM)])["iam-user-created"]
+    assert hit.iac == "Terraform"
+    cdk = "aws-cdk/2.170.0 (promptless) aws-sdk-js/3.699.0 os/linux"
+    (hit,) = fired([call("iam", "CreateUser", parameters={"userName": "x"}, userAgent=cdk)])["iam-user-created"]
+    assert hit.iac == "CDK"
+    (hit,) = fired([call("iam", "CreateUser", userAgent="cloudformation.amazonaws.com")])["iam-user-created"]
+    assert hit.iac == "CloudFormation"
+    mixed = [
+        call("iam", "CreateUser", 0, userAgent=TERRAFORM),
+        call("iam", "CreateUser", 5, userAgent="aws-cli/2.22.4"),
+    ]
+    (hit,) = fired(mixed)["iam-user-created"]
+    assert hit.iac == ""  # one call by hand: not an IaC run

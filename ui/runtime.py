@@ -108,7 +108,11 @@ def build(values: dict) -> Runtime:
         log_expiry_days=values["log_expiry_days"],
         expected_tools=values["expected_tools"],
     )
-    detector = Detector(table, learning_seconds=values["learning_hours"] * 3600)
+    detector = Detector(
+        table,
+        learning_seconds=values["learning_hours"] * 3600,
+        group_seconds=values["detection_group_minutes"] * 60,
+    )
     triage = Triage(os.path.join(str(values["state_dir"]), "detections.json"))
     dimensions = DimensionAnomalies(
         top_n=values["dimension_top_n"],

@@ -137,7 +137,11 @@ def root_console_login(record: dict) -> str | None:
     if not is_console_login(record) or identity(record).get("type") != "Root":
         return None
     mfa = text(record, "additionalEventData.MFAUsed")
-    return describe(record, f"root signed in to the console from {short(record.get('sourceIPAddress'), 60)}") + (
+    where = short(record.get("sourceIPAddress"), 60)
+    if is_failed(record):
+        reason = short(text(record, "errorMessage") or "failed", 60)
+        return Outcome(f"root console sign-in failed from {where}: {reason}", "medium", "Failed root console sign-in")
+    return describe(record, f"root signed in to the console from {where}") + (
         f" (MFA used: {short(mfa, 10)})" if mfa else ""
     )
 

@@ -84,6 +84,7 @@ class Rule:
     burst: Burst | None = None
     first_seen: FirstSeen | None = None
     correlate: Callable[[], object] | None = field(default=None, repr=False)
+    catch_all: bool = False  # leaves a record to a call-specific rule that has it in a hit
 
     def __post_init__(self):
         if not _RULE_ID.match(self.id):
@@ -114,6 +115,7 @@ class Event:
     ip: str
     region: str
     failed: bool
+    iac: str = ""  # the infrastructure-as-code tool of its user agent, if any
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ class Hit:
 
     ``id`` is stable: the same events (or the same burst window of the same key) always give
     the same id. ``time`` is the first event's time in epoch seconds; ``failed`` is true when
-    every linked event failed; ``summary`` is plain text and may hold record strings.
+    every linked event failed; ``summary`` is plain text and may hold record strings. ``iac``
+    names the infrastructure-as-code tool (Terraform, CloudFormation, CDK) when every linked
+    event carries its user agent: a label to filter on, never a reason to hide the hit.
     """
 
     id: str
@@ -138,6 +142,7 @@ class Hit:
     region: str
     failed: bool
     summary: str
+    iac: str = ""
 
 
 def hit_id(*parts: object) -> str:

@@ -580,10 +580,12 @@ def rules(
             "medium",
             "T1580",
             "Ten or more AccessDenied or UnauthorizedOperation errors by one principal within 5 "
-            "minutes: credentials probing what they may do.",
+            "minutes: credentials probing what they may do. Denied calls already in a hit of a rule for "
+            "that call (password data, user data...) are left to it: one action, one hit.",
             ("eventSource", "eventName", "errorCode", *WHO),
             m.access_denied,
             _burst(m.by_principal, 300, 10, "denied calls by one principal"),
+            catch_all=True,
         ),
         Rule(
             "discovery-burst",
