@@ -196,6 +196,12 @@ SETTINGS = (
         _at_least(float, 0),
     ),
     Setting(
+        "sigma_path",
+        "",
+        "A folder of Sigma rules (`.yml`, logsource `product: aws`, `service: cloudtrail`) run beside the rule "
+        "table; rules using what is not supported are refused with their reason on the Status page. Empty: none.",
+    ),
+    Setting(
         "alert_webhook_url",
         "",
         "Optional: a webhook (Slack-compatible JSON) that receives new detections and unusual scores. Keep it in "

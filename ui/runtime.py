@@ -17,6 +17,7 @@ from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
 from collectors.state import StateStore
 from metrics.detections import Detector, rules
+from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
@@ -31,6 +32,7 @@ class Runtime:
     triage: Triage | None = None
     dimensions: DimensionAnomalies | None = None
     alerter: Alerter | None = None
+    sigma: SigmaRules | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -108,8 +110,9 @@ def build(values: dict) -> Runtime:
         log_expiry_days=values["log_expiry_days"],
         expected_tools=values["expected_tools"],
     )
+    sigma = load_folder(str(values["sigma_path"]))
     detector = Detector(
-        table,
+        (*table, *sigma.rules),
         learning_seconds=values["learning_hours"] * 3600,
         group_seconds=values["detection_group_minutes"] * 60,
     )
@@ -133,7 +136,7 @@ def build(values: dict) -> Runtime:
     collector = Collector(
         source, engine, interval=values["poll_seconds"], store=store, save_every=save_every, analyses=analyses
     )
-    return Runtime(values, engine, collector, detector, triage, dimensions, alerter)
+    return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma)
 
 
 def _raw_records(engine: Engine, snapshot) -> list[dict]:

@@ -243,6 +243,7 @@ class Detector:
             all(e.failed for e in events),
             summary,
             "" if "" in tools else ", ".join(sorted(tools)),
+            rule.tags,
         )
 
     def _burst_hit(self, rule: Rule, window: Window) -> Hit:

@@ -14,6 +14,7 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_SIGMA_ID = re.compile(r"^sigma:[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a Sigma rule's own id
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 Matcher = Callable[[dict], "str | Outcome | None"]
@@ -85,13 +86,15 @@ class Rule:
     first_seen: FirstSeen | None = None
     correlate: Callable[[], object] | None = field(default=None, repr=False)
     catch_all: bool = False  # leaves a record to a call-specific rule that has it in a hit
+    tags: tuple[str, ...] = ()  # a Sigma rule's tags (ATT&CK and others)
 
     def __post_init__(self):
-        if not _RULE_ID.match(self.id):
+        sigma = bool(_SIGMA_ID.match(self.id))
+        if not _RULE_ID.match(self.id) and not sigma:
             raise ValueError(f"rule id is not kebab-case: {self.id!r}")
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"{self.id}: unknown severity {self.severity!r}")
-        if not _TECHNIQUE.match(self.technique):
+        if not _TECHNIQUE.match(self.technique) and not (sigma and self.technique == ""):
             raise ValueError(f"{self.id}: not an ATT&CK technique id: {self.technique!r}")
         kinds = [k for k in (self.match, self.first_seen, self.correlate) if k is not None]
         if len(kinds) != 1:
@@ -143,6 +146,7 @@ class Hit:
     failed: bool
     summary: str
     iac: str = ""
+    tags: tuple[str, ...] = ()
 
 
 def hit_id(*parts: object) -> str:
