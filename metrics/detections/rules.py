@@ -694,9 +694,10 @@ def rules(
             "medium",
             "T1098.003",
             "A managed policy's permissions replaced: CreatePolicyVersion with setAsDefault, or "
-            "SetDefaultPolicyVersion.",
+            "SetDefaultPolicyVersion. Deployments do this with every policy change: one hit per principal and hour.",
             ("requestParameters.policyArn", "requestParameters.setAsDefault", *WHO),
             calls(IAM, "CreatePolicyVersion", "SetDefaultPolicyVersion", detail=m.set_as_default),
+            _burst(m.by_principal, 3600, 1, "new default policy versions"),
         ),
         Rule(
             "iam-user-added-to-group",
