@@ -1701,3 +1701,17 @@ def test_infrastructure_as_code_runs_are_labelled_not_silenced():
     ]
     (hit,) = fired(mixed)["iam-user-created"]
     assert hit.iac == ""  # one call by hand: not an IaC run
+
+
+@pytest.mark.parametrize("odd", [None, 7, True, [1, "a"], {"items": 5}, "", "x" * 10_000, {"Rule": [None, 3]}])
+def test_odd_values_in_the_new_rules_parameters_never_raise(odd):
+    detector = Detector(learning_seconds=0)
+    records = [r for _, case, _, _ in COVERAGE_CASES for r in case]
+    for n, record in enumerate(records):
+        parameters = record.get("requestParameters")
+        keys = list(parameters) if isinstance(parameters, dict) else []
+        variants = [{**record, "requestParameters": {**parameters, key: odd}} for key in keys]
+        variants.append({**record, "requestParameters": odd, "userAgent": odd, "sourceIPAddress": odd})
+        for i, variant in enumerate(variants):
+            detector.observe([{**variant, "eventID": f"odd-{n}-{i}"}])
+    assert not detector.errors
