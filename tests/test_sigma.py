@@ -226,6 +226,22 @@ def test_a_malformed_file_is_reported_and_the_other_rules_still_run(tmp_path):
     assert load_folder("").rules == [] and load_folder("").refused == []
 
 
+def test_a_logsource_definition_is_a_note_not_a_condition():
+    rule = compile_rule(
+        {
+            "title": "t",
+            "id": "with-definition",
+            "logsource": {"product": "AWS", "service": "cloudtrail", "definition": "management events"},
+            "detection": {"sel": {"eventName": "StopLogging"}, "condition": "sel"},
+        }
+    )
+    assert rule.match(rec("cloudtrail", "StopLogging")) and not rule.match(rec("cloudtrail", "StartLogging"))
+    with pytest.raises(Unsupported, match="logsource"):
+        compile_rule(
+            {"title": "t", "id": "x", "logsource": {"product": "aws", "service": "cloudtrail", "category": "x"}}
+        )
+
+
 def test_compile_rule_refuses_what_is_not_a_rule():
     with pytest.raises(Unsupported, match="YAML mapping"):
         compile_rule(["a"])

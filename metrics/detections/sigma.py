@@ -122,7 +122,11 @@ def compile_rule(document: object) -> Rule:
     if not isinstance(identifier, str) or not _ID.match(identifier):
         raise Unsupported("no id, or an id with other characters than letters, digits, '.', '_' and '-'")
     logsource = document.get("logsource")
-    if not isinstance(logsource, dict) or {str(k): str(v).lower() for k, v in logsource.items()} != {
+    if not isinstance(logsource, dict) or {
+        str(k): str(v).lower()
+        for k, v in logsource.items()
+        if k != "definition"  # a note for people
+    } != {
         "product": "aws",
         "service": "cloudtrail",
     }:
