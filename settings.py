@@ -70,6 +70,19 @@ def _regions(text: str) -> tuple[str, ...]:
     return names
 
 
+def _accounts(text: str) -> tuple[str, ...]:
+    """Comma-separated 12-digit AWS account ids."""
+    ids = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+    for account in ids:
+        if not re.fullmatch(r"\d{12}", account):
+            raise ValueError(f"{account!r} is not a 12-digit AWS account id")
+    return ids
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({part.strip().lower() for part in text.split(",") if part.strip()}))
+
+
 SETTINGS = (
     Setting(
         "source",
@@ -175,6 +188,40 @@ SETTINGS = (
         10,
         "Besides the total, the busiest this many services, principals and error codes get anomaly scores.",
         _positive(int),
+    ),
+    Setting(
+        "org_accounts",
+        (),
+        "The organisation's own account ids, comma-separated: policies, shares and trusts that let them in do "
+        "not count as opened to another account. Empty: every account but the event's own is outside.",
+        _accounts,
+    ),
+    Setting(
+        "log_expiry_days",
+        7.0,
+        "An S3 lifecycle rule deleting objects within this many days is detected (higher severity on a trail's "
+        "bucket).",
+        _positive(float),
+    ),
+    Setting(
+        "expected_tools",
+        (),
+        "Offensive-tool user agents your team runs itself, comma-separated (e.g. `prowler,scoutsuite`): they do "
+        "not fire the offensive-tool detection.",
+        _names,
+    ),
+    Setting(
+        "detection_group_minutes",
+        10.0,
+        "Matches of one per-event rule by one principal within this many minutes are one detection listing "
+        "them all (retries, a run of similar calls); 0 gives one detection per event.",
+        _at_least(float, 0),
+    ),
+    Setting(
+        "sigma_path",
+        "",
+        "A folder of Sigma rules (`.yml`, logsource `product: aws`, `service: cloudtrail`) run beside the rule "
+        "table; rules using what is not supported are refused with their reason on the Status page. Empty: none.",
     ),
     Setting(
         "alert_webhook_url",

@@ -121,6 +121,8 @@ def alert_for_hit(hit, base_url: str = "") -> Alert:
         "Outcome": "failed" if hit.failed else "succeeded",
         "Time": _iso(hit.time),
         "Events": _event_list(event_ids) if event_ids else None,
+        "Infrastructure as code": getattr(hit, "iac", "") or None,
+        "Tags": ", ".join(getattr(hit, "tags", ()) or ()) or None,
     }
     fields = {label: str(value) for label, value in raw.items() if value not in (None, "")}
     title = str(hit.title)

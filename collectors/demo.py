@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -140,6 +141,156 @@ PARAMETERS = {
 }
 
 
+BUCKETS = ("orders-exports-prod", "orders-static-assets", "billing-reports")
+LAMBDAS = ("billing-export", "orders-webhook", "thumbnailer")
+
+
+def _policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, separators=(",", ":"))
+
+
+def _variants(name: str, account: str) -> list[dict]:
+    """Realistic, benign request parameters of the calls the parameter-refined rules read:
+    policies that stay in the account, ingress from the VPC and the office, ordinary instance
+    types, a handful of secrets."""
+    role = f"arn:aws:iam::{account}:role"
+    if name == "PutBucketPolicy":
+        return [
+            {
+                "bucketName": bucket,
+                "Host": f"{bucket}.s3.amazonaws.com",
+                "policy": [""],
+                "bucketPolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"AWS": f"{role}/orders-api-task"},
+                            "Action": ["s3:GetObject", "s3:PutObject"],
+                            "Resource": f"arn:aws:s3:::{bucket}/*",
+                        },
+                        {
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
+                    ],
+                },
+            }
+            for bucket in BUCKETS
+        ]
+    if name == "AuthorizeSecurityGroupIngress":
+        return [
+            {
+                "groupId": group,
+                "ipPermissions": {
+                    "items": [
+                        {
+                            "ipProtocol": "tcp",
+                            "fromPort": port,
+                            "toPort": port,
+                            "groups": {},
+                            "ipRanges": {"items": [{"cidrIp": cidr, "description": why}]},
+                            "ipv6Ranges": {},
+                            "prefixListIds": {},
+                        }
+                    ]
+                },
+            }
+            for group, port, cidr, why in (
+                ("sg-0a1b2c3d4e5f60718", 443, "10.20.0.0/16", "VPC"),
+                ("sg-0b2c3d4e5f6071829", 22, "198.51.100.23/32", "office"),
+                ("sg-0c3d4e5f607182930", 5432, "10.20.0.0/16", "orders database"),
+            )
+        ]
+    if name == "RunInstances":
+        return [
+            {
+                "instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": count}]},
+                "instanceType": kind,
+                "subnetId": "subnet-0123456789abcdef0",
+            }
+            for kind, count in (("t3.medium", 1), ("m7i.large", 2), ("c7g.xlarge", 1), ("t3.small", 1))
+        ]
+    if name == "GetSecretValue":
+        return [
+            {"secretId": secret} for secret in ("prod/orders/db", "prod/orders/stripe-api-key", "prod/orders/redis")
+        ]
+    if name == "GetParameters":
+        return [
+            {"names": ["/orders/db-host", "/orders/db-port"], "withDecryption": False},
+            {"names": ["/orders/db-password"], "withDecryption": True},
+        ]
+    if name == "CreateRole":
+        return [
+            {
+                "roleName": f"{service.split('.')[0]}-{suffix}",
+                "assumeRolePolicyDocument": _policy(
+                    {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+                ),
+            }
+            for service, suffix in (("lambda.amazonaws.com", "thumbnailer"), ("ecs-tasks.amazonaws.com", "orders-api"))
+        ] + [
+            {
+                "roleName": "deploy-readonly",
+                "assumeRolePolicyDocument": _policy(
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ),
+            }
+        ]
+    if name == "AttachRolePolicy":
+        return [
+            {"roleName": "orders-api-task", "policyArn": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"},
+            {"roleName": "deploy-readonly", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            {"roleName": "lambda-thumbnailer", "policyArn": f"arn:aws:iam::{account}:policy/thumbnailer-s3"},
+        ]
+    if name == "PutRolePolicy":
+        return [
+            {
+                "roleName": "orders-api-task",
+                "policyName": "orders-table",
+                "policyDocument": _policy(
+                    {
+                        "Effect": "Allow",
+                        "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                        "Resource": f"arn:aws:dynamodb:us-east-1:{account}:table/orders",
+                    }
+                ),
+            }
+        ]
+    if name == "CreatePolicyVersion":
+        return [
+            {
+                "policyArn": f"arn:aws:iam::{account}:policy/thumbnailer-s3",
+                "setAsDefault": True,
+                "policyDocument": _policy(
+                    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::orders-static-assets/*"}
+                ),
+            }
+        ]
+    if name == "PutRetentionPolicy":
+        return [
+            {"logGroupName": f"/aws/lambda/{function}", "retentionInDays": days}
+            for function, days in zip(LAMBDAS, (30, 90, 365), strict=True)
+        ]
+    if name in ("UpdateFunctionCode20150331v2", "UpdateFunctionConfiguration20150331v2"):
+        extra = {"publish": True} if name.startswith("UpdateFunctionCode") else {"timeout": 30, "memorySize": 512}
+        return [{"functionName": function, **extra} for function in LAMBDAS]
+    if name == "CreateSnapshot":
+        return [{"volumeId": "vol-0123456789abcdef0", "description": "nightly backup"}]
+    if name in ("TerminateInstances", "StartInstances", "StopInstances"):
+        return [{"instancesSet": {"items": [{"instanceId": "i-00000000000003f2a"}]}}]
+    if name in ("CreateBucket", "PutBucketTagging"):
+        return [{"bucketName": bucket, "Host": f"{bucket}.s3.amazonaws.com"} for bucket in BUCKETS]
+    return []
+
+
 def _service(source: str) -> str:
     return source.split(".", 1)[0]
 
@@ -163,6 +314,7 @@ class Actor:
     region_weights: tuple[float, ...] = REGION_WEIGHTS
     error_rate: float = 0.015
     event_type: str = "AwsApiCall"
+    pinned_ips: bool = False  # each identity calls from its own address (instances), not from any
     _calls_cdf: list[float] = field(init=False, repr=False)
     _regions_cdf: list[float] = field(init=False, repr=False)
 
@@ -360,6 +512,7 @@ def _actors() -> list[Actor]:
             regions=("us-east-1", "us-west-2"),
             region_weights=(0.6, 0.4),
             error_rate=0.003,
+            pinned_ips=True,
         ),
         Actor(
             "aws-services",
@@ -457,6 +610,7 @@ class DemoSource:
         self._start: int | None = None
         self._cursor: int | None = None
         self._tls: dict[str, dict] = {}
+        self._variant_cache: dict[tuple[str, str], list[dict]] = {}
 
     # -- a live source -------------------------------------------------------------------------
     def poll(self, now: float) -> list[dict]:
@@ -557,7 +711,8 @@ class DemoSource:
         extra: dict | None = None,
     ) -> dict:
         source, name, read_only = call
-        identity = identity or actor.identities[int(u[2] * len(actor.identities))]
+        which = int(u[2] * len(actor.identities))
+        identity = identity or actor.identities[which]
         if source in GLOBAL_SERVICES:
             region = "us-east-1"
         elif region is None:
@@ -565,6 +720,8 @@ class DemoSource:
         if identity.get("type") == "AWSService":
             ip = ip or identity["invokedBy"]
             agent = agent or identity["invokedBy"]
+        if ip is None and actor.pinned_ips:
+            ip = actor.ips[which % len(actor.ips)]
         ip = ip or actor.ips[int(u[4] * len(actor.ips))]
         agent = agent or actor.agents[int(u[5] * len(actor.agents))]
         account = identity.get("accountId") or ACCOUNTS["production"]
@@ -577,7 +734,7 @@ class DemoSource:
             "awsRegion": region,
             "sourceIPAddress": ip,
             "userAgent": agent,
-            "requestParameters": PARAMETERS.get(name),
+            "requestParameters": self._parameters(name, account, event_id[0]),
             "responseElements": None,
             "requestID": _uuid(request_id),
             "eventID": _uuid(event_id),
@@ -596,6 +753,16 @@ class DemoSource:
         if extra:
             record.update(extra)
         return record
+
+    def _parameters(self, name: str, account: str, pick: int) -> dict | None:
+        """The call's request parameters, one of its variants chosen by a byte of the eventID
+        (so the choice draws nothing from the generator and the events stay the same)."""
+        variants = self._variant_cache.get((name, account))
+        if variants is None:
+            variants = self._variant_cache[(name, account)] = _variants(name, account)
+        if variants:
+            return variants[pick % len(variants)]
+        return PARAMETERS.get(name)
 
     def _tls_for(self, source: str, region: str) -> dict:
         host = f"{_service(source)}.{region}.amazonaws.com"

@@ -4,7 +4,6 @@ then the unusual activity per service, principal and error code."""
 import pandas as pd
 import streamlit as st
 
-from metrics.detections import RULES_BY_ID
 from metrics.explore import EventFilter
 from ui import charts, data, login, page, view
 from ui.tables import events_table
@@ -45,6 +44,7 @@ def _hits_frame(current: view.View, at: int) -> pd.DataFrame:
                 "Region": hit.region or "",
                 "Failed": hit.failed,
                 "Events": len(hit.event_ids),
+                "IaC": hit.iac,
                 "Status": triage.status(hit),
                 "Summary": hit.summary,
                 "rule": hit.rule_id,
@@ -102,10 +102,14 @@ def opened() -> None:
     hit = _hit_by_id(st.session_state.get("det_open", ""))
     if hit is None:
         return
-    rule = RULES_BY_ID.get(hit.rule_id)
+    rule = next((r for r in detector.rules if r.id == hit.rule_id), None)  # the table's or a Sigma rule
     st.subheader("The selected detection")
-    st.text(f"{hit.title} · {hit.severity} · {hit.technique} · {triage.status(hit)}")
+    st.text(f"{hit.title} · {hit.severity} · {hit.technique or 'no ATT&CK technique'} · {triage.status(hit)}")
     st.text(hit.summary)
+    if hit.iac:
+        st.caption(f"Every event of it came from an infrastructure-as-code run ({hit.iac}).")
+    if hit.tags:
+        st.text("Sigma tags: " + ", ".join(hit.tags))
     if rule is not None and rule.description:
         st.caption(rule.description)
     buttons = st.columns(4)

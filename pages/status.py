@@ -58,6 +58,7 @@ def health() -> None:
     for name, error in dict(collector.analysis_errors).items():
         st.warning(f"The {name} analysis failed on the last poll (the events were kept): {error}")
     _alerts()
+    _sigma()
     st.caption(
         "Delivery lag: the time of the last poll that brought events minus the newest eventTime in it; CloudTrail "
         "delivers within "
@@ -214,6 +215,20 @@ def _alerts() -> None:
     tiles[3].metric("Dropped", f"{health['dropped']:,}", help="Dropped when the queue overflowed, lowest first.")
     if health.get("last_error"):
         st.warning(f"The last alert delivery failed: {health['last_error']}")
+
+
+def _sigma() -> None:
+    """Which Sigma rules run, and which files were refused and why (never half applied)."""
+    loaded = shared.sigma
+    if loaded is None or not loaded.folder:
+        st.caption("Sigma rules: none (INSIGHTS_SIGMA_PATH).")
+        return
+    st.subheader("Sigma rules")
+    st.caption(f"{len(loaded.rules)} rule(s) from {loaded.folder} run beside the rule table.")
+    if loaded.refused:
+        st.warning(f"{len(loaded.refused)} Sigma file(s) refused: they do not run at all.")
+        refused = pd.DataFrame(loaded.refused, columns=["File", "Reason"])
+        st.dataframe(refused, hide_index=True, width="stretch")
 
 
 def _saved_state(collector) -> None:

@@ -42,6 +42,8 @@ class FakeHit:
     region: str = "us-east-1"
     failed: bool = False
     summary: str = "alice created the IAM user mallory"
+    iac: str = ""
+    tags: tuple = ()
 
 
 class ListSink:
@@ -379,6 +381,10 @@ def test_the_alerts_of_hits_and_scores():
     assert alert.fields["Events"] == "7: e0, e1, e2, e3, e4 and 2 more"
     assert alert.fields["Outcome"] == "failed"
     assert alert.text.startswith("alice created the IAM user mallory\n\nRule: iam-user-created\n")
+    assert "Infrastructure as code" not in alert.fields and "Tags" not in alert.fields
+    labelled = alert_for_hit(replace(FakeHit(), iac="Terraform", tags=("attack.persistence", "attack.t1136.003")))
+    assert labelled.fields["Infrastructure as code"] == "Terraform"
+    assert labelled.fields["Tags"] == "attack.persistence, attack.t1136.003"
     score = alert_for_score("TotalCalls", T0 + 0.5, 4.0, 3.0)
     assert score.key == f"anomaly:TotalCalls:{T0 + 0.5!r}"
     assert alert_for_score("TotalCalls", float(T0), 4.0, 3.0).key == f"anomaly:TotalCalls:{T0}"

@@ -202,6 +202,25 @@ def test_status_shows_the_collector_health(app):
     assert {m.label: m.value for m in at.metric}["Records rejected"] == "0"
 
 
+def test_status_lists_the_sigma_files_refused_with_their_reasons(start_app, tmp_path):
+    rules = tmp_path / "sigma"
+    rules.mkdir()
+    good = "title: Root calls\nid: root-calls\nlogsource: {product: aws, service: cloudtrail}\n"
+    (rules / "root.yml").write_text(good + "detection:\n  sel: {userIdentity.type: Root}\n  condition: sel\n")
+    (rules / "keywords.yml").write_text(good.replace("root-calls", "kw") + "detection:\n  k: [evil]\n  condition: k\n")
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "known.jsonl").write_text("\n".join(json.dumps(r) for r in known_records(time.time())) + "\n")
+    at = start_app("status", True, {}, source="files", files_path=folder, sigma_path=rules)
+    assert not at.exception
+    assert any(s.value == "Sigma rules" for s in at.subheader)
+    assert any("1 Sigma file(s) refused" in w.value for w in at.warning)
+    refused = next(d.value for d in at.dataframe if list(d.value.columns) == ["File", "Reason"])
+    assert refused.to_dict("records") == [
+        {"File": "keywords.yml", "Reason": "k: keyword searches (values without a field) are not supported"}
+    ]
+
+
 def test_status_shows_each_account_region_of_the_cloudtrail_source(start_app, monkeypatch):
     from tests.cloudtrail_endpoint import CloudTrailEndpoint, moto_server
 

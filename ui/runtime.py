@@ -22,7 +22,8 @@ from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
 from collectors.state import StateStore
-from metrics.detections import Detector
+from metrics.detections import Detector, rules
+from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
@@ -37,6 +38,7 @@ class Runtime:
     triage: Triage | None = None
     dimensions: DimensionAnomalies | None = None
     alerter: Alerter | None = None
+    sigma: SigmaRules | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -113,7 +115,17 @@ def build(values: dict) -> Runtime:
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
         store.restore(engine)
     source = make_source(values, store.checkpoints() if store else {})
-    detector = Detector(learning_seconds=values["learning_hours"] * 3600)
+    table = rules(
+        org_accounts=values["org_accounts"],
+        log_expiry_days=values["log_expiry_days"],
+        expected_tools=values["expected_tools"],
+    )
+    sigma = load_folder(str(values["sigma_path"]))
+    detector = Detector(
+        (*table, *sigma.rules),
+        learning_seconds=values["learning_hours"] * 3600,
+        group_seconds=values["detection_group_minutes"] * 60,
+    )
     triage = Triage(os.path.join(str(values["state_dir"]), "detections.json"))
     dimensions = DimensionAnomalies(
         top_n=values["dimension_top_n"],
@@ -134,7 +146,7 @@ def build(values: dict) -> Runtime:
     collector = Collector(
         source, engine, interval=values["poll_seconds"], store=store, save_every=save_every, analyses=analyses
     )
-    return Runtime(values, engine, collector, detector, triage, dimensions, alerter)
+    return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma)
 
 
 def _raw_records(engine: Engine, snapshot) -> list[dict]:

@@ -15,7 +15,7 @@ from metrics.detections.engine import Detector, false_positives
 from metrics.detections.matchers import UNUSUAL_INSTANCE_TYPES, calls
 from metrics.detections.model import SEVERITIES, SEVERITY_RANK, Burst, FirstSeen, Hit, Rule
 from metrics.detections.record import user_agent_family
-from metrics.detections.rules import RULES, RULES_BY_ID, unusual_instances_rule
+from metrics.detections.rules import RULES, RULES_BY_ID, rules, unusual_instances_rule
 
 __all__ = [
     "RULES",
@@ -30,6 +30,7 @@ __all__ = [
     "Rule",
     "calls",
     "false_positives",
+    "rules",
     "unusual_instances_rule",
     "user_agent_family",
 ]

@@ -1,11 +1,12 @@
 """Rule detections over CloudTrail records read from files.
 
-    python -m metrics.detections PATH [PATH ...] [--format csv|json]
+    python -m metrics.detections PATH [PATH ...] [--format csv|json] [--sigma DIR]
 
 One row per (hit, linked event): rule, severity, event_id, event_time, event_name, user,
 source_ip, failed (that event's), summary (the hit's), sorted by event_time then rule.
 First-seen rules learn from the files as a history. Records that cannot be read are counted
-on stderr with their reasons.
+on stderr with their reasons. ``--sigma DIR`` adds the Sigma rules of a folder (their rule
+column is ``sigma:<id>``); the files refused are listed on stderr with their reasons.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import orjson
 from metrics.detections.engine import Detector
 from metrics.detections.model import Hit
 from metrics.detections.record import is_failed, user_of
+from metrics.detections.rules import RULES
+from metrics.detections.sigma import load_folder
 from metrics.normalise import RejectedRecord, Rejects, Unreadable, normalise
 from metrics.records import add_paths_argument, iter_paths
 
@@ -77,11 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics.detections", description=__doc__.split("\n\n")[0])
     add_paths_argument(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--sigma", metavar="DIR", default="", help="also run the Sigma rules (.yml) of this folder")
     args = parser.parse_args(argv)
 
+    sigma = load_folder(args.sigma)
+    if args.sigma:
+        print(f"loaded {len(sigma.rules)} Sigma rule(s) from {args.sigma}", file=sys.stderr)
+    for path, reason in sigma.refused:
+        print(f"  refused {path}: {reason}", file=sys.stderr)
     rejects = Rejects()
     records, files = read(args.paths, rejects)
-    detector = Detector(max_hits=10**9)
+    detector = Detector((*RULES, *sigma.rules), max_hits=10**9)
     detector.observe(records)
     hits = detector.hits()
 

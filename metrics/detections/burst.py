@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from metrics.detections.model import Burst, Event
+from metrics.detections.model import SEVERITY_RANK, Burst, Event
 
 MAX_LINKED = 10_000  # events linked to one hit; more are counted but not listed
 MAX_SUMMARIES = 50
@@ -36,8 +36,14 @@ class Window:
     count: int = 0
     summaries: Counter = field(default_factory=Counter)
     values: set = field(default_factory=set)
+    severity: str | None = None  # the most severe of its events' own severities, if any has one
+    title: str | None = None
 
-    def add(self, event: Event, summary: str, values: tuple[str, ...]) -> None:
+    def add(self, event: Event, summary: str, values: tuple[str, ...], severity=None, title=None) -> None:
+        if severity is not None and (
+            self.severity is None or SEVERITY_RANK[severity] > SEVERITY_RANK.get(self.severity, -1)
+        ):
+            self.severity, self.title = severity, title
         self.count += 1
         self.first = min(self.first, event.time)
         self.last = max(self.last, event.time)
@@ -55,6 +61,8 @@ class _Entry:
     event: Event
     summary: str
     values: tuple[str, ...]
+    severity: str | None = None
+    title: str | None = None
     window: Window | None = None  # None: pending, not part of a fired burst
 
 
@@ -82,8 +90,17 @@ class BurstCounter:
         self.max_entries = max_entries
         self._keys: OrderedDict[Hashable, _KeyState] = OrderedDict()
 
-    def add(self, key: Hashable, event: Event, summary: str, values: tuple[str, ...]) -> tuple[Window, bool] | None:
-        """(window, fired now) when the event fired a burst or joined a fired one."""
+    def add(
+        self,
+        key: Hashable,
+        event: Event,
+        summary: str,
+        values: tuple[str, ...],
+        severity: str | None = None,
+        title: str | None = None,
+    ) -> tuple[Window, bool] | None:
+        """(window, fired now) when the event fired a burst or joined a fired one. ``severity``
+        and ``title``: this event's own, when it is worse than its rule says."""
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState()
@@ -96,7 +113,7 @@ class BurstCounter:
         for value in values:
             if state.latest.get(value, float("-inf")) < t:
                 state.latest[value] = t
-        entry = _Entry(t, event, summary, values)
+        entry = _Entry(t, event, summary, values, severity, title)
         position = bisect.bisect_right(state.times, t)
         state.times.insert(position, t)
         state.entries.insert(position, entry)
@@ -105,7 +122,7 @@ class BurstCounter:
         window = self._joins(state, t)
         if window is not None:
             entry.window = window
-            window.add(event, summary, values)
+            window.add(event, summary, values, severity, title)
             result = (window, False)
         elif self._may_fire(state, t):
             window = self._fire(key, state, t)
@@ -180,7 +197,7 @@ class BurstCounter:
         for entry in entries[first:end]:
             if entry.window is None:
                 entry.window = window
-                window.add(entry.event, entry.summary, entry.values)
+                window.add(entry.event, entry.summary, entry.values, entry.severity, entry.title)
         bisect.insort(state.fired, window, key=lambda w: w.start)
         return window
 

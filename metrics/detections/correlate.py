@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from metrics.detections.model import Event
-from metrics.detections.record import identity, instance_session, is_public_ip, short, text
+from metrics.detections.model import Event, Found
+from metrics.detections.record import (
+    api_name,
+    get,
+    identity,
+    instance_session,
+    is_failed,
+    is_public_ip,
+    parse_ip,
+    short,
+    text,
+    user_agent_family,
+)
 
 LONG_TERM = ("IAMUser", "Root")
 
@@ -27,7 +38,7 @@ class InstanceCredentialsElsewhere:
         # (account, address) -> principal ARN -> (event, instance id or "", display name)
         self._seen: OrderedDict[tuple[str, str], OrderedDict[str, tuple[Event, str, str]]] = OrderedDict()
 
-    def observe(self, record: dict, event: Event) -> list[tuple[str, str, list[Event]]]:
+    def observe(self, record: dict, event: Event) -> list[Found]:
         if not is_public_ip(event.ip):
             return []
         who = identity(record)
@@ -64,5 +75,126 @@ class InstanceCredentialsElsewhere:
                 f"credentials of instance {short(session, 40)} (role {short(session_event.user, 80)}) used from "
                 f"{short(event.ip, 60)}, an address {short(person, 80)} also called from with long-term credentials"
             )
-            fired.append((f"{session_arn} from {event.ip}", summary, [session_event, person_event]))
+            fired.append(Found(f"{session_arn} from {event.ip}", summary, [session_event, person_event]))
         return fired
+
+
+# Clients no EC2 instance runs with its own role: a browser, or a tool made to attack.
+NOT_AN_INSTANCE_CLIENT = ("console",)
+
+
+class InstanceSessionElsewhere:
+    """An EC2 instance profile session (its session name is the instance id) calling from a
+    second source address, public or private, or with a client no instance runs (a browser,
+    an offensive tool). An instance keeps its addresses; its credentials taken elsewhere do
+    not. Each (session, address) fires once; the hit links the first call seen from the
+    earlier address and the new one."""
+
+    def __init__(self, offensive=lambda agent: "", max_sessions: int = 50_000, per_session: int = 8):
+        self.offensive = offensive
+        self.max_sessions = max_sessions
+        self.per_session = per_session
+        self._sessions: OrderedDict[str, OrderedDict[str, tuple[Event, str]]] = OrderedDict()
+
+    def observe(self, record: dict, event: Event) -> list[Found]:
+        instance = instance_session(record)
+        if not instance or parse_ip(event.ip) is None:
+            return []
+        arn = text(identity(record), "arn")
+        agent = record.get("userAgent")
+        family = user_agent_family(agent)
+        addresses = self._sessions.get(arn)
+        if addresses is None:
+            addresses = self._sessions[arn] = OrderedDict()
+            if len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(arn)
+        where = f"instance {short(instance, 40)} (role {short(event.user, 80)})"
+        tool = self.offensive(agent)
+        if family in NOT_AN_INSTANCE_CLIENT or tool:
+            client = tool or "a browser"
+            summary = f"credentials of {where} used by {short(client, 40)} from {short(event.ip, 60)}"
+            return [Found(f"{arn} client {family}", summary, [event])]
+        if event.ip in addresses:
+            return []
+        fired = []
+        if addresses:
+            first_ip, (first, first_family) = next(iter(addresses.items()))
+            summary = (
+                f"credentials of {where} used from {short(event.ip, 60)} ({short(family or 'no client', 40)}) "
+                f"after {short(first_ip, 60)} ({short(first_family or 'no client', 40)})"
+            )
+            fired.append(Found(f"{arn} from {event.ip}", summary, [first, event]))
+        if len(addresses) < self.per_session:
+            addresses[event.ip] = (event, family)
+        return fired
+
+
+TRAIL_CALLS = ("CreateTrail", "UpdateTrail")
+LIFECYCLE_CALLS = ("PutBucketLifecycle", "PutBucketLifecycleConfiguration")
+
+
+def _days(value: object) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def shortest_expiry(record: dict) -> tuple[float, str] | None:
+    """The shortest expiration of an enabled lifecycle rule: (days, what expires)."""
+    configuration = get(record, "requestParameters.LifecycleConfiguration")
+    if not isinstance(configuration, dict):
+        return None
+    rules = configuration.get("Rule", configuration.get("Rules"))
+    found = []
+    for rule in rules if isinstance(rules, list) else [rules]:
+        if not isinstance(rule, dict) or str(rule.get("Status", "Enabled")).lower() != "enabled":
+            continue
+        expiration, noncurrent = rule.get("Expiration"), rule.get("NoncurrentVersionExpiration")
+        if isinstance(expiration, dict) and _days(expiration.get("Days")) is not None:
+            found.append((_days(expiration["Days"]), "objects"))
+        if isinstance(noncurrent, dict) and _days(noncurrent.get("NoncurrentDays")) is not None:
+            found.append((_days(noncurrent["NoncurrentDays"]), "older versions"))
+    return min(found) if found else None
+
+
+class LifecycleExpiry:
+    """A lifecycle rule that deletes a bucket's objects within ``max_days``: logs, backups or data
+    destroyed without a Delete call in sight. Higher severity when the bucket receives a
+    trail's logs, learned from the CreateTrail and UpdateTrail events seen."""
+
+    def __init__(self, max_days: float = 7, max_buckets: int = 10_000):
+        self.max_days = max_days
+        self.max_buckets = max_buckets
+        self._trail_buckets: OrderedDict[str, str] = OrderedDict()  # bucket -> trail name
+
+    def observe(self, record: dict, event: Event) -> list[Found]:
+        source, name = record.get("eventSource"), api_name(record)
+        if source == "cloudtrail.amazonaws.com" and name in TRAIL_CALLS and not is_failed(record):
+            bucket = text(record, "requestParameters.s3BucketName") or text(record, "responseElements.s3BucketName")
+            if bucket:
+                trail = text(record, "requestParameters.name") or "?"
+                self._trail_buckets[bucket] = trail
+                self._trail_buckets.move_to_end(bucket)
+                if len(self._trail_buckets) > self.max_buckets:
+                    self._trail_buckets.popitem(last=False)
+            return []
+        if source != "s3.amazonaws.com" or name not in LIFECYCLE_CALLS:
+            return []
+        shortest = shortest_expiry(record)
+        if shortest is None or shortest[0] > self.max_days:
+            return []
+        days, what = shortest
+        bucket = text(record, "requestParameters.bucketName")
+        trail = self._trail_buckets.get(bucket)
+        summary = (
+            f"{short(event.user, 80)} set a lifecycle rule on bucket {short(bucket, 80)}: {what} expire after "
+            f"{days:g} day(s)"
+        )
+        if trail is not None:
+            summary += f"; the bucket holds the logs of trail {short(trail, 80)}"
+        if event.failed:
+            summary += f" - failed: {short(record.get('errorCode') or '', 60)}"
+        return [Found(event.id, summary, [event], "high" if trail is not None else None)]

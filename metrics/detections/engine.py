@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 
 from metrics.detections.burst import BurstCounter, Window
 from metrics.detections.firstseen import FirstSeenTracker
-from metrics.detections.model import Event, Hit, Rule, hit_id
-from metrics.detections.record import account_of, api_name, is_failed, short, text, user_of
+from metrics.detections.model import Burst, Event, Hit, Outcome, Rule, hit_id
+from metrics.detections.record import account_of, api_name, iac_tool, is_failed, principal_key, short, text, user_of
 from metrics.detections.rules import RULES
 from metrics.normalise import RejectedRecord, parse_event_time
 
@@ -17,6 +17,7 @@ DEFAULT_LEARNING_SECONDS = 3600
 DEFAULT_MAX_HITS = 10_000
 DEFAULT_MAX_SEEN = 250_000
 DEFAULT_LATE_SECONDS = 3600
+DEFAULT_GROUP_SECONDS = 600
 
 
 class Detector:
@@ -47,8 +48,10 @@ class Detector:
         max_hits: int = DEFAULT_MAX_HITS,
         max_seen: int = DEFAULT_MAX_SEEN,
         late_seconds: float = DEFAULT_LATE_SECONDS,
+        group_seconds: float = DEFAULT_GROUP_SECONDS,
     ):
         self.rules = tuple(rules)
+        self.group_seconds = group_seconds
         self.learning_seconds = learning_seconds
         self.max_hits = max_hits
         self.max_seen = max_seen
@@ -60,6 +63,8 @@ class Detector:
         self._by_call: dict[tuple[str, str], list[Rule]] = defaultdict(list)
         self._generic: list[Rule] = []
         self._bursts: dict[str, BurstCounter] = {}
+        # Per-event rules: their matches by one principal within ``group_seconds`` are one hit.
+        self._groups: dict[str, Burst] = {}
         self._first_seen: list[tuple[Rule, FirstSeenTracker]] = []
         self._correlations: list[tuple[Rule, object]] = []
         for rule in self.rules:
@@ -74,8 +79,11 @@ class Detector:
                         self._by_call[call].append(rule)
                 else:
                     self._generic.append(rule)
-                if rule.burst is not None:
-                    self._bursts[rule.id] = BurstCounter(rule.burst, horizon=rule.burst.window + late_seconds)
+                burst = rule.burst
+                if burst is None and group_seconds > 0:
+                    burst = self._groups[rule.id] = Burst(principal_key, int(group_seconds), 1, what="matching calls")
+                if burst is not None:
+                    self._bursts[rule.id] = BurstCounter(burst, horizon=burst.window + late_seconds)
 
     # -- public --------------------------------------------------------------------------------
     def observe(self, records: Iterable[dict]) -> list[Hit]:
@@ -137,6 +145,7 @@ class Detector:
             text(record, "sourceIPAddress"),
             text(record, "awsRegion"),
             is_failed(record),
+            iac_tool(record.get("userAgent")),
         )
         return record, event
 
@@ -145,10 +154,18 @@ class Detector:
         that one odd record never stops detection."""
         out = []
         call = (text(record, "eventSource"), api_name(record))
-        for rule in (*self._by_call.get(call, ()), *self._generic):
+        covered = False  # by a hit of a call-specific rule: a catch-all rule leaves the record to it
+        for rule in self._by_call.get(call, ()):
             try:
-                out.extend(self._match(rule, record, event, touched))
+                covered |= self._match(rule, record, event, touched, out)
             except Exception:  # counted in ``errors``; the tests keep it empty
+                self.errors[rule.id] += 1
+        for rule in self._generic:
+            if covered and rule.catch_all:
+                continue
+            try:
+                self._match(rule, record, event, touched, out)
+            except Exception:
                 self.errors[rule.id] += 1
         for rule, tracker in self._first_seen:
             try:
@@ -157,29 +174,37 @@ class Detector:
                 self.errors[rule.id] += 1
         for rule, correlation in self._correlations:
             try:
-                for key, summary, events in correlation.observe(record, event):
-                    out.append(self._hit(rule, hit_id(rule.id, key), events, summary))
+                for found in correlation.observe(record, event):
+                    out.append(self._hit(rule, hit_id(rule.id, found.key), found.events, found.summary, found.severity))
             except Exception:
                 self.errors[rule.id] += 1
         return out
 
-    def _match(self, rule: Rule, record: dict, event: Event, touched: dict) -> list[Hit]:
-        out = []
+    def _match(self, rule: Rule, record: dict, event: Event, touched: dict, out: list[Hit]) -> bool:
+        """Adds the rule's hit for the record to ``out``; True when the record is in a hit of it
+        (a burst still below its threshold holds it pending: False)."""
         summary = rule.match(record)
-        if summary is not None:
-            if rule.burst is None:
-                out.append(self._hit(rule, hit_id(rule.id, event.id), [event], summary))
-                return out
-            key = rule.burst.key(record)
-            if key is None:
-                return out
-            values = tuple(rule.burst.distinct(record)) if rule.burst.distinct is not None else ()
-            result = self._bursts[rule.id].add(key, event, summary, values)
-            if result is not None:
-                window, fired_now = result
-                previous = touched.get(id(window))
-                touched[id(window)] = (rule, window, fired_now or (previous is not None and previous[2]))
-        return out
+        severity = title = None
+        if isinstance(summary, Outcome):
+            summary, severity, title = summary
+        if summary is None:
+            return False
+        counter = self._bursts.get(rule.id)
+        if counter is None:
+            out.append(self._hit(rule, hit_id(rule.id, event.id), [event], summary, severity, title))
+            return True
+        burst = counter.burst
+        key = burst.key(record)
+        if key is None:
+            return False
+        values = tuple(burst.distinct(record)) if burst.distinct is not None else ()
+        result = counter.add(key, event, summary, values, severity, title)
+        if result is None:
+            return False
+        window, fired_now = result
+        previous = touched.get(id(window))
+        touched[id(window)] = (rule, window, fired_now or (previous is not None and previous[2]))
+        return True
 
     def _first(self, rule: Rule, tracker: FirstSeenTracker, record: dict, event: Event) -> list[Hit]:
         seen = tracker.observe(record, event.time)
@@ -193,13 +218,21 @@ class Detector:
         return [self._hit(rule, hit_id(rule.id, key, value), [event], summary)]
 
     @staticmethod
-    def _hit(rule: Rule, identifier: str, events: list[Event], summary: str) -> Hit:
+    def _hit(
+        rule: Rule,
+        identifier: str,
+        events: list[Event],
+        summary: str,
+        severity: str | None = None,
+        title: str | None = None,
+    ) -> Hit:
         lead = events[0]
+        tools = {e.iac for e in events}
         return Hit(
             identifier,
             rule.id,
-            rule.title,
-            rule.severity,
+            title or rule.title,
+            severity or rule.severity,
             rule.technique,
             min(e.time for e in events),
             tuple(dict.fromkeys(e.id for e in events)),
@@ -209,19 +242,30 @@ class Detector:
             lead.region,
             all(e.failed for e in events),
             summary,
+            "" if "" in tools else ", ".join(sorted(tools)),
+            rule.tags,
         )
 
     def _burst_hit(self, rule: Rule, window: Window) -> Hit:
-        burst = rule.burst
+        burst = self._bursts[rule.id].burst
         counted = len(window.values) if burst.distinct is not None else window.count
         top = window.summaries.most_common(3)
         listed = "; ".join(f"{text} (x{n})" if n > 1 else text for text, n in top)
         more = len(window.summaries) - len(top)
         if more > 0:
             listed += f"; and {more} more"
-        summary = f"{counted} {burst.what} within {_duration(burst.window)} ({short(window.key, 120)}): {listed}"
+        if rule.id in self._groups and window.count == 1:
+            summary = listed  # one call: its own summary
+        elif rule.id in self._groups:
+            summary = (
+                f"{window.count} {burst.what} within {_duration(burst.window)} by {short(window.key, 120)}: {listed}"
+            )
+        else:
+            summary = f"{counted} {burst.what} within {_duration(burst.window)} ({short(window.key, 120)}): {listed}"
         events = sorted(window.events, key=lambda e: (e.time, e.id))
-        return self._hit(rule, hit_id(rule.id, window.key, window.start), events, summary)
+        return self._hit(
+            rule, hit_id(rule.id, window.key, window.start), events, summary, window.severity, window.title
+        )
 
     def _trim(self) -> None:
         if len(self._hits) <= self.max_hits:

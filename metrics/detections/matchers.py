@@ -7,11 +7,11 @@ so the engine only asks them about those calls.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from fnmatch import fnmatchcase
 
+from metrics.detections.model import Outcome
+from metrics.detections.policies import outside_principals, statements
 from metrics.detections.record import (
     account_of,
     api_name,
@@ -98,9 +98,25 @@ def calls(source: str, *names: str, detail: Callable[[dict], str | None] | None 
         if detail is None:
             return describe(record)
         extra = detail(record)
+        if isinstance(extra, Outcome):
+            return extra._replace(summary=describe(record, extra.summary))
         return None if extra is None else describe(record, extra)
 
     match.events = frozenset((source, name) for name in names)
+    return match
+
+
+def either(*matchers):
+    """A matcher of the calls of several ``calls`` matchers (of different services): the first that matches."""
+
+    def match(record: dict):
+        for matcher in matchers:
+            found = matcher(record)
+            if found is not None:
+                return found
+        return None
+
+    match.events = frozenset().union(*(matcher.events for matcher in matchers))
     return match
 
 
@@ -121,7 +137,11 @@ def root_console_login(record: dict) -> str | None:
     if not is_console_login(record) or identity(record).get("type") != "Root":
         return None
     mfa = text(record, "additionalEventData.MFAUsed")
-    return describe(record, f"root signed in to the console from {short(record.get('sourceIPAddress'), 60)}") + (
+    where = short(record.get("sourceIPAddress"), 60)
+    if is_failed(record):
+        reason = short(text(record, "errorMessage") or "failed", 60)
+        return Outcome(f"root console sign-in failed from {where}: {reason}", "medium", "Failed root console sign-in")
+    return describe(record, f"root signed in to the console from {where}") + (
         f" (MFA used: {short(mfa, 10)})" if mfa else ""
     )
 
@@ -144,7 +164,7 @@ def is_federated(record: dict) -> bool:
 def console_login_without_mfa(record: dict) -> str | None:
     if not is_console_login(record) or get(record, "additionalEventData.MFAUsed") != "No":
         return None
-    if is_federated(record):
+    if is_failed(record) or is_federated(record):  # a failure counts toward the failed-sign-in bursts
         return None
     return describe(record, f"console sign-in without MFA from {short(record.get('sourceIPAddress'), 60)}")
 
@@ -265,26 +285,6 @@ def event_selectors(record: dict) -> str | None:
 ADMIN_POLICIES = ("AdministratorAccess", "IAMFullAccess")
 
 
-def _policy(document: object) -> dict | None:
-    if isinstance(document, dict):
-        return document
-    if not isinstance(document, str) or len(document) > 64 * 1024:
-        return None
-    try:
-        parsed = json.loads(document)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _statements(document: object) -> list[dict]:
-    policy = _policy(document)
-    statements = policy.get("Statement") if policy else None
-    if isinstance(statements, dict):
-        statements = [statements]
-    return [s for s in statements if isinstance(s, dict)] if isinstance(statements, list) else []
-
-
 def _as_list(value: object) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -294,7 +294,7 @@ def admin_grant(record: dict) -> str | None:
     arn = get(record, "requestParameters.policyArn")
     if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in ADMIN_POLICIES:
         return f"{short(arn.rsplit('/', 1)[-1], 60)} attached"
-    for statement in _statements(get(record, "requestParameters.policyDocument")):
+    for statement in statements(get(record, "requestParameters.policyDocument")):
         if statement.get("Effect") != "Allow":
             continue
         actions = _as_list(statement.get("Action"))
@@ -308,35 +308,22 @@ def policy_change(record: dict) -> str | None:
     return None if admin_grant(record) else ""
 
 
-_ACCOUNT_IN_ARN = re.compile(r"(?<![0-9])([0-9]{12})(?![0-9])")
+def external_trust(trusted: Collection[str] = ()) -> Callable[[dict], str | None]:
+    """Principals of another account (not one of ``trusted``), or anyone, allowed to assume the role."""
+
+    def detail(record: dict) -> str | None:
+        document = get(record, "requestParameters.policyDocument") or get(
+            record, "requestParameters.assumeRolePolicyDocument"
+        )
+        outside = outside_principals(document, account_of(record), trusted)
+        return "role trusts " + ", ".join(outside) if outside else None
+
+    return detail
 
 
-def external_trust(record: dict) -> str | None:
-    """Principals of another account, or anyone, allowed to assume the role."""
-    own = account_of(record)
-    document = get(record, "requestParameters.policyDocument") or get(
-        record, "requestParameters.assumeRolePolicyDocument"
-    )
-    outside = []
-    for statement in _statements(document):
-        if statement.get("Effect") != "Allow":
-            continue
-        principal = statement.get("Principal")
-        values = _as_list(principal.get("AWS")) if isinstance(principal, dict) else _as_list(principal)
-        for value in values:
-            if value == "*":
-                outside.append("anyone (*)")
-            elif isinstance(value, str):
-                found = _ACCOUNT_IN_ARN.search(value)
-                if found and found.group(1) != own:
-                    outside.append(f"account {found.group(1)}")
-    if not outside:
-        return None
-    return "role trusts " + ", ".join(dict.fromkeys(outside))
-
-
-def trust_change(record: dict) -> str | None:
-    return None if external_trust(record) else ""
+def trust_change(trusted: Collection[str] = ()) -> Callable[[dict], str | None]:
+    external = external_trust(trusted)
+    return lambda record: None if external(record) else ""
 
 
 def other_user(record: dict) -> str | None:
@@ -404,14 +391,14 @@ def internet_ingress(record: dict) -> str | None:
 # Sharing.
 
 
-def _shared_with(entries: list, own: str) -> list[str]:
+def _shared_with(entries: list, inside: Collection[str]) -> list[str]:
     out = []
     for entry in entries:
         if not isinstance(entry, dict):
             continue
         if entry.get("group") == "all":
             out.append("everyone (public)")
-        elif isinstance(entry.get("userId"), str) and entry["userId"] != own:
+        elif isinstance(entry.get("userId"), str) and entry["userId"] not in inside:
             out.append(f"account {entry['userId']}")
         elif isinstance(entry.get("organizationArn"), str):
             out.append(f"organization {entry['organizationArn']}")
@@ -420,20 +407,24 @@ def _shared_with(entries: list, own: str) -> list[str]:
     return out
 
 
-def ec2_shared(permission: str) -> Callable[[dict], str | None]:
+def ec2_shared(permission: str, trusted: Collection[str] = ()) -> Callable[[dict], str | None]:
     def detail(record: dict) -> str | None:
-        added = _shared_with(items(get(record, f"requestParameters.{permission}.add")), account_of(record))
+        added = _shared_with(items(get(record, f"requestParameters.{permission}.add")), {account_of(record), *trusted})
         return f"shared with {short(', '.join(added), 200)}" if added else None
 
     return detail
 
 
-def rds_shared(record: dict) -> str | None:
-    if get(record, "requestParameters.attributeName") != "restore":
-        return None
-    added = [v for v in _as_list(get(record, "requestParameters.valuesToAdd")) if isinstance(v, str)]
-    added = ["everyone (public)" if v == "all" else f"account {v}" for v in added if v != account_of(record)]
-    return f"restore shared with {short(', '.join(added), 200)}" if added else None
+def rds_shared(trusted: Collection[str] = ()) -> Callable[[dict], str | None]:
+    def detail(record: dict) -> str | None:
+        if get(record, "requestParameters.attributeName") != "restore":
+            return None
+        inside = {account_of(record), *trusted}
+        added = [v for v in _as_list(get(record, "requestParameters.valuesToAdd")) if isinstance(v, str)]
+        added = ["everyone (public)" if v == "all" else f"account {v}" for v in added if v not in inside]
+        return f"restore shared with {short(', '.join(added), 200)}" if added else None
+
+    return detail
 
 
 # Execution.

@@ -14,9 +14,30 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_SIGMA_ID = re.compile(r"^sigma:[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a Sigma rule's own id
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
-Matcher = Callable[[dict], "str | None"]
+Matcher = Callable[[dict], "str | Outcome | None"]
+
+
+class Outcome(NamedTuple):
+    """What a matcher returns when one record is worse (or milder) than its rule says: a trail's
+    bucket rather than any bucket, a database deleted without a final snapshot, a sign-in that
+    failed. ``severity`` and ``title`` replace the rule's for the hit (None: the rule's)."""
+
+    summary: str
+    severity: str | None = None
+    title: str | None = None
+
+
+class Found(NamedTuple):
+    """What a stateful correlation reports: the key that makes the hit's id, its summary, the
+    events it links, and a severity other than the rule's if the case calls for it."""
+
+    key: Hashable
+    summary: str
+    events: list
+    severity: str | None = None
 
 
 class Burst(NamedTuple):
@@ -64,13 +85,16 @@ class Rule:
     burst: Burst | None = None
     first_seen: FirstSeen | None = None
     correlate: Callable[[], object] | None = field(default=None, repr=False)
+    catch_all: bool = False  # leaves a record to a call-specific rule that has it in a hit
+    tags: tuple[str, ...] = ()  # a Sigma rule's tags (ATT&CK and others)
 
     def __post_init__(self):
-        if not _RULE_ID.match(self.id):
+        sigma = bool(_SIGMA_ID.match(self.id))
+        if not _RULE_ID.match(self.id) and not sigma:
             raise ValueError(f"rule id is not kebab-case: {self.id!r}")
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"{self.id}: unknown severity {self.severity!r}")
-        if not _TECHNIQUE.match(self.technique):
+        if not _TECHNIQUE.match(self.technique) and not (sigma and self.technique == ""):
             raise ValueError(f"{self.id}: not an ATT&CK technique id: {self.technique!r}")
         kinds = [k for k in (self.match, self.first_seen, self.correlate) if k is not None]
         if len(kinds) != 1:
@@ -94,6 +118,7 @@ class Event:
     ip: str
     region: str
     failed: bool
+    iac: str = ""  # the infrastructure-as-code tool of its user agent, if any
 
 
 @dataclass(frozen=True)
@@ -102,7 +127,9 @@ class Hit:
 
     ``id`` is stable: the same events (or the same burst window of the same key) always give
     the same id. ``time`` is the first event's time in epoch seconds; ``failed`` is true when
-    every linked event failed; ``summary`` is plain text and may hold record strings.
+    every linked event failed; ``summary`` is plain text and may hold record strings. ``iac``
+    names the infrastructure-as-code tool (Terraform, CloudFormation, CDK) when every linked
+    event carries its user agent: a label to filter on, never a reason to hide the hit.
     """
 
     id: str
@@ -118,6 +145,8 @@ class Hit:
     region: str
     failed: bool
     summary: str
+    iac: str = ""
+    tags: tuple[str, ...] = ()
 
 
 def hit_id(*parts: object) -> str:

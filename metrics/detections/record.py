@@ -170,6 +170,21 @@ def user_agent_family(agent: object) -> str:
     return token[:64]
 
 
+def iac_tool(agent: object) -> str:
+    """``Terraform``, ``CloudFormation`` or ``CDK`` when the user agent is an infrastructure-as-code
+    run, else "". CDK deploys through CloudFormation, so its mark wins."""
+    if not isinstance(agent, str) or not agent:
+        return ""
+    lower = agent[:1024].lower()
+    if "aws-cdk" in lower or "cdk/" in lower:
+        return "CDK"
+    if "terraform" in lower:
+        return "Terraform"
+    if "cloudformation" in lower:
+        return "CloudFormation"
+    return ""
+
+
 def short(value: object, limit: int = SUMMARY_VALUE_CHARS) -> str:
     """A record value for a summary: text, bounded, on one line."""
     if value is None:
