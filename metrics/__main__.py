@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import sys
 
 import orjson
 
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
 from metrics.engine import ANOMALY, Engine
-from metrics.events import Batch
-from metrics.normalise import Rejects, normalise_all
+from metrics.ingest import feed
+from metrics.normalise import Rejects
 from metrics.pumps import FRAME_COLUMNS
-from metrics.records import add_paths_argument, iter_paths
-
-
-def read(paths, rejects: Rejects) -> tuple[Batch, int]:
-    """Normalised events of every path, and how many files were read."""
-    batch, files = Batch(), 0
-    for origin, items in itertools.groupby(iter_paths(paths), key=lambda pair: pair[0]):
-        files += 1
-        batch.extend(normalise_all((record for _, record in items), rejects, origin))
-    return batch, files
+from metrics.records import add_paths_argument
 
 
 def rows(frame) -> list[dict]:
@@ -57,13 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rejects = Rejects()
-    batch, files = read(args.paths, rejects)
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
-    result = engine.ingest(batch)
+    result = feed(engine, args.paths, rejects)
     engine.finish()
 
     print(
-        f"read {result.added} events from {files} file(s); {result.duplicates} duplicate(s) counted once",
+        f"read {result.added} events from {result.files} file(s); {result.duplicates} duplicate(s) counted once",
         file=sys.stderr,
     )
     if rejects.total:
