@@ -9,34 +9,14 @@ reported on stderr with their count and reasons. Exit status 1 only if no record
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 
-import orjson
-
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
-from metrics.engine import ANOMALY, Engine
+from metrics.engine import Engine
 from metrics.ingest import feed
 from metrics.normalise import Rejects
-from metrics.pumps import FRAME_COLUMNS
+from metrics.output import write_csv, write_json
 from metrics.records import add_paths_argument
-
-
-def rows(frame) -> list[dict]:
-    out = []
-    starts = frame["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
-    for metric, start, category, subcategory, value in zip(
-        frame["metric"].tolist(),
-        starts,
-        frame["category"].tolist(),
-        frame["subcategory"].tolist(),
-        frame["value"].tolist(),
-    ):
-        value = round(float(value), 6) if metric == ANOMALY else int(value)
-        out.append(
-            {"metric": metric, "window_start": start, "category": category, "subcategory": subcategory, "value": value}
-        )
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     rejects = Rejects()
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
     result = feed(engine, args.paths, rejects)
-    engine.finish()
 
     print(
         f"read {result.added} events from {result.files} file(s); {result.duplicates} duplicate(s) counted once",
@@ -63,13 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing could be read", file=sys.stderr)
         return 1
 
-    output = rows(engine.all_metrics())
-    if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps(output) + b"\n")
-    else:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(FRAME_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(output)
+    sys.stdout.flush()
+    (write_json if args.format == "json" else write_csv)(engine, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
     return 0
 
 
