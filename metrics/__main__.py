@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rejects = Rejects()
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
-    result = feed(engine, args.paths, rejects)
+    result = feed(engine, args.paths, rejects, raws=False)
 
     print(
         f"read {result.added} events from {result.files} file(s); {result.duplicates} duplicate(s) counted once",

@@ -333,3 +333,37 @@ def _session_of(arn: pa.Array) -> pa.Array:
     )
     sessions = [a.rsplit("/", 1)[-1] if "/" in a else None for a in encoded.dictionary.to_pylist()]
     return pc.take(pa.array(sessions, _S), encoded.indices)
+
+
+TRAIL_START = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
+_TRAIL_SCHEMA = pa.schema([("Records", pa.list_(pa.struct(list(SCHEMA))))])
+_TRAIL_PARSE = pj.ParseOptions(explicit_schema=_TRAIL_SCHEMA, unexpected_field_behavior="ignore")
+
+
+def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple[Batch, list[int]] | None:
+    """The events of trail files' bytes (each ``{"Records": [...]}`` on one line, as CloudTrail
+    writes them) read in one go, and how many records each held, when every record is plain;
+    None otherwise, for the caller to take the per-record path. Keeps no raw records: for
+    batch use, where nothing drills down to a record."""
+    for data in documents:
+        if not TRAIL_START.match(data) or b"\n" in data.strip():
+            return None
+    data = b"\n".join(documents)
+    if _SURROGATE.search(data) or not _valid_utf8(data):
+        return None
+    try:
+        table = pj.read_json(
+            io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1), parse_options=_TRAIL_PARSE
+        )
+    except pa.ArrowInvalid:
+        return None
+    lists = table["Records"].combine_chunks()
+    if table.num_rows != len(documents) or lists.null_count:
+        return None
+    records = lists.flatten()
+    if records.null_count:
+        return None
+    plain, columns = _vectorised(pa.Table.from_struct_array(records), latest_event_ns(now_ns))
+    if not plain.all():
+        return None
+    return Batch([column.tolist() for column in columns], [b""] * len(plain)), lists.value_lengths().to_pylist()

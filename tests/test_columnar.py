@@ -254,3 +254,25 @@ def test_plain_records_take_the_vectorised_path_and_keep_their_text_as_raw():
     assert batch.raws == lines
     assert batch.column("user")[:2] == ["alice", "alice"]
     assert batch.column("eventTime")[0] == 1_722_587_400 * 1_000_000_000
+
+
+@FAST
+@given(st.lists(st.lists(st.one_of(records(typed=True), records()), max_size=20), min_size=1, max_size=8))
+def test_trail_files_read_together_give_the_normalisers_rows_or_step_aside(files):
+    documents = [dumps({"Records": items}) for items in files]
+    slow_rejects = Rejects()
+    slow = joined(normalise_all(iter_bytes(d, "t"), slow_rejects, "t", now_ns=NOW) for d in documents)
+    read = columnar.normalise_trails(documents, now_ns=NOW)
+    if read is None:
+        return  # something odd: the caller reads these the per-record way, tested above
+    fast, counts = read
+    assert fast.columns == slow.columns
+    assert counts == [len(items) for items in files]
+    assert not slow_rejects.total
+
+
+def test_plain_trail_files_are_read_together_the_fast_way():
+    documents = [dumps({"Records": [{**BASE_RECORD, "eventID": f"{f}-{i}"} for i in range(f)]}) for f in range(4)]
+    fast, counts = columnar.normalise_trails(documents, now_ns=NOW)
+    assert counts == [0, 1, 2, 3]
+    assert fast.column("eventID") == ["1-0", "2-0", "2-1", "3-0", "3-1", "3-2"]
