@@ -166,7 +166,7 @@ def peer(path: str, out: str) -> None:
         "nullif(category, '') AS category, nullif(subcategory, '') AS subcategory, value FROM ("
         "SELECT metric, window_start, category, subcategory, CAST(value AS VARCHAR) AS value FROM counts "
         "UNION ALL SELECT 'AnomalyScore', window_start, '', '', value FROM scores) "
-        f"ORDER BY metric, window_start, category, subcategory) TO '{out}' (HEADER, DELIMITER ',')"
+        f"ORDER BY 1, 2, coalesce(category, ''), coalesce(subcategory, '')) TO '{out}' (HEADER, DELIMITER ',')"
     )
 
 
