@@ -268,9 +268,11 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
         unit="s",
         error_is_null=True,
     )
+    # strptime rolls an impossible date such as February 30 over; the normaliser refuses it.
+    round_trip = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%SZ"), times_text), False)
     seconds = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     times = seconds * 1_000_000_000
-    plain &= well_formed.to_numpy(zero_copy_only=False) & parsed.is_valid().to_numpy(zero_copy_only=False)
+    plain &= well_formed.to_numpy(zero_copy_only=False) & round_trip.to_numpy(zero_copy_only=False)
     plain &= (times >= EARLIEST_EVENT_NS) & (times <= latest)
 
     texts = {}

@@ -276,3 +276,15 @@ def test_plain_trail_files_are_read_together_the_fast_way():
     fast, counts = columnar.normalise_trails(documents, now_ns=NOW)
     assert counts == [0, 1, 2, 3]
     assert fast.column("eventID") == ["1-0", "2-0", "2-1", "3-0", "3-1", "3-2"]
+
+
+def test_an_impossible_date_is_left_to_the_normaliser_which_rejects_it():
+    lines = [
+        dumps({**BASE_RECORD, "eventID": f"id-{i}", "eventTime": t})
+        for i, t in enumerate(["2024-02-30T00:00:00Z", "2024-02-29T00:00:00Z"])
+    ]
+    rejects = Rejects()
+    batch = normalise_lines(lines, rejects, now_ns=NOW)
+    assert batch.column("eventID") == ["id-1"]
+    assert rejects.counts == {"invalid eventTime": 1}
+    assert columnar.normalise_trails([dumps({"Records": [orjson.loads(lines[0])]})], now_ns=NOW) is None
