@@ -28,7 +28,6 @@ from metrics.normalise import (
     MAX_RECORD_BYTES,
     RejectedRecord,
     Rejects,
-    Unreadable,
     latest_event_ns,
     normalise,
 )
@@ -92,36 +91,6 @@ def normalise_lines(
     for start in range(0, len(lines), step):
         parts.append(_block(lines[start : start + step], numbers[start : start + step], latest, rejects, origin))
     return _concat(parts)
-
-
-def normalise_records(records: list, rejects: Rejects, origin: str = "", now_ns: int | None = None) -> Batch:
-    """``normalise_all`` of parsed records (a trail file's ``Records``), fast for plain ones."""
-    latest = latest_event_ns(now_ns)
-    batch = Batch()
-    lines: list[bytes] = []
-    pending: list[object] = []  # records serialised into ``lines``, in order
-
-    def flush():
-        if lines:
-            batch.extend(_block(lines, None, latest, rejects, origin, pending))
-            lines.clear()
-            pending.clear()
-
-    for record in records:
-        raw = None
-        if isinstance(record, dict):
-            try:
-                raw = orjson.dumps(record)
-            except orjson.JSONEncodeError:
-                raw = None
-        if raw is None or len(raw) > _PLAIN_BYTES:
-            flush()
-            _slow_one(record, batch, latest, rejects, origin)
-            continue
-        lines.append(raw)
-        pending.append(record)
-    flush()
-    return batch
 
 
 def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=None) -> Batch:
@@ -197,20 +166,6 @@ def _mixed(lines, numbers, latest, rejects, origin, records, plain, columns) -> 
         return Batch([column.tolist() for column in out], raws)
     positions = np.flatnonzero(keep)
     return Batch([column[positions].tolist() for column in out], [raws[i] for i in positions.tolist()])
-
-
-def _slow_one(record, batch: Batch, latest: int, rejects: Rejects, origin: str) -> None:
-    if isinstance(record, Unreadable):
-        rejects.add(record.reason, record.origin or origin, record.sample)
-        return
-    try:
-        row, raw = normalise(record, latest)
-    except RejectedRecord as rejected:
-        rejects.add(rejected.reason, origin, record)
-        return
-    for column, value in zip(batch.columns, row):
-        column.append(value)
-    batch.raws.append(raw)
 
 
 def _concat(parts: list[Batch]) -> Batch:

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metrics import columnar
-from metrics.columnar import normalise_lines, normalise_records
+from metrics.columnar import normalise_lines
 from metrics.events import Batch
 from metrics.ingest import document_batches
-from metrics.normalise import MAX_FIELD_CHARS, Rejects, Unreadable, normalise_all
+from metrics.normalise import MAX_FIELD_CHARS, Rejects, normalise_all
 from metrics.records import iter_bytes
 from tests.conftest import BASE_RECORD
 
@@ -234,18 +234,6 @@ def test_a_trail_file_gives_the_same_rows_and_rejects_on_both_paths(items, zippe
     slow = normalise_all(iter_bytes(data, "t.json.gz"), slow_rejects, "t.json.gz", now_ns=NOW)
     fast = joined(document_batches(data, rejects, "t.json.gz", now_ns=NOW))
     assert_same(fast, rejects, slow, slow_rejects)
-
-
-@FAST
-@given(st.lists(st.one_of(records(), odd_values), max_size=100))
-def test_records_with_unencodable_text_are_rejected_as_on_the_slow_path(items):
-    # The lenient reader leaves invalid UTF-8 as lone surrogates; orjson refuses to write them.
-    items = [*items, {**BASE_RECORD, "eventID": "bad", "userAgent": "\udcff"}, Unreadable("invalid JSON", "x")]
-    slow_rejects, rejects = Rejects(), Rejects()
-    slow = normalise_all(items, slow_rejects, "o", now_ns=NOW)
-    fast = normalise_records(items, rejects, "o", now_ns=NOW)
-    assert_same(fast, rejects, slow, slow_rejects)
-    assert slow_rejects.counts["invalid UTF-8"] >= 1
 
 
 def test_plain_records_take_the_vectorised_path_and_keep_their_text_as_raw():
