@@ -9,44 +9,14 @@ reported on stderr with their count and reasons. Exit status 1 only if no record
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
 import sys
 
-import orjson
-
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
-from metrics.engine import ANOMALY, Engine
-from metrics.events import Batch
-from metrics.normalise import Rejects, normalise_all
-from metrics.pumps import FRAME_COLUMNS
-from metrics.records import add_paths_argument, iter_paths
-
-
-def read(paths, rejects: Rejects) -> tuple[Batch, int]:
-    """Normalised events of every path, and how many files were read."""
-    batch, files = Batch(), 0
-    for origin, items in itertools.groupby(iter_paths(paths), key=lambda pair: pair[0]):
-        files += 1
-        batch.extend(normalise_all((record for _, record in items), rejects, origin))
-    return batch, files
-
-
-def rows(frame) -> list[dict]:
-    out = []
-    starts = frame["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
-    for metric, start, category, subcategory, value in zip(
-        frame["metric"].tolist(),
-        starts,
-        frame["category"].tolist(),
-        frame["subcategory"].tolist(),
-        frame["value"].tolist(),
-    ):
-        value = round(float(value), 6) if metric == ANOMALY else int(value)
-        out.append(
-            {"metric": metric, "window_start": start, "category": category, "subcategory": subcategory, "value": value}
-        )
-    return out
+from metrics.engine import Engine
+from metrics.ingest import feed
+from metrics.normalise import Rejects
+from metrics.output import write_csv, write_json
+from metrics.records import add_paths_argument
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,13 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rejects = Rejects()
-    batch, files = read(args.paths, rejects)
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
-    result = engine.ingest(batch)
-    engine.finish()
+    result = feed(engine, args.paths, rejects, raws=False)
 
     print(
-        f"read {result.added} events from {files} file(s); {result.duplicates} duplicate(s) counted once",
+        f"read {result.added} events from {result.files} file(s); {result.duplicates} duplicate(s) counted once",
         file=sys.stderr,
     )
     if rejects.total:
@@ -74,13 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing could be read", file=sys.stderr)
         return 1
 
-    output = rows(engine.all_metrics())
-    if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps(output) + b"\n")
-    else:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(FRAME_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(output)
+    sys.stdout.flush()
+    (write_json if args.format == "json" else write_csv)(engine, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
     return 0
 
 

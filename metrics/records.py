@@ -36,9 +36,17 @@ def iter_paths(paths: Iterable[str | Path]) -> Iterator[tuple[str, object]]:
     Folders are walked recursively in name order, taking files with a record suffix; a file
     named explicitly is read whatever its name.
     """
+    for file in record_files(paths):
+        origin = str(file)
+        for record in iter_file(file):
+            yield origin, record
+
+
+def record_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """The files ``iter_paths`` reads, in its order."""
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(
+            yield from sorted(
                 p
                 for p in path.rglob("*")
                 if p.is_file()
@@ -46,11 +54,7 @@ def iter_paths(paths: Iterable[str | Path]) -> Iterator[tuple[str, object]]:
                 and p.name.lower().endswith(RECORD_SUFFIXES)
             )
         else:
-            files = [path]
-        for file in files:
-            origin = str(file)
-            for record in iter_file(file):
-                yield origin, record
+            yield path
 
 
 def iter_file(path: Path) -> Iterator[object]:

@@ -51,3 +51,24 @@ def test_the_eventbridge_benchmark_runs_against_moto_and_prints_every_figure():
     for label in ("bare boto3", "ours/bare", "source ceiling", "freshness", "load average"):
         assert label in result.stdout, label
     assert "30 held" in result.stdout  # the drain ended with every event
+
+
+def test_the_ingest_benchmark_runs_against_duckdb_and_writes_the_same_csv(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "--sizes", "300", "--folder", str(tmp_path), "--parts", "cli,sources"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("same CSV: yes") == 2, result.stdout
+    for label in (
+        "300 JSON Lines",
+        "300 gz trail folder",
+        "ours/DuckDB",
+        "files source",
+        "S3 source (moto)",
+        "load after",
+    ):
+        assert label in result.stdout, label

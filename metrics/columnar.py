@@ -1,0 +1,326 @@
+"""The normaliser's fast path for large inputs: many records at once, parsed in native code.
+
+``normalise_lines`` gives exactly what ``normalise_all`` gives for the same JSON texts (the
+same rows in the same order, the same rejects with the same reasons and samples), which a
+property test holds. It gets there by reading each block of records with pyarrow's JSON
+reader against an explicit schema of the columns a row needs and computing the row with
+vectorised expressions, but only for records that are *plain*: every field of the expected
+type, short, an eventTime in CloudTrail's own format and in range. Anything else, and any
+block pyarrow refuses, goes through ``metrics.normalise.normalise`` record by record, so that
+function stays the one definition of what a record means.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from metrics.events import COLUMNS, Batch
+from metrics.normalise import (
+    EARLIEST_EVENT_NS,
+    MAX_FIELD_CHARS,
+    MAX_RECORD_BYTES,
+    RejectedRecord,
+    Rejects,
+    latest_event_ns,
+    normalise,
+)
+from metrics.records import _reason
+
+_S = pa.string()
+_IDENTITY = pa.struct(
+    [
+        ("type", _S),
+        ("userName", _S),
+        ("invokedBy", _S),
+        ("principalId", _S),
+        ("arn", _S),
+        ("accountId", _S),
+        ("sessionContext", pa.struct([("sessionIssuer", pa.struct([("userName", _S)]))])),
+    ]
+)
+_TEXT = (
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "eventType",
+    "recipientAccountId",
+)
+SCHEMA = pa.schema(
+    [("eventID", _S), ("eventTime", _S), *((name, _S) for name in _TEXT), ("readOnly", pa.bool_())]
+    + [("userIdentity", _IDENTITY)]
+)
+_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+# CloudTrail writes eventTime as 2024-08-02T08:30:00Z; other spellings take the slow path.
+_PLAIN_TIME = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
+# A record this short cannot pass MAX_RECORD_BYTES once re-serialised (a number spelled 1e15
+# grows 4.5 times, the worst case), so the size check is left to the slow path above it.
+_PLAIN_BYTES = MAX_RECORD_BYTES // 5
+# Escaped UTF-16 surrogates: orjson refuses a lone one; pyarrow's reader may not.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A block pyarrow refuses is halved until the odd record is alone among this many.
+_SMALLEST_BLOCK = 64
+
+
+def normalise_lines(
+    lines: list[bytes],
+    rejects: Rejects,
+    origin: str = "",
+    now_ns: int | None = None,
+    numbers: list[int] | None = None,
+) -> Batch:
+    """The events of JSON texts (one record each, no blank ones), as ``normalise_all`` would
+    make them after ``orjson.loads`` of each text, an unparseable one counted as ``Unreadable``
+    at ``origin:number`` (``numbers[i]`` is the line number of ``lines[i]``, default i + 1).
+
+    The raw JSON kept for drill-down is the text as given."""
+    latest = latest_event_ns(now_ns)
+    numbers = numbers if numbers is not None else range(1, len(lines) + 1)
+    parts = []
+    step = 16_384
+    for start in range(0, len(lines), step):
+        parts.append(_block(lines[start : start + step], numbers[start : start + step], latest, rejects, origin))
+    return _concat(parts)
+
+
+def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=None) -> Batch:
+    """One block of texts: vectorised for the plain ones, the normaliser for the rest."""
+    n = len(lines)
+    if not n:
+        return Batch()
+    plain = None
+    data = b"\n".join(lines)
+    if len(lines) and not _SURROGATE.search(data) and _valid_utf8(data):
+        try:
+            table = pj.read_json(
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+                parse_options=_PARSE,
+            )
+        except pa.ArrowInvalid:
+            table = None
+        if table is not None and table.num_rows == n:
+            plain, columns = _vectorised(table, latest)
+            lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
+            plain &= lengths <= _PLAIN_BYTES
+        elif n > _SMALLEST_BLOCK:
+            half = n // 2
+            return _concat(
+                [
+                    _block(lines[:half], _part(numbers, 0, half), latest, rejects, origin, _part(records, 0, half)),
+                    _block(lines[half:], _part(numbers, half, n), latest, rejects, origin, _part(records, half, n)),
+                ]
+            )
+    if plain is None or not plain.all():
+        return _mixed(lines, numbers, latest, rejects, origin, records, plain, columns if plain is not None else None)
+    return Batch([column.tolist() for column in columns], list(lines))
+
+
+def _part(items, start: int, end: int):
+    return None if items is None else items[start:end]
+
+
+def _mixed(lines, numbers, latest, rejects, origin, records, plain, columns) -> Batch:
+    """Rows in input order: the vectorised values where plain, the normaliser's elsewhere."""
+    n = len(lines)
+    raws = list(lines)
+    keep = np.ones(n, dtype=bool)
+    out = [np.empty(n, dtype=object) for _ in COLUMNS]
+    if plain is not None:
+        for target, column in zip(out, columns):
+            target[plain] = column[plain]
+        odd = np.flatnonzero(~plain).tolist()
+    else:
+        odd = range(n)
+    for i in odd:
+        if records is not None:
+            record = records[i]
+        else:
+            try:
+                record = orjson.loads(lines[i])
+            except orjson.JSONDecodeError as error:
+                number = numbers[i] if numbers is not None else i + 1
+                rejects.add(_reason(str(error)), f"{origin}:{number}", lines[i])
+                keep[i] = False
+                continue
+        try:
+            row, raw = normalise(record, latest)
+        except RejectedRecord as rejected:
+            rejects.add(rejected.reason, origin, record)
+            keep[i] = False
+            continue
+        for target, value in zip(out, row):
+            target[i] = value
+        raws[i] = raw
+    if keep.all():
+        return Batch([column.tolist() for column in out], raws)
+    positions = np.flatnonzero(keep)
+    return Batch([column[positions].tolist() for column in out], [raws[i] for i in positions.tolist()])
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    whole = Batch()
+    for part in parts:
+        whole.extend(part)
+    return whole
+
+
+def _valid_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _short(array: pa.Array, limit: int = MAX_FIELD_CHARS) -> np.ndarray:
+    """Whether each value is surely within ``limit`` characters: no more bytes than that (a
+    longer text of fewer characters is left to the slow path, which counts characters)."""
+    return pc.fill_null(pc.less_equal(pc.binary_length(array), limit), True).to_numpy(zero_copy_only=False)
+
+
+def _text(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values with "" as None, whether each is short enough to be plain)."""
+    short = _short(array)
+    empty = pc.fill_null(pc.equal(array, ""), False)
+    values = pc.if_else(empty, pa.scalar(None, _S), array)
+    return values.to_numpy(zero_copy_only=False), short
+
+
+def _present(array: pa.Array) -> pa.Array:
+    """Whether each value is a non-empty string (what the normaliser's truth tests ask)."""
+    return pc.fill_null(pc.greater(pc.binary_length(array), 0), False)
+
+
+def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(which rows are plain, the row columns in ``COLUMNS`` order as object/int arrays)."""
+    table = table.combine_chunks()
+    n = table.num_rows
+    plain = np.ones(n, dtype=bool)
+
+    event_id = table["eventID"].chunk(0) if n else pa.array([], _S)
+    plain &= _present(event_id).to_numpy(zero_copy_only=False) & _short(event_id, 128)
+
+    times_text = table["eventTime"].chunk(0)
+    well_formed = pc.fill_null(pc.match_substring_regex(times_text, _PLAIN_TIME), False)
+    parsed = pc.strptime(
+        pc.if_else(well_formed, times_text, pa.scalar("2013-01-01T00:00:00Z")),
+        format="%Y-%m-%dT%H:%M:%SZ",
+        unit="s",
+        error_is_null=True,
+    )
+    # strptime rolls an impossible date such as February 30 over; the normaliser refuses it.
+    round_trip = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%SZ"), times_text), False)
+    seconds = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    times = seconds * 1_000_000_000
+    plain &= well_formed.to_numpy(zero_copy_only=False) & round_trip.to_numpy(zero_copy_only=False)
+    plain &= (times >= EARLIEST_EVENT_NS) & (times <= latest)
+
+    texts = {}
+    for name in _TEXT:
+        texts[name], short = _text(table[name].chunk(0))
+        plain &= short
+
+    read_only = table["readOnly"].chunk(0).to_numpy(zero_copy_only=False)
+
+    identity = table["userIdentity"].chunk(0)
+    fields = {name: pc.struct_field(identity, name) for name in ("type", "userName", "invokedBy", "principalId", "arn")}
+    fields["accountId"] = pc.struct_field(identity, "accountId")
+    issuer = pc.struct_field(pc.struct_field(pc.struct_field(identity, "sessionContext"), "sessionIssuer"), "userName")
+    for value in (*fields.values(), issuer):
+        plain &= _short(value)
+    kind = fields["type"]
+    root = pc.fill_null(pc.equal(kind, "Root"), False)
+    assumed = pc.and_(pc.fill_null(pc.is_in(kind, pa.array(["AssumedRole", "FederatedUser"])), False), _present(issuer))
+    after_slash = _session_of(fields["arn"])
+    named = [
+        pc.if_else(_present(fields[k]), fields[k], pa.scalar(None, _S))
+        for k in ("userName", "invokedBy", "principalId")
+    ]
+    fallback = pc.coalesce(*named, pa.scalar("unknown"))
+    user = pc.if_else(root, pa.scalar("root"), pc.if_else(assumed, issuer, fallback))
+    session = pc.if_else(pc.and_(pc.invert(root), assumed), after_slash, pa.scalar(None, _S))
+    session = pc.if_else(_present(session), session, pa.scalar(None, _S))
+
+    def identity_text(value):
+        return pc.if_else(_present(value), value, pa.scalar(None, _S)).to_numpy(zero_copy_only=False)
+
+    recipient = table["recipientAccountId"].chunk(0)
+    account = identity_text(pc.if_else(_present(recipient), recipient, fields["accountId"]))
+
+    columns = [
+        event_id.to_numpy(zero_copy_only=False),
+        times,
+        texts["eventSource"],
+        texts["eventName"],
+        texts["awsRegion"],
+        texts["sourceIPAddress"],
+        texts["userAgent"],
+        texts["errorCode"],
+        texts["errorMessage"],
+        read_only,
+        texts["eventType"],
+        account,
+        user.to_numpy(zero_copy_only=False),
+        session.to_numpy(zero_copy_only=False),
+        identity_text(kind),
+        identity_text(fields["arn"]),
+    ]
+    return plain, columns
+
+
+def _session_of(arn: pa.Array) -> pa.Array:
+    """The text after the last "/" of each ARN, worked out once per distinct ARN."""
+    encoded = (
+        pc.dictionary_encode(arn).combine_chunks() if isinstance(arn, pa.ChunkedArray) else pc.dictionary_encode(arn)
+    )
+    sessions = [a.rsplit("/", 1)[-1] if "/" in a else None for a in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(sessions, _S), encoded.indices)
+
+
+TRAIL_START = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
+_TRAIL_SCHEMA = pa.schema([("Records", pa.list_(pa.struct(list(SCHEMA))))])
+_TRAIL_PARSE = pj.ParseOptions(explicit_schema=_TRAIL_SCHEMA, unexpected_field_behavior="ignore")
+
+
+def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple[Batch, list[int]] | None:
+    """The events of trail files' bytes (each ``{"Records": [...]}`` on one line, as CloudTrail
+    writes them) read in one go, and how many records each held, when every record is plain;
+    None otherwise, for the caller to take the per-record path. Keeps no raw records: for
+    batch use, where nothing drills down to a record."""
+    for data in documents:
+        if not TRAIL_START.match(data) or b"\n" in data.strip():
+            return None
+    data = b"\n".join(documents)
+    if _SURROGATE.search(data) or not _valid_utf8(data):
+        return None
+    try:
+        table = pj.read_json(
+            io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1), parse_options=_TRAIL_PARSE
+        )
+    except pa.ArrowInvalid:
+        return None
+    lists = table["Records"].combine_chunks()
+    if table.num_rows != len(documents) or lists.null_count:
+        return None
+    records = lists.flatten()
+    if records.null_count:
+        return None
+    plain, columns = _vectorised(pa.Table.from_struct_array(records), latest_event_ns(now_ns))
+    if not plain.all():
+        return None
+    return Batch([column.tolist() for column in columns], [b""] * len(plain)), lists.value_lengths().to_pylist()

@@ -1,0 +1,209 @@
+"""Reading large inputs into the engine: file by file and chunk by chunk, so that memory
+follows the events kept rather than the bytes read, through the columnar fast path.
+
+``document_batches`` yields the same events and rejects as ``normalise_all(iter_bytes(...))``
+(``metrics.records`` stays the definition of which formats are accepted and how a bad one is
+counted); only the speed and the size of the pieces differ.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from metrics.columnar import TRAIL_START, normalise_lines, normalise_trails
+from metrics.events import Batch
+from metrics.normalise import Rejects, normalise_all
+from metrics.records import _is_object, _records_of, _salvage, record_files
+
+# A plain file larger than this is read in chunks of CHUNK_BYTES when it holds JSON Lines.
+STREAM_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
+# Records normalised together, and events gathered before one ingest into the engine.
+PIECE_RECORDS = 65_536
+_BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+
+
+def document_batches(data: bytes, rejects: Rejects, origin: str = "", now_ns: int | None = None) -> Iterator[Batch]:
+    """The events of one document's bytes, whatever its accepted format, in pieces."""
+    if data[:2] == _GZIP:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            rejects.add(f"unreadable gzip: {error}", origin)
+            return
+    if data.startswith(_BOM):
+        data = data[3:]
+    if not _NOT_SPACE.search(data):
+        return
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if _holds_lines(data):
+            yield from _line_batches(data.splitlines(), 1, rejects, origin, now_ns)
+        else:
+            yield normalise_all(_salvage(data, origin, str(error)), rejects, origin, now_ns)
+        return
+    records = list(_records_of(document))
+    del document
+    for start in range(0, len(records), PIECE_RECORDS):
+        # Already parsed: the per-record normaliser is as fast as re-reading them with pyarrow.
+        yield normalise_all(records[start : start + PIECE_RECORDS], rejects, origin, now_ns)
+
+
+def _holds_lines(data: bytes) -> bool:
+    """What ``metrics.records`` takes for JSON Lines: a first line that is an object, and more."""
+    start = _NOT_SPACE.search(data).start()
+    newline = data.find(b"\n", start)
+    if newline < 0 or not _NOT_SPACE.search(data, newline):
+        return False
+    return _is_object(data[start:newline])
+
+
+def _line_batches(lines: list[bytes], first: int, rejects: Rejects, origin: str, now_ns) -> Iterator[Batch]:
+    """Batches of JSON Lines, ``first`` being the number of ``lines[0]``; blank lines skipped."""
+    for start in range(0, len(lines), PIECE_RECORDS):
+        part = list(map(bytes.strip, lines[start : start + PIECE_RECORDS]))
+        if all(part):
+            numbers = None if first + start == 1 else range(first + start, first + start + len(part))
+        else:
+            numbers = [first + start + i for i, line in enumerate(part) if line]
+            part = [line for line in part if line]
+        yield normalise_lines(part, rejects, origin, now_ns, numbers)
+
+
+def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None) -> Iterator[Batch]:
+    """The events of one file, a large file of JSON Lines read chunk by chunk."""
+    origin = str(path)
+    try:
+        if path.stat().st_size > STREAM_BYTES:
+            with open(path, "rb") as file:
+                head = file.read(CHUNK_BYTES)
+            if head[:2] != _GZIP and _NOT_SPACE.search(head) and _holds_lines(head.removeprefix(_BOM)):
+                yield from _streamed(path, rejects, origin, now_ns)
+                return
+        data = path.read_bytes()
+    except OSError as error:
+        rejects.add(f"unreadable file: {error.strerror or error}", origin)
+        return
+    yield from document_batches(data, rejects, origin, now_ns)
+
+
+def _streamed(path: Path, rejects: Rejects, origin: str, now_ns) -> Iterator[Batch]:
+    number, rest = 1, b""
+    try:
+        with open(path, "rb") as file:
+            chunk = file.read(CHUNK_BYTES).removeprefix(_BOM)
+            while True:
+                data = rest + chunk
+                if not chunk:
+                    whole, rest = data, b""
+                else:
+                    cut = data.rfind(b"\n") + 1
+                    whole, rest = data[:cut], data[cut:]
+                lines = whole.splitlines()
+                yield from _line_batches(lines, number, rejects, origin, now_ns)
+                number += len(lines)
+                if not chunk:
+                    return
+                chunk = file.read(CHUNK_BYTES)
+    except OSError as error:
+        rejects.add(f"unreadable file: {error.strerror or error}", origin)
+
+
+@dataclass
+class Fed:
+    added: int = 0
+    duplicates: int = 0
+    files: int = 0  # files that held anything, a record or a reject
+
+
+class _Feeder:
+    """Gathers batches into pieces of about ``PIECE_RECORDS`` events for the engine, and small
+    trail files into groups read in one go (without raw records, when ``raws`` is False)."""
+
+    def __init__(self, engine, rejects: Rejects, now_ns: int | None, raws: bool):
+        self.engine, self.rejects, self.now_ns, self.raws = engine, rejects, now_ns, raws
+        self.fed, self.pending = Fed(), Batch()
+        self.documents: list[tuple[Path, bytes]] = []
+        self.document_bytes = 0
+
+    def file(self, path: Path) -> None:
+        if not self.raws:
+            data = self._trail_text(path)
+            if data is not None:
+                self.documents.append((path, data))
+                self.document_bytes += len(data)
+                if self.document_bytes >= CHUNK_BYTES:
+                    self.flush_documents()
+                return
+        self.flush_documents()
+        self._read(path, file_batches(path, self.rejects, self.now_ns))
+
+    def _trail_text(self, path: Path) -> bytes | None:
+        """A small file's text if it may be a trail file read the fast way."""
+        try:
+            if path.stat().st_size > STREAM_BYTES:
+                return None
+            data = path.read_bytes()
+            if data[:2] == _GZIP:
+                data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            return None  # read again on the way that counts the failure
+        data = data.removeprefix(_BOM)
+        return data if TRAIL_START.match(data) else None
+
+    def flush_documents(self) -> None:
+        documents, self.documents, self.document_bytes = self.documents, [], 0
+        if not documents:
+            return
+        read = normalise_trails([data for _, data in documents], self.now_ns)
+        if read is None:  # something odd in there: each file the per-record way
+            for path, data in documents:
+                self._read(path, document_batches(data, self.rejects, str(path), self.now_ns))
+            return
+        batch, counts = read
+        self.fed.files += sum(1 for count in counts if count)
+        self.add(batch)
+
+    def _read(self, path: Path, batches: Iterable[Batch]) -> None:
+        before, held = self.rejects.total, 0
+        for batch in batches:
+            held += len(batch)
+            self.add(batch if self.raws else Batch(batch.columns, [b""] * len(batch)))
+        if held or self.rejects.total > before:
+            self.fed.files += 1
+
+    def add(self, batch: Batch) -> None:
+        if not len(self.pending) and len(batch) >= PIECE_RECORDS:
+            self.pending = batch
+        else:
+            self.pending.extend(batch)
+        if len(self.pending) >= PIECE_RECORDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.pending):
+            result = self.engine.ingest(self.pending)
+            self.fed.added += result.added
+            self.fed.duplicates += result.duplicates
+            self.pending = Batch()
+
+
+def feed(engine, paths: Iterable[str | Path], rejects: Rejects, now_ns: int | None = None, *, raws: bool = True) -> Fed:
+    """Read every file under ``paths`` into ``engine``, a few tens of thousands of events at a
+    time. ``raws=False`` keeps no raw record for drill-down (batch use): faster, smaller."""
+    feeder = _Feeder(engine, rejects, now_ns, raws)
+    for path in record_files(paths):
+        feeder.file(path)
+    feeder.flush_documents()
+    feeder.flush()
+    return feeder.fed

@@ -1,0 +1,278 @@
+"""The columnar fast path agrees with the one normaliser: same rows, same order, same rejects.
+
+Records are generated with the odd cases real trails and hostile input hold: identity types
+and shapes, missing and wrong-typed fields, over-long texts, impossible or out-of-range
+eventTimes, and lines that are not JSON, not UTF-8 or hold a lone surrogate.
+"""
+
+import gzip
+import io
+import json
+
+import orjson
+import pyarrow.json as pj
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metrics import columnar
+from metrics.columnar import normalise_lines
+from metrics.events import Batch
+from metrics.ingest import document_batches
+from metrics.normalise import MAX_FIELD_CHARS, Rejects, normalise_all
+from metrics.records import iter_bytes
+from tests.conftest import BASE_RECORD
+
+NOW = 1_800_000_000 * 1_000_000_000  # 2027-01-15
+MISSING = object()
+
+texts = st.one_of(
+    st.sampled_from(["", "ec2.amazonaws.com", "AccessDenied", "us-east-1", "a/b", "é" * 3000]),
+    st.text(max_size=12),
+    st.just("x" * (MAX_FIELD_CHARS + 1)),
+    st.just("é" * (MAX_FIELD_CHARS - 1)),
+)
+odd_values = st.one_of(st.none(), st.integers(-(2**70), 2**70), st.booleans(), st.lists(st.integers(), max_size=2))
+fields = st.one_of(texts, texts, texts, odd_values, st.just(MISSING))
+time_texts = st.one_of(
+    st.datetimes(min_value=__import__("datetime").datetime(2012, 6, 1)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    st.sampled_from(
+        [
+            "2024-08-02T08:30:00Z",
+            "2024-02-30T00:00:00Z",
+            "2024-08-02T24:00:00Z",
+            "2024-08-02T08:30:60Z",
+            "2012-12-31T23:59:59Z",
+            "2013-01-01T00:00:00Z",
+            "2027-01-16T07:59:59Z",
+            "2027-01-16T08:00:01Z",
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "2024-08-02T08:30:00.123Z",
+            "2024-08-02T08:30:00+02:00",
+            "2024-08-02T08:30:00",
+            "2024-08-02",
+            "yesterday",
+            "",
+        ]
+    ),
+)
+event_times = st.one_of(time_texts, odd_values, st.just(MISSING))
+typed_event_times = st.one_of(time_texts, st.just(MISSING))
+identity_types = st.sampled_from(["Root", "IAMUser", "AssumedRole", "FederatedUser", "AWSService", "", "Unknown"])
+identities = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.one_of(identity_types, odd_values),
+            "userName": fields,
+            "invokedBy": fields,
+            "principalId": fields,
+            "arn": st.one_of(st.sampled_from(["arn:aws:sts::1:assumed-role/r/s", "arn/", "no-slash", "a/b/c"]), fields),
+            "accountId": fields,
+            "sessionContext": st.one_of(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "sessionIssuer": st.one_of(
+                            st.fixed_dictionaries({}, optional={"userName": fields, "arn": fields}), odd_values, texts
+                        )
+                    },
+                ),
+                odd_values,
+            ),
+        },
+    ),
+    odd_values,
+    texts,
+    st.just(MISSING),
+)
+read_only = st.one_of(st.booleans(), st.none(), st.sampled_from(["true", "false", "yes", 1]), st.just(MISSING))
+extras = st.dictionaries(
+    st.sampled_from(["requestParameters", "tlsDetails", "additionalEventData"]),
+    st.one_of(odd_values, st.floats(allow_nan=False, allow_infinity=False), st.just(1e15), texts),
+    max_size=2,
+)
+
+
+typed_fields = st.one_of(texts, st.none(), st.just(MISSING))
+typed_identities = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(identity_types, st.none()),
+        "userName": typed_fields,
+        "invokedBy": typed_fields,
+        "principalId": typed_fields,
+        "arn": st.one_of(
+            st.sampled_from(["arn:aws:sts::1:assumed-role/r/s", "arn/", "no-slash", "a/b/c"]), typed_fields
+        ),
+        "accountId": typed_fields,
+        "sessionContext": st.fixed_dictionaries(
+            {}, optional={"sessionIssuer": st.fixed_dictionaries({}, optional={"userName": typed_fields})}
+        ),
+    },
+)
+
+
+@st.composite
+def records(draw, typed=False):
+    """A record; ``typed`` ones hold only the types the columnar schema reads (text or null),
+    so that the vectorised expressions rather than the fallback decide them."""
+    fields = typed_fields if typed else globals()["fields"]
+    identities = typed_identities if typed else globals()["identities"]
+    read_only = st.one_of(st.booleans(), st.none()) if typed else globals()["read_only"]
+    record = dict(BASE_RECORD)
+    record["eventID"] = draw(st.one_of(st.uuids().map(str), st.uuids().map(str), fields, st.just("i" * 129)))
+    record["eventTime"] = draw(
+        event_times.filter(lambda t: isinstance(t, str) or t is MISSING) if typed else event_times
+    )
+    for name in ("eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent", "errorCode"):
+        if draw(st.booleans()):
+            record[name] = draw(fields)
+    for name in ("errorMessage", "eventType", "recipientAccountId"):
+        if draw(st.integers(0, 3)) == 0:
+            record[name] = draw(fields)
+    if draw(st.booleans()):
+        record["readOnly"] = draw(read_only)
+    if draw(st.booleans()):
+        record["userIdentity"] = draw(identities)
+    if not typed:
+        record.update(draw(extras))
+    return without_missing(record)
+
+
+def without_missing(value):
+    if isinstance(value, dict):
+        return {k: without_missing(v) for k, v in value.items() if v is not MISSING}
+    return value
+
+
+def dumps(value) -> bytes:
+    """JSON as another writer would make it: any integer size, UTF-8 text unescaped."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def to_line(record: dict, damage: int) -> bytes:
+    line = dumps(record)
+    if damage == 1:
+        return line.replace(b'"eventName"', b'"event\xffName"')  # invalid UTF-8
+    if damage == 2:
+        return line[: len(line) // 2]  # cut short
+    if damage == 3:
+        return line.replace(b'"awsRegion":"', b'"awsRegion":"\\ud800')  # a lone surrogate
+    if damage == 4:
+        return b"[1, 2]"
+    return line
+
+
+lines_of = st.lists(st.tuples(records(), st.sampled_from([0] * 12 + [1, 2, 3, 4])), max_size=100).map(
+    lambda pairs: [to_line(record, damage) for record, damage in pairs]
+)
+FAST = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+
+def reference(lines: list[bytes]):
+    """What the per-record path makes of JSON Lines: parse each, then the one normaliser."""
+    rejects = Rejects()
+    batch = normalise_all(iter_bytes(b"\n".join(lines), "f.jsonl"), rejects, "f.jsonl", now_ns=NOW)
+    return batch, rejects
+
+
+def joined(pieces) -> Batch:
+    whole = Batch()
+    for piece in pieces:
+        whole.extend(piece)
+    return whole
+
+
+def assert_same(fast, fast_rejects, slow, slow_rejects):
+    assert fast.columns == slow.columns
+    assert [orjson.loads(r) for r in fast.raws] == [orjson.loads(r) for r in slow.raws]
+    assert fast_rejects.counts == slow_rejects.counts
+    assert [s["reason"] for s in fast_rejects.latest()] == [s["reason"] for s in slow_rejects.latest()]
+
+
+@FAST
+@given(lines_of)
+def test_json_lines_give_the_same_rows_and_rejects_on_both_paths(lines):
+    if len(lines) < 2:
+        lines = [*lines, orjson.dumps(BASE_RECORD), orjson.dumps(BASE_RECORD)]
+    lines[0] = orjson.dumps(BASE_RECORD)  # so that the reader takes the text for JSON Lines
+    slow, slow_rejects = reference(lines)
+    rejects = Rejects()
+    fast = normalise_lines(list(lines), rejects, "f.jsonl", now_ns=NOW)
+    assert_same(fast, rejects, slow, slow_rejects)
+    # And through the file reader, which also decides the format and numbers the lines.
+    rejects = Rejects()
+    whole = joined(document_batches(b"\n".join(lines), rejects, "f.jsonl", now_ns=NOW))
+    assert_same(whole, rejects, slow, slow_rejects)
+    assert [s["origin"] for s in rejects.latest()] == [s["origin"] for s in slow_rejects.latest()]
+
+
+@FAST
+@given(st.lists(records(typed=True), min_size=2, max_size=40))
+def test_records_of_the_schema_types_are_decided_by_the_vectorised_path_as_by_the_normaliser(items):
+    lines = [dumps(record) for record in items]
+    table = pj.read_json(io.BytesIO(b"\n".join(lines)), parse_options=columnar._PARSE)
+    assert table.num_rows == len(lines)  # nothing here falls back for the reader's sake
+    slow, slow_rejects = reference(lines)
+    rejects = Rejects()
+    fast = normalise_lines(list(lines), rejects, "f.jsonl", now_ns=NOW)
+    assert_same(fast, rejects, slow, slow_rejects)
+
+
+@FAST
+@given(st.lists(st.one_of(records(), records(), records(), odd_values, texts), max_size=100), st.booleans())
+def test_a_trail_file_gives_the_same_rows_and_rejects_on_both_paths(items, zipped):
+    data = dumps({"Records": items})
+    if zipped:
+        data = gzip.compress(data)
+    slow_rejects, rejects = Rejects(), Rejects()
+    slow = normalise_all(iter_bytes(data, "t.json.gz"), slow_rejects, "t.json.gz", now_ns=NOW)
+    fast = joined(document_batches(data, rejects, "t.json.gz", now_ns=NOW))
+    assert_same(fast, rejects, slow, slow_rejects)
+
+
+def test_plain_records_take_the_vectorised_path_and_keep_their_text_as_raw():
+    lines = [orjson.dumps({**BASE_RECORD, "eventID": f"id-{i}"}) for i in range(100)]
+    batch = normalise_lines(list(lines), Rejects(), now_ns=NOW)
+    assert batch.raws == lines
+    assert batch.column("user")[:2] == ["alice", "alice"]
+    assert batch.column("eventTime")[0] == 1_722_587_400 * 1_000_000_000
+
+
+@FAST
+@given(st.lists(st.lists(st.one_of(records(typed=True), records()), max_size=20), min_size=1, max_size=8))
+def test_trail_files_read_together_give_the_normalisers_rows_or_step_aside(files):
+    documents = [dumps({"Records": items}) for items in files]
+    slow_rejects = Rejects()
+    slow = joined(normalise_all(iter_bytes(d, "t"), slow_rejects, "t", now_ns=NOW) for d in documents)
+    read = columnar.normalise_trails(documents, now_ns=NOW)
+    if read is None:
+        return  # something odd: the caller reads these the per-record way, tested above
+    fast, counts = read
+    assert fast.columns == slow.columns
+    assert counts == [len(items) for items in files]
+    assert not slow_rejects.total
+
+
+def test_plain_trail_files_are_read_together_the_fast_way():
+    documents = [dumps({"Records": [{**BASE_RECORD, "eventID": f"{f}-{i}"} for i in range(f)]}) for f in range(4)]
+    fast, counts = columnar.normalise_trails(documents, now_ns=NOW)
+    assert counts == [0, 1, 2, 3]
+    assert fast.column("eventID") == ["1-0", "2-0", "2-1", "3-0", "3-1", "3-2"]
+
+
+def test_an_impossible_date_is_left_to_the_normaliser_which_rejects_it():
+    lines = [
+        dumps({**BASE_RECORD, "eventID": f"id-{i}", "eventTime": t})
+        for i, t in enumerate(["2024-02-30T00:00:00Z", "2024-02-29T00:00:00Z"])
+    ]
+    rejects = Rejects()
+    batch = normalise_lines(lines, rejects, now_ns=NOW)
+    assert batch.column("eventID") == ["id-1"]
+    assert rejects.counts == {"invalid eventTime": 1}
+    assert columnar.normalise_trails([dumps({"Records": [orjson.loads(lines[0])]})], now_ns=NOW) is None
