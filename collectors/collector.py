@@ -4,6 +4,10 @@ engine, keeping a health record the dashboard shows.
 A source is any object with ``name``, ``poll(now) -> records`` and ``watermark(now)`` (the
 time before which it has delivered every event, or None while it cannot say). A failing
 poll is recorded and retried with backoff; it never ends the thread.
+
+The slow part of a start (restoring the saved history, the first poll of a large folder or
+backfill) runs in the thread too, so that the server answers at once; ``ready`` is set when
+it is done and ``starting`` says meanwhile what the thread is doing, for the pages.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Collector:
         store=None,
         save_every: float = 300.0,
         analyses=(),
+        warm_up=None,
+        on_ready=None,
     ):
         self.source = source
         self.engine = engine
@@ -75,6 +81,11 @@ class Collector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_save = clock()
+        self.warm_up = warm_up  # called with the collector in the thread, before the first poll
+        self.on_ready = on_ready  # called once the warm-up and the first poll are done
+        self.ready = threading.Event()
+        self.starting: str | None = "Starting the collector"  # None once ready
+        self.start_progress: float | None = None  # share of the warm-up done, when it can tell
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
@@ -132,8 +143,31 @@ class Collector:
         traceback.print_exception(error)
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
+    def _start_up(self) -> float:
+        """The warm-up and the first poll; a failure is recorded like a failed poll, and the
+        collector is ready all the same (the Status page shows why it has no data)."""
+        wait = self.interval
+        try:
+            if self.warm_up is not None:
+                self.starting = "Restoring the saved history"
+                self.warm_up(self)
+            self.starting, self.start_progress = "Reading the history", None
+            self.poll_once()
+        except Exception as error:
+            wait = self.record_error(error)
+        self.starting, self.start_progress = None, 1.0
+        if self.on_ready is not None:
+            self.on_ready()
+        self.ready.set()
+        return wait
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.ready.wait(timeout)
+
     def run(self) -> None:
         try:
+            if not self.ready.is_set():  # (a thread started again after a death skips it)
+                self._stop.wait(self._start_up())
             while not self._stop.is_set():
                 try:
                     self.poll_once()
