@@ -171,7 +171,8 @@ class Collector:
             while not self._stop.is_set():
                 try:
                     self.poll_once()
-                    wait = self.interval
+                    # A source reading a backlog in bounded batches (``more``) goes on at once.
+                    wait = 0 if getattr(self.source, "more", False) else self.interval
                 except Exception as error:
                     wait = self.record_error(error)
                 self._stop.wait(wait)

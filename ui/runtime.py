@@ -96,7 +96,7 @@ def make_source(values: dict, checkpoints: dict | None = None):
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
-        source = FileSource(values["files_path"])
+        source = FileSource(values["files_path"], checkpoints=checkpoints)
     else:
         source = DemoSource(seed=values["demo_seed"], rate=values["demo_rate"], incidents=values["demo_incidents"])
     return RegionFilter(source, values["regions"]) if values["regions"] else source
