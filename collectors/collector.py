@@ -17,6 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from collectors import memory
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
@@ -168,11 +169,15 @@ class Collector:
         try:
             if not self.ready.is_set():  # (a thread started again after a death skips it)
                 self._stop.wait(self._start_up())
+            backlog = True
             while not self._stop.is_set():
                 try:
                     self.poll_once()
                     # A source reading a backlog in bounded batches (``more``) goes on at once.
-                    wait = 0 if getattr(self.source, "more", False) else self.interval
+                    more = bool(getattr(self.source, "more", False))
+                    if backlog and not more:
+                        memory.trim()  # the backlog's parsed records are garbage now
+                    backlog, wait = more, 0 if more else self.interval
                 except Exception as error:
                     wait = self.record_error(error)
                 self._stop.wait(wait)

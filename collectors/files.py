@@ -81,7 +81,7 @@ class FileSource:
         """Records (or ``Unreadable`` markers) that are new since the last poll, at most
         ``batch_records`` of JSON Lines (a document is never cut)."""
         records: list[object] = []
-        self.more = False
+        more = False
         read = total = 0
         for file in self._files():
             try:
@@ -96,10 +96,10 @@ class FileSource:
                 state = self._state.get(key)
                 done = state["offset"] if state else 0
                 read += done
-                self.more = self.more or done < stat.st_size
+                more = more or done < stat.st_size
             else:
                 self._read_document(file, key, stat, now, records)
-        self._read_bytes, self._total_bytes = read, total
+        self._read_bytes, self._total_bytes, self.more = read, total, more  # (read by pages meanwhile)
         return records
 
     def _read_document(self, file: Path, key: str, stat, now: float, records: list) -> None:

@@ -16,6 +16,7 @@ import orjson
 import streamlit as st
 
 import settings as app_settings
+from collectors import memory
 from collectors.alerts import Alerter, SnsSink, WebhookSink
 from collectors.analyses import Detections, ScoreAlerts
 from collectors.collector import Collector
@@ -161,6 +162,7 @@ def _restore(collector: Collector, store: StateStore, detector: Detector, dimens
             done += min(high, len(chunk.ids)) - low
             collector.start_progress = 0.5 + 0.5 * done / total
     dimensions.add(snapshot.columns())
+    memory.trim()
 
 
 def _alerter(values: dict) -> Alerter | None:
