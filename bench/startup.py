@@ -6,7 +6,9 @@ memory is its own.
     python -m bench.startup [--events 1000000] [--folder /tmp/insights-bench] [--tracemalloc]
 
 Prints per phase: seconds to ready (restore and first poll), seconds until every event is in,
-peak and final resident memory (after the collector's own trims), and with ``--tracemalloc``
+peak and final resident memory (after the collector's own trims), the time of one full
+``gc.collect()`` over that state (Streamlit's ``runner.postScriptGC`` runs one after every
+script and fragment run), and with ``--tracemalloc``
 the ten biggest allocation sites once everything is in (tracing slows the run several times).
 """
 
@@ -87,6 +89,11 @@ def phase(folder: Path, trace: bool) -> dict:
         time.sleep(0.2)
     loaded = time.perf_counter() - began
     time.sleep(1)
+    import gc
+
+    collected = time.perf_counter()
+    gc.collect(2)  # what Streamlit's runner.postScriptGC does after every script and fragment run
+    full_gc = time.perf_counter() - collected
     figures = {
         "built_s": built,
         "ready_s": ready,
@@ -98,6 +105,8 @@ def phase(folder: Path, trace: bool) -> dict:
         "analysis_errors": dict(collector.analysis_errors),
         "peak_rss_mib": watch.peak / MIB,
         "rss_mib": rss_bytes() / MIB,
+        "gc_collect_2_s": full_gc,
+        "gc_tracked_objects": len(gc.get_objects()),
     }
     if trace:
         import tracemalloc
