@@ -36,6 +36,9 @@ class WindowedCounts:
         self._keys = np.empty(0, dtype=np.int64)  # sorted, unique: window number << GROUP_BITS | group
         self._counts = np.empty(0, dtype=np.int64)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        # Each window's total as well: the anomaly scorer asks for one window at a time,
+        # twenty times per window scored (its shingle), so that read must cost no search.
+        self._totals: dict[int, int] = {}
         self._pending_rows = 0
         self._lock = threading.Lock()  # readers merge too; the engine's lock is not always held
 
@@ -43,15 +46,18 @@ class WindowedCounts:
     def add(self, counts: WindowCounts) -> None:
         if not len(counts):
             return
-        groups, labels = self._groups, self._labels
+        groups, labels, totals = self._groups, self._labels, self._totals
         codes = []
-        for pair in zip(counts.category.tolist(), counts.subcategory.tolist()):
-            code = groups.get(pair)
+        for window, category, subcategory, n in zip(
+            counts.window.tolist(), counts.category.tolist(), counts.subcategory.tolist(), counts.count.tolist()
+        ):
+            code = groups.get((category, subcategory))
             if code is None:
-                code = groups[pair] = len(labels)
-                labels.append(pair)
+                code = groups[(category, subcategory)] = len(labels)
+                labels.append((category, subcategory))
                 self._rank = None
             codes.append(code)
+            totals[window] = totals.get(window, 0) + n
         if len(labels) > GROUP_MASK:
             raise OverflowError(f"{self.pump.name}: more than {GROUP_MASK} groups")
         keys = (counts.window // self.pump.step) << GROUP_BITS | np.array(codes, dtype=np.int64)
@@ -89,6 +95,8 @@ class WindowedCounts:
         some of its events from the buffer, and a partial count would be wrong."""
         with self._lock:
             self._merge()
+            for window in [w for w in self._totals if w < seconds]:
+                del self._totals[window]
             cut = np.searchsorted(self._keys, self._key_of(seconds))
             self._keys, self._counts = self._keys[cut:], self._counts[cut:]
             if len(self._keys):
@@ -110,8 +118,7 @@ class WindowedCounts:
         return keys[low:high], counts[low:high]
 
     def total(self, window: int) -> int:
-        keys, counts = self._columns(window, window + 1)
-        return int(counts.sum())
+        return self._totals.get(window, 0)
 
     def _ranks(self) -> np.ndarray:
         """Each group's place when groups are sorted by their labels as ``counts_frame`` sorts
