@@ -42,7 +42,6 @@ _SET_COOKIE = "auth_set_cookie"
 _DELETE_COOKIE = "auth_delete_cookie"
 _ENDED = "auth_session_ended"
 _AUTHENTICATOR = "auth_authenticator"
-_SUBMITTED = "auth_submitted"  # the form whose button was clicked, until a run has handled it
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -112,23 +111,6 @@ def _only_page(page) -> None:
 def _keys(name: str) -> tuple[str, str]:
     """What a failed attempt counts against: the user name and the client."""
     return (f"user:{name}", f"client:{_client()}")
-
-
-def _mark_submitted(form: str) -> None:
-    st.session_state[_SUBMITTED] = form
-
-
-def _submitted(form: str, label: str) -> bool:
-    """Whether ``form``'s button was clicked, even in a run after the one it triggered.
-
-    The cookie component sends its value when it mounts, which on a slow start can come right
-    after a click: that message starts a new run, which cuts the click's run short before it
-    reads the button, and the new run sees the button unclicked (the first click was lost). A
-    button's callback runs before the run's body, before it can be cut short, and what it puts
-    in the session state survives into the next run, where the form's fields still hold what
-    was submitted."""
-    clicked = st.form_submit_button(label, type="primary", on_click=_mark_submitted, args=(form,))
-    return st.session_state.pop(_SUBMITTED, None) == form or clicked
 
 
 def _cooling_down(throttle: Throttle, keys: tuple[str, str]) -> bool:
@@ -231,7 +213,7 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     with st.form("login"):
         name = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = _submitted("login", "Log in")
+        submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
     name = name.strip().lower()
@@ -275,7 +257,7 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
             help=f"At least {users.MIN_PASSWORD_LENGTH} characters.",
         )
         repeat = st.text_input("Repeat new password", type="password", autocomplete="new-password")
-        submitted = _submitted("change_password", "Change password")
+        submitted = st.form_submit_button("Change password", type="primary")
     if not submitted:
         return
     throttle, keys = _throttle(path), _keys(user)
