@@ -20,7 +20,11 @@ USER insights
 # The user file and login sessions: keep them across containers.
 VOLUME /data
 EXPOSE 8501
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"
+# Ready once the saved history is restored and the first poll is in (the sign-in page is served
+# long before); /_stcore/health only says the server listens. Restoring a day of a busy account
+# takes a minute or two on one vCPU, hence the start period.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
+    CMD python -m collectors.readiness
 
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+# ui.serve is `streamlit run app.py` that starts the collector with the server, not at the first visit.
+CMD ["python", "-m", "ui.serve", "--server.port=8501", "--server.address=0.0.0.0"]

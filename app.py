@@ -7,7 +7,7 @@ login itself, because Streamlit can serve a file of ``pages/`` on its own.
 import streamlit as st
 
 from settings import SettingsError
-from ui import data, login, view
+from ui import data, login, startup, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
@@ -47,8 +47,5 @@ if shared.is_demo:
         "hour at :17, :37, :47 and :52). No AWS account is read.",
         icon=":material/science:",
     )
-progress = getattr(shared.collector.source, "progress", None)
-share = progress() if callable(progress) else None
-if share is not None and share < 1:
-    st.progress(share, text=f"Reading the look-back history, newest first: {share:.0%}. Charts fill from now back.")
+startup.progress(shared)
 navigation.run()

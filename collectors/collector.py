@@ -10,6 +10,10 @@ are safe) also has ``ingested() -> mark``, called after each poll's events are i
 and ``acknowledge(mark)``, called once they are in a saved snapshot (at once when there is no
 state folder); ``needs_save()`` may ask for a save before the interval is up, and
 ``long_polls = True`` says that ``poll`` waits for events itself, so it is called again at once.
+
+The slow part of a start (restoring the saved history, the first poll of a large folder or
+backfill) runs in the thread too, so that the server answers at once; ``ready`` is set when
+it is done and ``starting`` says meanwhile what the thread is doing, for the pages.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from collectors import memory
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
@@ -66,6 +71,8 @@ class Collector:
         store=None,
         save_every: float = 300.0,
         analyses=(),
+        warm_up=None,
+        on_ready=None,
     ):
         self.source = source
         self.engine = engine
@@ -82,6 +89,11 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._last_save = clock()
         self._unsaved_mark = None  # the source's mark of what is in the buffer but not saved yet
+        self.warm_up = warm_up  # called with the collector in the thread, before the first poll
+        self.on_ready = on_ready  # called once the warm-up and the first poll are done
+        self.ready = threading.Event()
+        self.starting: str | None = "Starting the collector"  # None once ready
+        self.start_progress: float | None = None  # share of the warm-up done, when it can tell
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
@@ -159,12 +171,42 @@ class Collector:
         traceback.print_exception(error)
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
+    def _start_up(self) -> float:
+        """The warm-up and the first poll; a failure is recorded like a failed poll, and the
+        collector is ready all the same (the Status page shows why it has no data)."""
+        wait = self.interval
+        try:
+            if self.warm_up is not None:
+                self.starting = "Restoring the saved history"
+                self.warm_up(self)
+            self.starting, self.start_progress = "Reading the history", None
+            self.poll_once()
+        except Exception as error:
+            wait = self.record_error(error)
+        self.starting, self.start_progress = None, 1.0
+        if self.on_ready is not None:
+            self.on_ready()
+        self.ready.set()
+        return wait
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.ready.wait(timeout)
+
     def run(self) -> None:
         try:
+            if not self.ready.is_set():  # (a thread started again after a death skips it)
+                self._stop.wait(self._start_up())
+            backlog = True
             while not self._stop.is_set():
                 try:
                     self.poll_once()
-                    wait = 0.0 if getattr(self.source, "long_polls", False) else self.interval
+                    # A source reading a backlog in bounded batches (``more``) goes on at once, and so
+                    # does one whose ``poll`` waits for events itself.
+                    more = bool(getattr(self.source, "more", False))
+                    if backlog and not more:
+                        memory.trim()  # the backlog's parsed records are garbage now
+                    backlog = more
+                    wait = 0 if more or getattr(self.source, "long_polls", False) else self.interval
                 except Exception as error:
                     wait = self.record_error(error)
                 self._stop.wait(wait)

@@ -50,13 +50,18 @@ class StateStore:
             return {}
         return saved.get(self.source_name, {}) if isinstance(saved, dict) else {}
 
-    def restore(self, engine: Engine, now: float | None = None) -> int:
-        """Loads the saved events into ``engine``; returns how many were added."""
+    def restore(self, engine: Engine, now: float | None = None, progress=None) -> int:
+        """Loads the saved events into ``engine``; returns how many were added. ``progress``,
+        if given, is called with the share of the saved events read so far."""
         now_ns = int((time.time() if now is None else now) * NS_PER_SECOND)
-        added = 0
+        added = read = 0
         try:
+            total = max(1, snapshot.count(self.buffer_path))
             for batch in snapshot.batches(self.buffer_path):  # a row group at a time: a third of the memory
                 added += engine.ingest(batch, now_ns).added
+                read += len(batch)
+                if progress is not None:
+                    progress(min(1.0, read / total))
         except snapshot.SnapshotError as error:
             self.last_error = f"snapshot unreadable, history restored only in part: {error}"
         self.restored_events = added

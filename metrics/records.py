@@ -99,13 +99,7 @@ def _salvage(data: bytes, origin: str, message: str) -> Iterator[object]:
     """The whole document did not parse: try JSON Lines, then per-record UTF-8 checking."""
     lines = data.strip().split(b"\n")
     if len(lines) > 1 and _is_object(lines[0]):
-        for number, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                yield Unreadable(_reason(str(error)), f"{origin}:{number}", line)
+        yield from iter_lines(data, origin)
         return
     if "utf-8" in message.lower():
         # Parse leniently so that only the records holding bad bytes are rejected; the
@@ -118,6 +112,18 @@ def _salvage(data: bytes, origin: str, message: str) -> Iterator[object]:
         yield from _records_of(document)
         return
     yield Unreadable("invalid JSON", origin, data)
+
+
+def iter_lines(data: bytes, origin: str = "", first_line: int = 1) -> Iterator[object]:
+    """Records of JSON Lines, one per non-blank line; a bad line is ``Unreadable`` with its
+    line number (counted from ``first_line``, for a file read piece by piece)."""
+    for number, line in enumerate(data.splitlines(), first_line):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            yield Unreadable(_reason(str(error)), f"{origin}:{number}", line)
 
 
 def _lenient(data: bytes) -> object:

@@ -107,6 +107,17 @@ def load(path: str | os.PathLike) -> Batch:
     return batch
 
 
+def count(path: str | os.PathLike) -> int:
+    """The number of events saved in the snapshot (0 when there is none); raises
+    ``SnapshotError`` if its footer cannot be read."""
+    try:
+        return pq.ParquetFile(os.fspath(path)).metadata.num_rows
+    except FileNotFoundError:
+        return 0
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise SnapshotError(f"{path} is not a readable snapshot: {error}") from error
+
+
 def batches(path: str | os.PathLike) -> Iterator[Batch]:
     """The snapshot's events one row group at a time, for loading in bounded memory. The
     file is checked before the first batch; damage found later raises ``SnapshotError``

@@ -1,72 +1,158 @@
 """Running counts of one pump, updated batch by batch.
 
-Adding a batch costs time in proportion to the batch's groups; reading costs time in
-proportion to the windows asked for. A late event simply adds to its own window, which is
-never emitted twice: readers always see the current count.
+The counts are columns: one sorted int64 key per (window, group) row, packing the window
+number and a code of the (category, subcategory) group, with the counts beside it. A batch's
+counts wait in a small list and are merged (one ``searchsorted`` and one insert over the
+columns) when the counts are next read or the list grows; reading a range is two binary
+searches and a slice, and the rows come out sorted as ``counts_frame`` wants them. The
+per-window dicts this replaced were looped over in Python on every page refresh. A late event
+simply adds to its own window, which is never emitted twice: readers always see the current
+count.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from metrics.pumps import Pump, WindowCounts, counts_frame
 from metrics.windows import window_start
 
+GROUP_BITS = 24  # up to 16M distinct (category, subcategory) groups per pump
+GROUP_MASK = (1 << GROUP_BITS) - 1
+PENDING_ROWS = 50_000  # merged at the latest when this many rows wait
+
 
 class WindowedCounts:
     def __init__(self, pump: Pump):
         self.pump = pump
-        self.windows: dict[int, dict[tuple, int]] = {}
         self.first: int | None = None
         self.last: int | None = None
+        self._groups: dict[tuple, int] = {}  # (category, subcategory) -> group code
+        self._labels: list[tuple] = []  # group code -> (category, subcategory)
+        self._rank: np.ndarray | None = None  # group code -> place in label order, when current
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # group code -> category, subcategory
+        self._keys = np.empty(0, dtype=np.int64)  # sorted, unique: window number << GROUP_BITS | group
+        self._counts = np.empty(0, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        # Each window's total as well: the anomaly scorer asks for one window at a time,
+        # twenty times per window scored (its shingle), so that read must cost no search.
+        self._totals: dict[int, int] = {}
+        self._pending_rows = 0
+        self._lock = threading.Lock()  # readers merge too; the engine's lock is not always held
 
+    # -- writing -------------------------------------------------------------------------------
     def add(self, counts: WindowCounts) -> None:
-        windows = self.windows
-        for w, cat, sub, n in zip(
+        if not len(counts):
+            return
+        groups, labels, totals = self._groups, self._labels, self._totals
+        codes = []
+        for window, category, subcategory, n in zip(
             counts.window.tolist(), counts.category.tolist(), counts.subcategory.tolist(), counts.count.tolist()
         ):
-            bucket = windows.get(w)
-            if bucket is None:
-                bucket = windows[w] = {}
-            key = (cat, sub)
-            bucket[key] = bucket.get(key, 0) + n
-        if len(counts):
-            low, high = int(counts.window.min()), int(counts.window.max())
-            self.first = low if self.first is None else min(self.first, low)
-            self.last = high if self.last is None else max(self.last, high)
+            code = groups.get((category, subcategory))
+            if code is None:
+                code = groups[(category, subcategory)] = len(labels)
+                labels.append((category, subcategory))
+                self._rank = None
+            codes.append(code)
+            totals[window] = totals.get(window, 0) + n
+        if len(labels) > GROUP_MASK:
+            raise OverflowError(f"{self.pump.name}: more than {GROUP_MASK} groups")
+        keys = (counts.window // self.pump.step) << GROUP_BITS | np.array(codes, dtype=np.int64)
+        with self._lock:
+            self._pending.append((keys, counts.count.astype(np.int64)))
+            self._pending_rows += len(keys)
+            if self._pending_rows >= PENDING_ROWS:
+                self._merge()
+        low, high = int(counts.window.min()), int(counts.window.max())
+        self.first = low if self.first is None else min(self.first, low)
+        self.last = high if self.last is None else max(self.last, high)
 
-    def total(self, window: int) -> int:
-        bucket = self.windows.get(window)
-        return sum(bucket.values()) if bucket else 0
+    def _merge(self) -> None:
+        """Folds the waiting rows into the sorted columns (the lock held)."""
+        if not self._pending:
+            return
+        keys = np.concatenate([k for k, _ in self._pending])
+        counts = np.concatenate([c for _, c in self._pending])
+        self._pending, self._pending_rows = [], 0
+        keys, inverse = np.unique(keys, return_inverse=True)
+        counts = np.bincount(inverse, weights=counts, minlength=len(keys)).astype(np.int64)
+        places = np.searchsorted(self._keys, keys)
+        known = places < len(self._keys)
+        known[known] = self._keys[places[known]] == keys[known]
+        if known.any():
+            self._counts = self._counts.copy()  # readers may hold the old array
+            np.add.at(self._counts, places[known], counts[known])
+        if not known.all():
+            fresh = ~known
+            self._keys = np.insert(self._keys, places[fresh], keys[fresh])
+            self._counts = np.insert(self._counts, places[fresh], counts[fresh])
 
     def evict_before(self, seconds: int) -> None:
         """Drop every window that starts before ``seconds``: one that straddles it has lost
         some of its events from the buffer, and a partial count would be wrong."""
-        for w in [w for w in self.windows if w < seconds]:
-            del self.windows[w]
-        self.first = min(self.windows, default=None)
-        if self.first is None:
-            self.last = None
+        with self._lock:
+            self._merge()
+            for window in [w for w in self._totals if w < seconds]:
+                del self._totals[window]
+            cut = np.searchsorted(self._keys, self._key_of(seconds))
+            self._keys, self._counts = self._keys[cut:], self._counts[cut:]
+            if len(self._keys):
+                self.first = int(self._keys[0] >> GROUP_BITS) * self.pump.step
+            else:
+                self.first = self.last = None
+
+    # -- reading -------------------------------------------------------------------------------
+    def _key_of(self, seconds: int) -> int:
+        """The smallest key of the first window starting at or after ``seconds``."""
+        return (-(-int(seconds) // self.pump.step)) << GROUP_BITS
+
+    def _columns(self, start: int | None, end: int | None) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            self._merge()
+            keys, counts = self._keys, self._counts
+        low = 0 if start is None else np.searchsorted(keys, self._key_of(window_start(start, self.pump.step)))
+        high = len(keys) if end is None else np.searchsorted(keys, self._key_of(end))
+        return keys[low:high], counts[low:high]
+
+    def total(self, window: int) -> int:
+        return self._totals.get(window, 0)
+
+    def _ranks(self) -> np.ndarray:
+        """Each group's place when groups are sorted by their labels as ``counts_frame`` sorts
+        them (a missing label as "")."""
+        rank = self._rank
+        if rank is None or len(rank) < len(self._labels):
+            labels = list(self._labels)
+            order = sorted(range(len(labels)), key=lambda i: (labels[i][0] or "", labels[i][1] or ""))
+            rank = np.empty(len(labels), dtype=np.int64)
+            rank[order] = np.arange(len(labels))
+            self._rank = rank
+        return rank
 
     def counts(self, start: int | None = None, end: int | None = None) -> WindowCounts:
-        """The counts of windows starting in [start, end) seconds (None: unbounded)."""
-        step = self.pump.step
-        if self.first is None:
-            selected = []
-        elif start is None and end is None:
-            selected = sorted(self.windows)
-        else:
-            low = self.first if start is None else max(self.first, window_start(start, step))
-            high = self.last + step if end is None else min(self.last + step, end)
-            selected = [w for w in range(low, high, step) if w in self.windows]
-        rows = [(w, c, s, n) for w in selected for (c, s), n in self.windows[w].items()]
-        window, cat, sub, count = zip(*rows) if rows else ((), (), (), ())
-        return WindowCounts(
-            np.array(window, dtype=np.int64),
-            np.array(cat, dtype=object),
-            np.array(sub, dtype=object),
-            np.array(count, dtype=np.int64),
-        )
+        """The counts of windows starting in [start, end) seconds (None: unbounded), sorted by
+        window, category and subcategory."""
+        keys, counts = self._columns(start, end)
+        windows = (keys >> GROUP_BITS) * self.pump.step
+        groups = keys & GROUP_MASK
+        if len(keys) > 1:
+            order = np.lexsort((self._ranks()[groups], windows))
+            windows, groups, counts = windows[order], groups[order], counts[order]
+        categories, subcategories = self._label_arrays()
+        return WindowCounts(windows, categories[groups], subcategories[groups], counts)
+
+    def _label_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays
+        if cached is None or len(cached[0]) < len(self._labels):
+            categories = np.empty(len(self._labels), dtype=object)
+            subcategories = np.empty(len(self._labels), dtype=object)
+            for code, (category, subcategory) in enumerate(self._labels):
+                categories[code], subcategories[code] = category, subcategory
+            cached = self._arrays = (categories, subcategories)
+        return cached
 
     def frame(self, start: int | None = None, end: int | None = None, dense_span: tuple[int, int] | None = None):
         """Rows of ``FRAME_COLUMNS`` for windows starting in [start, end) seconds; a dense pump
@@ -75,7 +161,7 @@ class WindowedCounts:
             if dense_span is None:
                 return counts_frame(self.pump, WindowCounts.empty())
             return counts_frame(self.pump, self.counts(*dense_span_bounds(dense_span, self.pump.step)), dense_span)
-        return counts_frame(self.pump, self.counts(start, end))
+        return counts_frame(self.pump, self.counts(start, end), presorted=True)
 
 
 def dense_span_bounds(span: tuple[int, int], step: int) -> tuple[int, int]:

@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import json
 import time
@@ -7,6 +8,7 @@ import pytest
 
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
+from settings import SettingsError
 
 DATA = Path(__file__).parent / "data"
 APP = str(Path(__file__).parent.parent / "app.py")
@@ -76,10 +78,13 @@ def engine():
 def start_app(tmp_path, monkeypatch):
     """Runs app.py in AppTest with the given settings (``INSIGHTS_*`` names in lower case),
     signed in as a user with a registered session unless ``signed_in=False``; ``page`` switches
-    to ``pages/<page>.py`` after the first run. Stops the collector afterwards."""
+    to ``pages/<page>.py`` after the first run. The runtime is started and its collector's first
+    poll (in its thread) awaited first, as a server that reports ready would have it; stops the
+    collector afterwards."""
     from auth import users
     from auth.sessions import SessionRegistry, session_key
     from ui.runtime import reset as reset_runtime
+    from ui.runtime import runtime
 
     state_dir = tmp_path / "state"
     user_file = str(state_dir / "users.yaml")
@@ -93,6 +98,8 @@ def start_app(tmp_path, monkeypatch):
         for name, value in settings.items():
             monkeypatch.setenv(f"INSIGHTS_{name.upper()}", str(value))
         reset_runtime()
+        with contextlib.suppress(SettingsError):  # the app shows the error; that is what such a test checks
+            assert runtime().collector.wait_ready(60), "the collector did not get ready within 60 s"
         at = AppTest.from_file(APP, default_timeout=60)
         if signed_in:
             if not started:

@@ -1,4 +1,5 @@
-"""The files source: follows a folder, reads a changed file again, waits for files being written."""
+"""The files source: follows a folder, reads an appended file from where it was, a changed
+document again, waits for files being written, and resumes from its checkpoints."""
 
 import gzip
 import json
@@ -35,7 +36,7 @@ def test_new_and_changed_files_are_read_and_duplicates_dropped(tmp_path):
     write(tmp_path / "a.jsonl", [make_record("a1", stamp), make_record("a2", stamp), make_record("a3", stamp)])
     collector.poll_once(now + 4)
     assert len(engine.buffer) == 4
-    assert collector.health.duplicates == 2  # the file is read whole again; the buffer keeps one of each
+    assert collector.health.duplicates == 0  # read from where it was: only the new line
 
 
 def test_a_file_still_being_written_waits_for_the_next_poll(tmp_path):
@@ -66,3 +67,73 @@ def test_region_filter_keeps_only_the_chosen_regions(tmp_path):
     source = RegionFilter(FileSource(tmp_path), ("eu-west-1",))
     assert [r["eventID"] for r in source.poll(time.time())] == ["x"]
     assert source.name == "files"
+
+
+def lines(records) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def ids(records) -> list[str]:
+    return [r["eventID"] for r in records]
+
+
+def test_a_restart_from_the_checkpoints_reads_nothing_twice_and_an_appended_file_only_its_new_lines(tmp_path):
+    stamp = "2024-08-02T08:30:00Z"
+    path = tmp_path / "a.jsonl"
+    path.write_text(lines([make_record("a1", stamp), make_record("a2", stamp)]))
+    first = FileSource(tmp_path, settle_seconds=0)
+    assert ids(first.poll(time.time())) == ["a1", "a2"]
+    again = FileSource(tmp_path, settle_seconds=0, checkpoints=json.loads(json.dumps(first.checkpoints())))
+    assert again.poll(time.time()) == []  # the restart: nothing read again
+    with open(path, "a") as out:
+        out.write(lines([make_record("a3", stamp)]))
+    assert ids(again.poll(time.time())) == ["a3"]
+    assert again.replaced == 0
+
+
+def test_a_line_still_being_written_waits_and_bad_lines_keep_their_line_numbers(tmp_path):
+    stamp = "2024-08-02T08:30:00Z"
+    path = tmp_path / "a.jsonl"
+    path.write_text(lines([make_record("a1", stamp)]) + "{not json}\n" + json.dumps(make_record("a2", stamp))[:40])
+    source = FileSource(tmp_path, settle_seconds=3600)  # just written: the last line may grow
+    got = source.poll(time.time())
+    assert ids(got[:1]) == ["a1"] and got[1].reason == "invalid JSON" and got[1].origin.endswith("a.jsonl:2")
+    path.write_text(path.read_text()[:-40] + lines([make_record("a2", stamp)]))
+    assert ids(source.poll(time.time())) == ["a2"]
+
+
+def test_a_truncated_or_replaced_file_is_detected_and_read_from_its_start(tmp_path):
+    stamp = "2024-08-02T08:30:00Z"
+    path = tmp_path / "a.jsonl"
+    path.write_text(lines([make_record(f"a{i}", stamp) for i in range(3)]))
+    source = FileSource(tmp_path, settle_seconds=0)
+    assert len(source.poll(time.time())) == 3
+    path.write_text(lines([make_record("b1", stamp)]))  # truncated and rewritten: shorter
+    assert ids(source.poll(time.time())) == ["b1"]
+    assert source.replaced == 1
+    other = tmp_path / "new.jsonl"
+    other.write_text(lines([make_record("c1", stamp), make_record("c2", stamp)]))
+    os.replace(other, path)  # another file under the same name, longer than what was read
+    assert ids(source.poll(time.time())) == ["c1", "c2"]
+    assert source.replaced == 2
+    path.write_text(lines([make_record("d1", stamp), make_record("d2", stamp)]))  # same inode, other first bytes
+    assert ids(source.poll(time.time())) == ["d1", "d2"]
+    assert source.replaced == 3
+
+
+def test_a_large_file_is_read_in_bounded_batches_with_its_progress(tmp_path, monkeypatch):
+    import collectors.files as files
+
+    monkeypatch.setattr(files, "READ_BYTES", 2048)  # a few records per read
+    stamp = "2024-08-02T08:30:00Z"
+    (tmp_path / "big.jsonl").write_text(lines([make_record(f"e{i}", stamp) for i in range(25)]))
+    source = FileSource(tmp_path, settle_seconds=0, batch_records=10)
+    sizes, shares = [], []
+    while True:
+        sizes.append(len(source.poll(time.time())))
+        if not source.more:
+            break
+        shares.append(source.progress())
+    assert sum(sizes) == 25 and len(sizes) >= 3 and max(sizes) < 10 + 5  # a read may pass the bound a little
+    assert shares == sorted(shares) and all(0 < share < 1 for share in shares)
+    assert source.progress() is None  # nothing left to read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from collectors.collector import Collector
 from collectors.state import StateStore
 from metrics.engine import Engine
 from settings import load
-from tests.conftest import make_record
+from tests.conftest import batch_of, make_record
 from ui.runtime import build
 
 
@@ -65,6 +66,11 @@ def test_a_failed_save_is_shown_and_collection_goes_on(tmp_path):
     assert len(collector.engine.buffer) == 1
 
 
+class Failing(Source):
+    def poll(self, now):
+        raise FileNotFoundError("no such folder")
+
+
 class Fatal(BaseException):
     pass
 
@@ -100,3 +106,69 @@ def test_cloudtrail_without_credentials_is_a_failed_poll_not_a_crash(monkeypatch
     shared.collector.record_error(RuntimeError("Unable to locate credentials"))
     assert shared.collector.health.consecutive_errors == 1
     assert shared.collector.source.region_health() == []
+
+
+def test_the_warm_up_and_first_poll_run_in_the_thread_and_readiness_follows_them(tmp_path):
+    from collectors.readiness import Readiness
+
+    release = threading.Event()
+    readiness = Readiness(tmp_path / "ready.json")
+    readiness.write(ready=False)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    collector = Collector(
+        Source([make_record("a", stamp)]),
+        Engine(),
+        interval=3600,
+        warm_up=lambda c: release.wait(10),
+        on_ready=lambda: readiness.write(ready=True),
+    )
+    began = time.monotonic()
+    collector.start()
+    assert time.monotonic() - began < 1  # nothing slow before the thread
+    assert collector.starting in ("Starting the collector", "Restoring the saved history")
+    assert not collector.ready.is_set()
+    assert readiness.check() == (False, "starting: restoring the saved history and reading the first events")
+    release.set()
+    assert collector.wait_ready(10)
+    assert collector.starting is None and len(collector.engine.buffer) == 1  # the first poll is in
+    assert readiness.check() == (True, "ready")
+    collector.stop()
+
+
+def test_a_readiness_file_left_by_another_process_is_not_ready(tmp_path):
+    from collectors.readiness import Readiness, main
+
+    path = tmp_path / "ready.json"
+    path.write_text('{"ready": true, "pid": 999999999, "started": "1", "at": 0}')  # no such process
+    ready, why = Readiness(path).check()
+    assert not ready and "is gone" in why
+    assert main(["--state-dir", str(tmp_path / "nowhere")]) == 1
+
+
+def test_a_failing_first_poll_still_makes_the_collector_ready_and_is_counted():
+    collector = Collector(Failing(), Engine(), interval=3600)
+    collector.start()
+    assert collector.wait_ready(10)
+    assert collector.health.errors == 1 and "no such folder" in collector.health.last_error
+    collector.stop()
+
+
+def test_a_restart_restores_the_saved_events_and_the_detections_baseline_in_the_thread(tmp_path):
+    from ui.runtime import build
+
+    values = load(
+        {"INSIGHTS_SOURCE": "files", "INSIGHTS_FILES_PATH": str(tmp_path / "in"), "INSIGHTS_STATE_DIR": str(tmp_path)}
+    )
+    (tmp_path / "in").mkdir()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    first = build(values)
+    first.engine.ingest(batch_of([make_record(f"e{i}", stamp) for i in range(3)]))
+    first.collector.store.save(first.engine, first.collector.source)
+    again = build(values)
+    assert len(again.engine.buffer) == 0  # built without reading the snapshot
+    again.collector.start()
+    assert again.collector.wait_ready(30)
+    assert len(again.engine.buffer) == 3
+    assert again.detector.observe([make_record("e1", stamp)]) == []  # already seen in the baseline
+    assert (tmp_path / "ready.json").exists()
+    again.collector.stop()

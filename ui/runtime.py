@@ -16,17 +16,21 @@ import orjson
 import streamlit as st
 
 import settings as app_settings
+from collectors import memory
 from collectors.alerts import Alerter, SnsSink, WebhookSink
 from collectors.analyses import Detections, ScoreAlerts
 from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
+from collectors.readiness import READY_FILE, Readiness
 from collectors.state import StateStore
 from metrics.detections import Detector, rules
 from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
+
+BASELINE_PIECE = 4096  # restored records parsed for the detections at a time
 
 
 @dataclass(frozen=True)
@@ -99,21 +103,20 @@ def make_source(values: dict, checkpoints: dict | None = None):
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
-        source = FileSource(values["files_path"])
+        source = FileSource(values["files_path"], checkpoints=checkpoints)
     else:
         source = DemoSource(seed=values["demo_seed"], rate=values["demo_rate"], incidents=values["demo_incidents"])
     return RegionFilter(source, values["regions"]) if values["regions"] else source
 
 
 def build(values: dict) -> Runtime:
-    """The engine with the saved history restored, its analyses (detections, per-dimension
-    scores, alerts) and its collector, resuming from the saved checkpoints. The demo keeps
-    nothing: it regenerates its history."""
+    """The engine, its analyses (detections, per-dimension scores, alerts) and its collector,
+    resuming from the saved checkpoints. Nothing slow happens here: the collector's thread
+    restores the saved history (the demo keeps none: it regenerates it) before its first poll."""
     engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
     store = None
     if values["source"] != "demo":
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
-        store.restore(engine)
     source = make_source(values, store.checkpoints() if store else {})
     table = rules(
         org_accounts=values["org_accounts"],
@@ -134,24 +137,48 @@ def build(values: dict) -> Runtime:
         trees=30,  # a smaller forest per series than the total's: about 30 series are scored
         sample_size=128,
     )
-    if len(engine.buffer):  # restored history: the baseline of the analyses too
-        snapshot = engine.buffer.snapshot()
-        detector.observe(_raw_records(engine, snapshot))
-        dimensions.add(snapshot.columns())
     alerter = _alerter(values)
     analyses = [Detections(detector, triage, alerter), dimensions]
     if alerter is not None:
         analyses.append(ScoreAlerts(engine, alerter))
     save_every = values["save_minutes"] * 60
+    readiness = Readiness(os.path.join(str(values["state_dir"]), READY_FILE))
+    readiness.write(ready=False)
     collector = Collector(
-        source, engine, interval=values["poll_seconds"], store=store, save_every=save_every, analyses=analyses
+        source,
+        engine,
+        interval=values["poll_seconds"],
+        store=store,
+        save_every=save_every,
+        analyses=analyses,
+        warm_up=(lambda c: _restore(c, store, detector, dimensions)) if store is not None else None,
+        on_ready=lambda: readiness.write(ready=True),
     )
     return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma)
 
 
-def _raw_records(engine: Engine, snapshot) -> list[dict]:
-    ids = [i for chunk in snapshot.chunks for i in chunk.ids.tolist()]
-    return [orjson.loads(raw) for raw in engine.buffer.raw_records(ids) if raw is not None]
+def _restore(collector: Collector, store: StateStore, detector: Detector, dimensions: DimensionAnomalies) -> None:
+    """The saved events back into the engine, then the analyses' baseline from them, piece by
+    piece: parsing every restored record at once held them all as dicts (gigabytes for 1M)."""
+    engine = collector.engine
+
+    def progress(share: float) -> None:
+        collector.start_progress = share * 0.5
+
+    store.restore(engine, progress=progress)
+    snapshot = engine.buffer.snapshot()
+    total = max(1, len(snapshot))
+    done = 0
+    collector.starting = "Replaying the saved history through the detections"
+    for chunk in snapshot.chunks:
+        for low in range(0, len(chunk.ids), BASELINE_PIECE):
+            high = low + BASELINE_PIECE
+            raws = engine.buffer.raw_records_at(chunk.raw_block[low:high], chunk.raw_slot[low:high])
+            detector.observe([orjson.loads(raw) for raw in raws if raw is not None])
+            done += min(high, len(chunk.ids)) - low
+            collector.start_progress = 0.5 + 0.5 * done / total
+    dimensions.add(snapshot.columns())
+    memory.trim()
 
 
 def _alerter(values: dict) -> Alerter | None:
@@ -204,12 +231,8 @@ def runtime() -> Runtime:
 
 
 def _start(shared: Runtime) -> Runtime:
-    if shared.settings["source"] in ("demo", "files"):
-        try:
-            shared.collector.poll_once()  # local and quick: the first page already has its history
-        except Exception as error:  # the thread retries with backoff and the Status page shows it
-            shared.collector.record_error(error)
-    # AWS sources backfill in the thread while pages show the progress.
+    # The restore and the first poll run in the thread while pages show their progress: a
+    # day of a busy account takes minutes, and the sign-in page must not wait for it.
     shared.collector.start()
     atexit.register(shared.collector.stop)  # a clean shutdown (SIGTERM on ECS) saves the state
     return shared

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from collectors.demo import DemoSource
+from collectors.readiness import READY_FILE, Readiness
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "screenshots"
@@ -110,13 +111,14 @@ class Server:
         }
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port)],
+            [sys.executable, "-m", "ui.serve", "--server.port", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         self._wait_healthy()
+        self.wait_ready()
 
     def _wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout
@@ -128,6 +130,15 @@ class Server:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError(f"streamlit did not start:\n{self.log_path.read_text()}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the readiness check passes: the collector's first poll is in."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if Readiness(self.folder / "state" / READY_FILE).check()[0]:
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the app did not get ready:\n{self.log_path.read_text()}")
 
     def logged_password(self) -> str:
         lines = [line for line in self.log_path.read_text().splitlines() if "password:" in line]

@@ -1,0 +1,269 @@
+"""Soak test: the real server on generated data, N signed-in browser sessions refreshing on
+their own, new events arriving; prints what a user and an operator would see.
+
+    python -m bench.soak [--events 100000] [--sessions 3] [--minutes 5] [--rate 10]
+                         [--post-script-gc true|false] [--folder /tmp/insights-soak]
+
+It generates ``--events`` demo records over the last 24 h (files source, JSON Lines), starts
+``python -m ui.serve`` on 127.0.0.1 with a fresh state folder and a user for the test, and
+opens ``--sessions`` headless Chromium sessions (Debian's chromium, as the browser tests) on
+the Overview, whose charts refresh every 10 s. Meanwhile it appends ``--rate`` events per
+second and samples the server's resident memory and CPU every 5 s. Everything is bounded: at
+most 20 sessions and 120 minutes.
+
+Prints: seconds from the start to the sign-in page, to signed in, and to every chart of the
+Overview; resident memory at the start, peak and end; the memory slope over the second half
+of the run (MiB/min); server CPU; fragment runs and their p50/p95 (from a fragment's rerun
+request to its script-finished message, as the browser sees them); errors (exceptions on the
+page, tracebacks in the server log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from bench.startup import generate
+from collectors.demo import DemoSource
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+PASSWORD = "soak test passphrase 1"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_and_cpu(pid: int) -> tuple[float, float]:
+    """Resident bytes and CPU seconds (user + system) of a process."""
+    rss = 0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class FragmentTimer:
+    """Fragment rerun requests and the script-finished messages after them, per session."""
+
+    def __init__(self):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self.back, self.forward = BackMsg, ForwardMsg
+        self.pending: dict[int, float] = {}
+        self.durations: list[float] = []
+
+    def attach(self, page, number: int) -> None:
+        def on_socket(ws):
+            ws.on("framesent", lambda payload: self._sent(number, payload))
+            ws.on("framereceived", lambda payload: self._received(number, payload))
+
+        page.on("websocket", on_socket)
+
+    def _sent(self, number: int, payload) -> None:
+        if isinstance(payload, bytes):
+            message = self.back()
+            message.ParseFromString(payload)
+            if message.HasField("rerun_script") and message.rerun_script.fragment_id:
+                self.pending[number] = time.perf_counter()
+
+    def _received(self, number: int, payload) -> None:
+        if isinstance(payload, bytes) and number in self.pending:
+            message = self.forward()
+            message.ParseFromString(payload)
+            if message.WhichOneof("type") == "script_finished":
+                self.durations.append(time.perf_counter() - self.pending.pop(number))
+
+
+def step(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def append_events(path: Path, source: DemoSource, since: float, until: float) -> int:
+    records = source.records(since, until)
+    with open(path, "ab") as out:
+        out.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return len(records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--rate", type=float, default=10, help="events per second appended while it runs")
+    parser.add_argument("--post-script-gc", choices=("true", "false"), help="runner.postScriptGC (default: config)")
+    parser.add_argument("--folder", default="/tmp/insights-soak")
+    args = parser.parse_args()
+    sessions, minutes = min(args.sessions, 20), min(args.minutes, 120)
+    from playwright.sync_api import sync_playwright
+
+    from auth import users
+    from bench.core import MEAN_RHYTHM
+
+    folder = Path(args.folder)
+    records, state = folder / "records", folder / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    records.mkdir(parents=True, exist_ok=True)
+    day, live = records / "day.jsonl", records / "live.jsonl"
+    meta = day.with_suffix(".meta")
+    known = json.loads(meta.read_text()) if meta.exists() else {}
+    if known.get("requested") != args.events or time.time() - known.get("now", 0) > 3600:
+        print(f"generating {args.events:,} events over the last 24 h ...", flush=True)
+        generate(day, args.events, time.time())
+    live.write_bytes(b"")
+
+    def add_user(config):
+        entry = users.new_user("soak", PASSWORD)
+        entry["must_change_password"] = False
+        config["credentials"]["usernames"]["soak"] = entry
+
+    users.update(str(state / "users.yaml"), add_user, create=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "INSIGHTS_SOURCE": "files",
+        "INSIGHTS_FILES_PATH": str(records),
+        "INSIGHTS_STATE_DIR": str(state),
+    }
+    command = [sys.executable, "-m", "ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    if args.post_script_gc:
+        command += ["--runner.postScriptGC", args.post_script_gc]
+    log_path = folder / "server.log"
+    print(f"load before: {os.getloadavg()}", flush=True)
+    began = time.perf_counter()
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.perf_counter() - began > 300:
+                raise RuntimeError(f"the server did not start: see {log_path}") from None
+            time.sleep(0.1)
+    health_after = time.perf_counter() - began
+    figures: dict[str, object] = {"/_stcore/health after s": health_after}
+    samples: list[tuple[float, float, float]] = []
+    timer = FragmentTimer()
+    exceptions = 0
+    try:
+        with sync_playwright() as playwright:
+            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            pages = []
+            for number in range(sessions):
+                context = browser.new_context(viewport={"width": 1400, "height": 1600})
+                page = context.new_page()
+                page.set_default_timeout(300_000)
+                timer.attach(page, number)
+                pages.append(page)
+            first = pages[0]
+            while True:  # the server may not listen yet
+                try:
+                    first.goto(url)
+                    break
+                except Exception:
+                    if server.poll() is not None or time.perf_counter() - began > 120:
+                        raise
+                    time.sleep(0.2)
+            first.get_by_role("button", name="Log in").wait_for()
+            figures["sign-in page after s"] = time.perf_counter() - began
+            step(f"sign-in page after {figures['sign-in page after s']:.1f} s")
+            clicks = 0
+            for page in pages:
+                if page is not first:
+                    page.goto(url)
+                for attempt in range(3):  # a click that did not sign in is counted, then repeated
+                    page.get_by_label("Username").fill("soak")
+                    page.get_by_label("Password", exact=True).fill(PASSWORD)
+                    page.get_by_role("button", name="Log in").click()
+                    clicks += 1
+                    try:
+                        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+                        break
+                    except Exception:
+                        step(f"session {pages.index(page) + 1}: click {attempt + 1} did not sign in within 60 s")
+                        page.screenshot(path=str(folder / f"sign-in-{pages.index(page) + 1}-{attempt + 1}.png"))
+            figures["Log in clicks for all sessions"] = clicks
+            figures["all signed in after s"] = time.perf_counter() - began
+            step("all sessions signed in")
+            first.wait_for_function(
+                "() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length >= 2"
+                " && !/Restoring|Reading the/.test(document.body.innerText)"
+            )
+            figures["every Overview chart after s"] = time.perf_counter() - began
+            step("every Overview chart drawn; soaking")
+            source = DemoSource(seed=23, rate=args.rate / MEAN_RHYTHM)
+            appended, last_append = 0, time.time()
+            end = time.perf_counter() + minutes * 60
+            next_sample = time.perf_counter()
+            while time.perf_counter() < end:
+                now = time.time()
+                if now - last_append >= 2:
+                    appended += append_events(live, source, last_append, now)
+                    last_append = now
+                if time.perf_counter() >= next_sample:
+                    rss, cpu = rss_and_cpu(server.pid)
+                    samples.append((time.perf_counter(), rss, cpu))
+                    next_sample += 5
+                first.wait_for_timeout(500)  # lets every page's events be handled
+            for page in pages:
+                exceptions += page.locator('[data-testid="stException"]').count()
+            figures["events appended"] = appended
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    times = np.array([s[0] for s in samples])
+    rss = np.array([s[1] for s in samples]) / MIB
+    half = len(samples) // 2
+    if len(samples) >= 4:
+        slope = np.polyfit((times[half:] - times[half]) / 60, rss[half:], 1)[0]
+        figures["memory slope, 2nd half, MiB/min"] = float(slope)
+    if samples:
+        figures["RSS at start of soak MiB"] = float(rss[0])
+        figures["RSS peak MiB"] = float(rss.max())
+        figures["RSS at end MiB"] = float(rss[-1])
+        span = samples[-1][0] - samples[0][0]
+        figures["server CPU during soak, % of one core"] = 100 * (samples[-1][2] - samples[0][2]) / max(span, 1e-9)
+    durations = np.array(timer.durations)
+    figures["fragment runs"] = len(durations)
+    if len(durations):
+        figures["fragment p50 s"] = float(np.percentile(durations, 50))
+        figures["fragment p95 s"] = float(np.percentile(durations, 95))
+    figures["exceptions on the pages"] = exceptions
+    figures["tracebacks in the server log"] = log_path.read_text().count("Traceback")
+    print(
+        f"{args.events:,} events over 24 h, {sessions} sessions x {minutes:g} min, {args.rate:g} events/s appended,"
+        f" postScriptGC {args.post_script_gc or 'as configured'}"
+    )
+    for key, value in figures.items():
+        print(f"  {key:42} {value:,.2f}" if isinstance(value, float) else f"  {key:42} {value}")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
