@@ -84,7 +84,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, env: dict[str, str] | None = None):
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -107,6 +107,7 @@ class Server:
             # Quick refreshes, so that a test can watch one happen.
             "INSIGHTS_LINE_REFRESH_SECONDS": "4",
             "INSIGHTS_BAR_REFRESH_SECONDS": "4",
+            **(env or {}),
         }
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
@@ -117,6 +118,10 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         self._wait_healthy()
+
+    def threads(self) -> int:
+        """How many threads the server process runs now."""
+        return len(os.listdir(f"/proc/{self.process.pid}/task"))
 
     def _wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout

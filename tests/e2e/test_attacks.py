@@ -1,0 +1,134 @@
+"""What an attacker can send a running server without a browser, through a raw Streamlit
+websocket client (``raw_client.py``), and what must hold against it.
+
+The server reads a folder of records and alerts to a webhook this module runs, so that the
+alerts it sends can be counted from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.e2e.conftest import ROOT, Server
+from tests.e2e.raw_client import RawClient
+from tests.e2e.test_browser import new_page, settle
+
+REFUSED = re.compile(r"Wrong user name or password|Too many failed sign-ins")
+COOLDOWN = re.compile(r"Too many failed sign-ins")
+
+
+class Webhook:
+    """A local Slack-compatible webhook that keeps every body it receives."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def mentioning(self, text: str) -> list[dict]:
+        return [body for body in self.bodies if text in json.dumps(body)]
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.stop()
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory, webhook):
+    running = Server(
+        tmp_path_factory.mktemp("attacks"),
+        env={"INSIGHTS_ALERT_WEBHOOK_URL": webhook.url, "INSIGHTS_ALERT_MIN_SEVERITY": "critical"},
+    )
+    yield running
+    running.stop()
+
+
+def failed_sign_in(page, url: str, name: str = "admin") -> str:
+    """Opens the sign-in page, waits until it is live, tries a wrong password; the refusal."""
+    page.goto(url)
+    settle(page)
+    refusal = page.get_by_text(REFUSED)
+    for _ in range(5):  # the cookie component's first message reruns the page and can eat a click
+        page.get_by_label("Username").fill(name)
+        page.get_by_label("Password", exact=True).fill("wrong password")
+        page.get_by_role("button", name="Log in").click()
+        try:
+            refusal.wait_for(timeout=10_000)
+            return refusal.inner_text()
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the sign-in form never answered")
+
+
+def wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.3)
+
+
+def fresh_record(technique: str, event_id: str) -> dict:
+    """The first record of a Stratus Red Team technique, made to happen now."""
+    path = ROOT / "tests" / "data" / "stratus-red-team" / f"aws.defense-evasion.{technique}.json"
+    record = json.loads(path.read_text())[0]
+    record["eventID"] = event_id
+    record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return record
+
+
+def drop_record(server: Server, name: str, record: dict) -> None:
+    path = server.folder / "records" / f"{name}.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+
+
+def test_anonymous_clear_cache_messages_leave_the_runtime_the_throttle_and_alerts_alone(attacked, webhook, browser):
+    page = new_page(browser)
+    refusals = [failed_sign_in(page, attacked.url) for _ in range(6)]
+    assert COOLDOWN.search(refusals[-1]), refusals  # five failures start a cooldown for this name and client
+
+    drop_record(attacked, "before", fresh_record("cloudtrail-stop", "before-clear-cache"))
+    wait_for(lambda: webhook.mentioning("before-clear-cache"))
+    with RawClient(attacked.url) as client:
+        client.run()
+        time.sleep(2)
+        threads = attacked.threads()
+        for _ in range(3):
+            client.clear_cache()
+            client.run()  # a run after each: a cleared runtime would be built again here
+        time.sleep(4)
+        assert attacked.threads() <= threads
+
+    drop_record(attacked, "after", fresh_record("cloudtrail-stop", "after-clear-cache"))
+    wait_for(lambda: webhook.mentioning("after-clear-cache"))
+    time.sleep(6)  # a second collector or alerter would have sent its copy by now
+    assert len(webhook.mentioning("after-clear-cache")) == 1
+    assert len(webhook.mentioning("before-clear-cache")) == 1
+
+    assert COOLDOWN.search(failed_sign_in(page, attacked.url))
+    page.context.close()
