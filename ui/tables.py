@@ -45,14 +45,17 @@ def rows(frame: pd.DataFrame, view: View, limit: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _defuse(value):
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Text cells a spreadsheet would run as formulas get a leading apostrophe (OWASP's
-    advice against CSV injection); the JSON download keeps every value exact."""
+    advice against CSV injection); the JSON download keeps every value exact.
 
-    def defuse(value):
-        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-    return frame.apply(lambda column: column.map(defuse) if pd.api.types.is_string_dtype(column) else column)
+    By value, in every column whatever its dtype: pandas calls a column of text with a missing
+    value ``object``, not a string column, and a categorical holds text too."""
+    return frame.apply(lambda column: column.astype(object).map(_defuse))
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
