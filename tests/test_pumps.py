@@ -282,3 +282,10 @@ def test_counts_stay_right_when_an_append_also_compacts_the_dictionaries():
     engine.ingest(batch_of(new), now_ns=(T0 + 20_000) * NS_PER_SECOND)
     assert len(engine.buffer.dictionaries["sourceIPAddress"].values) == 1
     assert rows(engine.metric_frame("CallsPerUniqueIp")) == [(at(T0 + 19_980), "203.0.113.9", "", 1)]
+
+
+def test_a_record_ahead_of_the_live_edge_never_stretches_a_dense_series_past_it(engine):
+    engine.ingest(batch_of([make_record("now", at(T0)), make_record("ahead", at(T0 + 12 * 3600))]))
+    for name in ("TotalCalls", "NumberOfSuccessfulCalls", "AnomalyScore"):
+        frame = engine.metric_frame(name, T0 - 3600, T0 + 365 * 86400, dense_until=T0 + 30)
+        assert len(frame) == 4, name  # T0 .. T0 + 30, not 4,320 windows up to the record ahead
