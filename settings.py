@@ -8,6 +8,7 @@ lists them all; a test keeps it that way.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -50,6 +51,13 @@ def _at_least(kind, low, strictly: bool = False):
 
 def _positive(kind):
     return _at_least(kind, 0, strictly=True)
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    for item in items:
+        ipaddress.ip_network(item, strict=False)  # raises ValueError with the bad entry
+    return items
 
 
 def _lookback(text: str) -> float:
@@ -192,6 +200,14 @@ SETTINGS = (
         1.0,
         "Days a login lasts in the browser before the password is asked again.",
         _positive(float),
+    ),
+    Setting(
+        "trusted_proxies",
+        (),
+        "Addresses or networks of the proxies in front of the app (e.g. `10.0.0.0/16` for a load balancer in "
+        "the VPC), comma-separated. Only a connection from one of them may name the client in `X-Forwarded-For`; "
+        "empty: the connection's own address is the client.",
+        _networks,
     ),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),

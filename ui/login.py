@@ -28,7 +28,7 @@ from streamlit_authenticator.utilities import CredentialsError, ResetError
 import settings as app_settings
 from auth import users
 from auth.sessions import SessionRegistry, session_key
-from auth.throttle import Throttle, client_key
+from auth.throttle import SignInThrottle, client_key
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
@@ -42,6 +42,7 @@ _SET_COOKIE = "auth_set_cookie"
 _DELETE_COOKIE = "auth_delete_cookie"
 _ENDED = "auth_session_ended"
 _AUTHENTICATOR = "auth_authenticator"
+_TRUSTED = "auth_trusted_proxies"
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -57,16 +58,16 @@ class _NewPasswordRule(stauth.Validator):
 
 # Process-wide, never in st.cache_resource: any client can clear that with one message, which
 # would reset every cooldown.
-_throttles: dict[str, Throttle] = {}
+_throttles: dict[str, SignInThrottle] = {}
 _created: set[str] = set()  # user files this process created, so the sign-in page can say where the password went
 _process_lock = threading.Lock()
 _decoy: list[str] = []
 
 
-def _throttle(path: str) -> Throttle:
+def _throttle(path: str) -> SignInThrottle:
     """One throttle per server process (and user file)."""
     with _process_lock:
-        return _throttles.setdefault(path, Throttle())
+        return _throttles.setdefault(path, SignInThrottle())
 
 
 def _created_here() -> set[str]:
@@ -88,7 +89,8 @@ def _plain(text: str) -> str:
 
 def _client() -> str:
     headers = st.context.headers
-    return client_key(headers.get_all("X-Forwarded-For"), st.context.ip_address)
+    trusted = st.session_state.get(_TRUSTED, ())
+    return client_key(headers.get_all("X-Forwarded-For"), st.context.ip_address, trusted)
 
 
 def _save(path: str, name: str, before: dict | None, entry: dict | None, **extra) -> None:
@@ -110,12 +112,12 @@ def _only_page(page) -> None:
 
 def _keys(name: str) -> tuple[str, str]:
     """What a failed attempt counts against: the user name and the client."""
-    return (f"user:{name}", f"client:{_client()}")
+    return (name, _client())
 
 
-def _cooling_down(throttle: Throttle, keys: tuple[str, str]) -> bool:
+def _cooling_down(throttle: SignInThrottle, keys: tuple[str, str]) -> bool:
     """Whether an attempt must be refused unchecked; says for how long."""
-    wait = throttle.wait(keys)
+    wait = throttle.wait(*keys)
     if wait > 0:
         st.error(f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
     return wait > 0
@@ -136,6 +138,7 @@ def gate(settings: dict) -> str:
         st.stop()
     state = st.session_state
     state[_FILE] = path
+    state[_TRUSTED] = settings["trusted_proxies"]
     credentials = config["credentials"]
     authenticator = stauth.Authenticate(
         credentials,
@@ -233,11 +236,11 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
         signed_in = authenticator.authentication_controller.login(name, password)
     _save(path, name, before, entry)
     if signed_in:
-        throttle.succeeded(keys[:1])
+        throttle.succeeded(*keys)
         state[_SET_COOKIE] = True
         state["logout"] = None
         st.rerun()
-    throttle.failed(keys)
+    throttle.failed(*keys)
     st.error(WRONG_CREDENTIALS)
 
 
@@ -270,14 +273,14 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
         controller.reset_password(user, current.strip(), new.strip(), repeat.strip())
     except CredentialsError:
         _save(path, user, before, entry)
-        throttle.failed(keys)
+        throttle.failed(*keys)
         st.error("The current password is wrong.")
         return
     except ResetError as error:
         st.error(str(error))
         return
     _save(path, user, before, entry, must_change_password=False)
-    throttle.succeeded(keys[:1])
+    throttle.succeeded(*keys)
     registry.revoke_user(user, keep=state.get(_KEY))
     st.rerun()
 
