@@ -209,6 +209,13 @@ SETTINGS = (
         "empty: the connection's own address is the client.",
         _networks,
     ),
+    Setting(
+        "metrics_endpoint",
+        False,
+        "Whether the server answers Streamlit's `/_stcore/metrics` (OpenMetrics counters of sessions and runs). "
+        "Off: it answers 404, since anyone who reaches the port could read it.",
+        _flag,
+    ),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),
     Setting("demo_incidents", True, "Whether the demo stages its hourly incidents.", _flag),

@@ -227,8 +227,9 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     if _cooling_down(throttle, keys):
         return
     entry = usernames.get(name)
+    decoy = _decoy_hash()  # drawn at the first attempt whatever the name, so that no first time tells
     if entry is None:  # take as long as a real check, so that timing does not tell who exists
-        users.check_password(password, _decoy_hash())
+        users.check_password(password, decoy)
     before = copy.deepcopy(entry)
     if len(password.strip().encode()) > users.MAX_PASSWORD_BYTES:
         signed_in = False  # never a password here; the library would log a bcrypt error for it

@@ -111,7 +111,7 @@ class Server:
         }
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port)],
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self.log,

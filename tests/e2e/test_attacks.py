@@ -11,6 +11,8 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -131,4 +133,50 @@ def test_anonymous_clear_cache_messages_leave_the_runtime_the_throttle_and_alert
     assert len(webhook.mentioning("before-clear-cache")) == 1
 
     assert COOLDOWN.search(failed_sign_in(page, attacked.url))
+    page.context.close()
+
+
+def status(url: str, method: str = "GET", data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_metrics_endpoint_is_off_and_uploads_are_refused(attacked):
+    assert status(f"{attacked.url}/_stcore/health") == 200
+    assert status(f"{attacked.url}/_stcore/metrics") == 404
+    with RawClient(attacked.url) as client:
+        client.run()
+        target = f"{attacked.url}/_stcore/upload_file/{client.session_id}/file-1"
+        body = (
+            b"--x\r\nContent-Disposition: form-data; name=file; filename=a.bin\r\n\r\n" + b"0" * 1024 + b"\r\n--x--\r\n"
+        )
+        assert status(target, "PUT", body) == 403
+
+
+@pytest.fixture(scope="module")
+def with_metrics(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("metrics"), env={"INSIGHTS_METRICS_ENDPOINT": "true"})
+    yield running
+    running.stop()
+
+
+def cache_counters(server: Server) -> list[str]:
+    """The figures of every st.cache_data and st.cache_resource (session state, also reported,
+    follows how many sessions are open)."""
+    with urllib.request.urlopen(f"{server.url}/_stcore/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    return [line for line in lines if line.startswith("cache_") and "st_session_state" not in line]
+
+
+def test_no_counter_tells_whether_a_user_name_exists(with_metrics, browser):
+    page = new_page(browser)
+    failed_sign_in(page, with_metrics.url, "admin")
+    known = cache_counters(with_metrics)
+    failed_sign_in(page, with_metrics.url, "nobody-by-this-name")
+    failed_sign_in(page, with_metrics.url, "nobody-else")
+    assert cache_counters(with_metrics) == known
     page.context.close()
