@@ -13,11 +13,13 @@ reruns at once and the next run, which renders the whole page, sets or deletes t
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 import os
 import re
 import threading
+from collections.abc import Callable
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -302,6 +304,42 @@ def _current_user() -> str | None:
     if not entry or entry.get("must_change_password"):
         return None
     return user
+
+
+class DownloadRefused(PermissionError):
+    pass
+
+
+# The session asking for a deferred download: set by ui/server.py's hook on Streamlit's handler
+# of download requests, which runs the callable in a thread that has no script context.
+requesting_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("requesting_session", default=None)
+
+
+def guarded_download(build: Callable[[], bytes], owner: str | None, still_valid: Callable[[], bool]):
+    """``build`` as a download callable that produces data only for the session ``owner`` that
+    rendered the button, and only while ``still_valid()`` (its login is still honoured). A
+    download id redeemed by another session, or after logout, gets nothing."""
+
+    def download() -> bytes:
+        if owner is None or requesting_session.get() != owner:
+            raise DownloadRefused("this download belongs to another session")
+        if not still_valid():
+            raise DownloadRefused("the session that offered this download has ended")
+        return build()
+
+    return download
+
+
+def download(build: Callable[[], bytes]):
+    """``build`` guarded for this session and its login: what every download button is given."""
+    state = st.session_state
+    ctx = get_script_run_ctx()
+    user, key, path = state.get("username"), state.get(_KEY), state.get(_FILE)
+
+    def still_valid() -> bool:
+        return bool(path) and SessionRegistry(users.sessions_path(path)).valid(user, key)
+
+    return guarded_download(build, ctx.session_id if ctx else None, still_valid)
 
 
 def session_still_valid() -> bool:

@@ -7,6 +7,8 @@ front of the app as ASGI middleware.
   network).
 - ``/_stcore/upload_file`` accepts files for an uploader widget from any session, signed in or
   not, and keeps them in memory. The app has no uploader, so every upload is refused.
+
+It also tells the download callables which session asks for them (``login.download``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,29 @@ def browser_connected() -> bool:
     return runtime.get_instance().get_client(ctx.session_id) is not None
 
 
+def _tell_downloads_who_asks() -> None:
+    """Streamlit's handler of deferred downloads knows which session asks but runs the callable
+    without saying so; this sets ``login.requesting_session`` around it (the callable's thread
+    inherits the context), so that a download id works only in the session it was given to."""
+    from streamlit.runtime.backend_operation_handler import DeferredFileHandler
+
+    from ui.login import requesting_session
+
+    original = DeferredFileHandler.handle
+    if getattr(original, "tells_session", False):
+        return
+
+    async def handle(self, request, session_id):
+        token = requesting_session.set(session_id)
+        try:
+            return await original(self, request, session_id)
+        finally:
+            requesting_session.reset(token)
+
+    handle.tells_session = True
+    DeferredFileHandler.handle = handle
+
+
 def middleware() -> list:
     """The middleware for ``st.App``, configured from the app's settings (metrics stay off while
     the settings are invalid: the app then explains the problem on every page)."""
@@ -80,5 +105,6 @@ def middleware() -> list:
         metrics = bool(load_settings()["metrics_endpoint"])
     except app_settings.SettingsError:
         metrics = False
+    _tell_downloads_who_asks()
     _installed.append(True)
     return [Middleware(Guard, metrics=metrics)]

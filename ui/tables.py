@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.engine import Engine
+from ui import login
 from ui.view import View
 
 SHOWN = {
@@ -95,13 +96,19 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     picked = state.selection.rows if state else []
     left, middle, right, _ = st.columns([1, 1, 1.4, 3])
     stem = f"events-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
-    # Callables: a file is built only when its button is pressed.
+    # Callables: a file is built only when its button is pressed, for this session while it is
+    # signed in (login.download).
     left.download_button(
-        "CSV", lambda: to_csv(shown), f"{stem}.csv", "text/csv", key=f"{key}-csv", icon=":material/download:"
+        "CSV",
+        login.download(lambda: to_csv(shown)),
+        f"{stem}.csv",
+        "text/csv",
+        key=f"{key}-csv",
+        icon=":material/download:",
     )
     middle.download_button(
         "JSON",
-        lambda: to_json(shown),
+        login.download(lambda: to_json(shown)),
         f"{stem}.json",
         "application/json",
         key=f"{key}-json",
@@ -109,7 +116,7 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     )
     right.download_button(
         "Raw records",
-        lambda: raw_json(engine, shown["Event ID"].tolist()),
+        login.download(lambda: raw_json(engine, shown["Event ID"].tolist())),
         f"{stem}-records.json",
         "application/json",
         key=f"{key}-raw",
