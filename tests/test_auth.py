@@ -18,7 +18,7 @@ import auth.sessions
 import auth.throttle
 from auth import users
 from auth.__main__ import main
-from auth.sessions import SessionRegistry, session_key
+from auth.sessions import SessionRegistry, read_cookie, session_key
 from auth.throttle import SignInThrottle, Throttle, client_key
 
 ROOT = Path(__file__).parent.parent
@@ -454,3 +454,36 @@ def test_python_dash_m_auth_runs_the_command_line(tmp_path):
     unknown = subprocess.run([*run, "reset", "bob", "--file", str(path)], cwd=ROOT, capture_output=True, text=True)
     assert unknown.returncode == 2
     assert "no user bob" in unknown.stderr
+
+
+def _unsigned(claims: dict) -> str:
+    import base64
+    import json as _json
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(_json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _unsigned({"username": "admin", "exp_date": 4e9}),  # alg none
+        jwt.encode({"username": "admin", "exp_date": 4e9}, "another key", algorithm="HS256"),
+        jwt.encode({"username": "admin", "exp_date": 4e9}, "k" * 64, algorithm="HS512"),
+        jwt.encode({"username": "admin"}, "k" * 64, algorithm="HS256"),
+        jwt.encode({"username": ["admin"], "exp_date": 4e9}, "k" * 64, algorithm="HS256"),
+        jwt.encode({"username": "admin", "exp_date": "soon"}, "k" * 64, algorithm="HS256"),
+        "not a token",
+        "",
+        None,
+    ],
+)
+def test_a_forged_or_malformed_cookie_is_no_login(token):
+    assert read_cookie(token, "k" * 64) is None
+
+
+def test_a_cookie_signed_with_the_install_key_carries_its_login():
+    token = jwt.encode({"username": "admin", "exp_date": 4e9}, "k" * 64, algorithm="HS256")
+    assert read_cookie(token, "k" * 64) == {"username": "admin", "exp_date": 4e9}

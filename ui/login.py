@@ -29,7 +29,7 @@ from streamlit_authenticator.utilities import CredentialsError, ResetError
 
 import settings as app_settings
 from auth import users
-from auth.sessions import SessionRegistry, session_key
+from auth.sessions import SessionRegistry, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
@@ -142,10 +142,11 @@ def gate(settings: dict) -> str:
     state[_FILE] = path
     state[_TRUSTED] = settings["trusted_proxies"]
     credentials = config["credentials"]
+    cookie_key = config["cookie"]["key"]
     authenticator = stauth.Authenticate(
         credentials,
         config["cookie"]["name"],
-        config["cookie"]["key"],
+        cookie_key,
         cookie_expiry_days=settings["session_days"],
         validator=_NewPasswordRule(),
         auto_hash=False,
@@ -172,7 +173,11 @@ def gate(settings: dict) -> str:
             state[_DELETE_COOKIE] = True
             state[_ENDED] = True
     else:
-        token = cookies.get_cookie()
+        token = (
+            None
+            if state.get("logout")
+            else read_cookie(st.context.cookies.get(cookies.cookie_model.cookie_name), cookie_key)
+        )
         if token:
             user, key = token.get("username"), session_key(token["exp_date"])
             if user in usernames and registry.valid(user, key):
