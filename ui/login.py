@@ -31,6 +31,7 @@ import settings as app_settings
 from auth import users
 from auth.sessions import SessionRegistry, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
+from storage import ensure_private_dir
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
@@ -132,6 +133,8 @@ def gate(settings: dict) -> str:
     Creates the user file on first use, printing the one-time ``admin`` password to the log."""
     path = os.path.abspath(app_settings.auth_file(settings))
     try:
+        for folder in {os.path.dirname(path), os.path.abspath(str(settings["state_dir"]))}:
+            ensure_private_dir(folder)  # tightened if loose, refused with a message if shared
         if users.bootstrap(path, expiry_days=settings["session_days"]) is not None:
             _created_here().add(path)
         config = users.read(path)
@@ -213,13 +216,12 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     st.title(SIGN_IN_TITLE)
     if state.pop(_ENDED, False):
         st.info("Your session has ended. Please sign in again.")
-    admin = usernames.get(users.BOOTSTRAP_USER) or {}
-    if path in _created_here() and admin.get("must_change_password"):
-        st.info(
-            f"First start: the one-time password of the user `{users.BOOTSTRAP_USER}` is in the server's log, "
-            "on the line containing `password:`. You will choose a new password right after signing in.",
-            icon=":material/key:",
-        )
+    # The same words whatever the state of the install: an anonymous visitor must not learn
+    # that admin still has its one-time password.
+    st.caption(
+        f"On a new install, the one-time password of the user `{users.BOOTSTRAP_USER}` is in the server's log, "
+        "on the line containing `password:`; you choose your own right after signing in with it."
+    )
     with st.form("login"):
         name = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
