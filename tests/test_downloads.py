@@ -9,7 +9,8 @@ from streamlit.runtime.backend_operation_handler import DeferredFileHandler
 
 from auth.sessions import SessionRegistry, session_key
 from ui import server
-from ui.login import DownloadRefused, guarded_download, requesting_session
+from ui.login import DownloadRefused, guarded_download
+from ui.server import requesting_session
 
 
 @pytest.fixture

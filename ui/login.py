@@ -13,7 +13,6 @@ reruns at once and the next run, which renders the whole page, sets or deletes t
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
 import os
@@ -32,6 +31,7 @@ from auth import users
 from auth.sessions import SessionRegistry, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
 from storage import ensure_private_dir
+from ui.server import requesting_session
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
@@ -315,11 +315,6 @@ def _current_user() -> str | None:
 
 class DownloadRefused(PermissionError):
     pass
-
-
-# The session asking for a deferred download: set by ui/server.py's hook on Streamlit's handler
-# of download requests, which runs the callable in a thread that has no script context.
-requesting_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("requesting_session", default=None)
 
 
 def guarded_download(build: Callable[[], bytes], owner: str | None, still_valid: Callable[[], bool]):

@@ -13,11 +13,18 @@ It also tells the download callables which session asks for them (``login.downlo
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+# The session asking for a deferred download, set around Streamlit's handler of download
+# requests (which runs the callable in a thread without a script context). Kept here, not in
+# ui/login.py: this module is imported before the server starts, and importing the login's
+# libraries then would declare their components where the server never finds them.
+requesting_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("requesting_session", default=None)
 
 METRICS_PATH = "/_stcore/metrics"
 UPLOAD_PATH = "/_stcore/upload_file"
@@ -76,8 +83,6 @@ def _tell_downloads_who_asks() -> None:
     inherits the context), so that a download id works only in the session it was given to."""
     from streamlit.runtime.backend_operation_handler import DeferredFileHandler
 
-    from ui.login import requesting_session
-
     original = DeferredFileHandler.handle
     if getattr(original, "tells_session", False):
         return
@@ -99,10 +104,10 @@ def middleware() -> list:
     from starlette.middleware import Middleware
 
     import settings as app_settings
-    from ui.runtime import load_settings
+    from auth.__main__ import _secrets
 
     try:
-        metrics = bool(load_settings()["metrics_endpoint"])
+        metrics = bool(app_settings.load(secrets=_secrets())["metrics_endpoint"])
     except app_settings.SettingsError:
         metrics = False
     _tell_downloads_who_asks()
