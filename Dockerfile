@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    INSIGHTS_STATE_DIR=/data
+    INSIGHTS_STATE_DIR=/data \
+    INSIGHTS_COOKIE_SECURE=true
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin insights \
     && mkdir /data && chown insights:insights /data && chmod 700 /data

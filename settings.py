@@ -197,9 +197,17 @@ SETTINGS = (
     ),
     Setting(
         "session_days",
-        1.0,
-        "Days a login lasts in the browser before the password is asked again.",
+        0.5,
+        "Days a login lasts (0.5: 12 hours) before the password is asked again; the server ends it then too, "
+        "whatever the browser keeps.",
         _positive(float),
+    ),
+    Setting(
+        "cookie_secure",
+        False,
+        "Mark the sign-in cookie `Secure`, so that the browser sends it only over HTTPS. Turn it on whenever the "
+        "app is served over HTTPS (the container sets it).",
+        _flag,
     ),
     Setting(
         "trusted_proxies",

@@ -38,6 +38,11 @@ def session_key(exp_date: float) -> str:
     return repr(float(exp_date))
 
 
+def make_cookie(username: str, expires: float, key: str) -> str:
+    """The re-authentication cookie of a login: streamlit-authenticator's HS256 JWT."""
+    return jwt.encode({"username": username, "exp_date": float(expires)}, key, algorithm="HS256")
+
+
 def read_cookie(token: object, key: str) -> dict | None:
     """The login a re-authentication cookie carries, ``{"username", "exp_date"}``, if it is an
     HS256 JWT signed with ``key`` holding a user name and a finite expiry; else None. Anything

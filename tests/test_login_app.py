@@ -244,3 +244,19 @@ def test_an_unusable_user_file_is_explained_not_raised(tmp_path, monkeypatch):
     assert not at.exception
     assert at.error[0].value.startswith("The user file cannot be used")
     assert not shows_secret(at) and not at.text_input
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_the_sign_in_cookie_is_strict_short_lived_and_secure_when_asked(one_time_password, monkeypatch, secure):
+    import time
+
+    import extra_streamlit_components as stx
+
+    written = []
+    monkeypatch.setattr(stx.CookieManager, "set", lambda self, name, value, **options: written.append(options))
+    monkeypatch.setenv("INSIGHTS_COOKIE_SECURE", str(secure).lower())
+    password, at = one_time_password
+    sign_in(at, "admin", password)
+    assert [(options["secure"], options["same_site"]) for options in written] == [(secure, "strict")]
+    lifetime = written[0]["expires_at"].timestamp() - time.time()
+    assert 12 * 3600 - 60 < lifetime <= 12 * 3600

@@ -14,10 +14,12 @@ reruns at once and the next run, which renders the whole page, sets or deletes t
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 
 import streamlit as st
@@ -28,7 +30,7 @@ from streamlit_authenticator.utilities import CredentialsError, ResetError
 
 import settings as app_settings
 from auth import users
-from auth.sessions import SessionRegistry, read_cookie, session_key
+from auth.sessions import SessionRegistry, make_cookie, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
 from storage import ensure_private_dir
 from ui.server import requesting_session
@@ -162,8 +164,7 @@ def gate(settings: dict) -> str:
     if state.get("authentication_status"):
         user = state.get("username")
         if state.pop(_SET_COOKIE, False) and user in usernames:
-            cookies.set_cookie()
-            exp_date = cookies.cookie_model.exp_date
+            exp_date = _write_cookie(cookies.cookie_model, user, cookie_key, settings)
             state[_KEY] = session_key(exp_date)
             registry.register(user, state[_KEY], exp_date)
         if user not in usernames or not registry.valid(user, state.get(_KEY)):
@@ -209,6 +210,21 @@ def gate(settings: dict) -> str:
         _sign_in_page(path, authenticator, usernames)
 
     _only_page(sign_in)
+
+
+def _write_cookie(model, user: str, cookie_key: str, settings: dict) -> float:
+    """Writes the re-authentication cookie (SameSite strict; Secure when the app is served over
+    HTTPS, ``INSIGHTS_COOKIE_SECURE``); returns its expiry, which the registry also enforces."""
+    expires = time.time() + settings["session_days"] * 86400
+    model.exp_date = expires  # what the library's logout and checks read
+    model.cookie_manager.set(
+        model.cookie_name,
+        make_cookie(user, expires, cookie_key),
+        expires_at=dt.datetime.fromtimestamp(expires),
+        secure=bool(settings["cookie_secure"]),
+        same_site="strict",
+    )
+    return expires
 
 
 def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict) -> None:
