@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from auth.sso import AllowList, parse_allow
 from metrics.anomaly import ENGINES
 
 
@@ -223,6 +224,20 @@ SETTINGS = (
         "Whether the server answers Streamlit's `/_stcore/metrics` (OpenMetrics counters of sessions and runs). "
         "Off: it answers 404, since anyone who reaches the port could read it.",
         _flag,
+    ),
+    Setting(
+        "sso_allow",
+        AllowList(),
+        "Who may see the dashboard after signing in with the identity provider (see Single sign-on), "
+        "comma-separated: e-mail addresses, `@domain` for a whole domain, `group:NAME` for a group claim. Empty: "
+        "nobody signed in that way.",
+        parse_allow,
+    ),
+    Setting(
+        "sso_groups_claim",
+        "groups",
+        "The identity token's claim that lists the user's groups: `groups` (Okta, Entra ID), `cognito:groups` "
+        "(Cognito).",
     ),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),

@@ -29,7 +29,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_authenticator.utilities import CredentialsError, ResetError
 
 import settings as app_settings
-from auth import users
+from auth import sso, users
 from auth.sessions import SessionRegistry, make_cookie, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
 from storage import ensure_private_dir
@@ -38,6 +38,10 @@ from ui.server import requesting_session
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
 WRONG_CREDENTIALS = "Wrong user name or password."
+ACCESS_REFUSED = (
+    "This account may not see this dashboard: it is not on the allow-list. Ask the app's administrator to add "
+    "your e-mail address, domain or group to INSIGHTS_SSO_ALLOW."
+)
 
 # Our keys in st.session_state; the library owns name, username, authentication_status, email,
 # roles, logout and password_hint.
@@ -48,6 +52,7 @@ _DELETE_COOKIE = "auth_delete_cookie"
 _ENDED = "auth_session_ended"
 _AUTHENTICATOR = "auth_authenticator"
 _TRUSTED = "auth_trusted_proxies"
+_SSO_RULES = "auth_sso_rules"
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -128,6 +133,63 @@ def _cooling_down(throttle: SignInThrottle, keys: tuple[str, str]) -> bool:
     return wait > 0
 
 
+# Sessions whose identity-provider login was ended by "Log out", for the download callables,
+# which run outside the session and cannot read st.user.
+_sso_ended: set[str] = set()
+
+
+def _sso_configured() -> bool:
+    """Whether ``secrets.toml`` configures an OpenID Connect provider for ``st.login``."""
+    try:
+        section = st.secrets.get("auth")
+    except (FileNotFoundError, StreamlitAPIException, st.errors.StreamlitSecretNotFoundError):
+        return False
+    if not section:
+        return False
+    return "client_id" in section or any(hasattr(value, "get") and "client_id" in value for value in section.values())
+
+
+def _sso_provider() -> str | None:
+    """The named provider (``[auth.NAME]``), or None for one configured in ``[auth]`` itself."""
+    section = st.secrets.get("auth")
+    if "client_id" in section:
+        return None
+    return next(name for name, value in section.items() if hasattr(value, "get") and "client_id" in value)
+
+
+def _sso_claims() -> dict:
+    return dict(st.user.to_dict()) if st.user.is_logged_in else {}
+
+
+def _sso_user() -> str | None:
+    """The signed-in identity if the provider's token is unexpired and on the allow-list."""
+    claims = _sso_claims()
+    rules, groups_claim = st.session_state.get(_SSO_RULES, (sso.AllowList(), "groups"))
+    if not claims or sso.expired(claims) or not sso.allowed(claims, rules, groups_claim):
+        return None
+    return sso.identity(claims)
+
+
+def _sso_button(label: str = "Sign in with your identity provider") -> None:
+    if st.button(label, type="primary", icon=":material/passkey:", key="auth_sso_login"):
+        st.login(_sso_provider()) if _sso_provider() else st.login()
+
+
+def _sso_refused_page() -> None:
+    """For an identity the provider signed in that may not see the dashboard, or whose token
+    has expired: says which, and offers to sign out or in again."""
+    claims = _sso_claims()
+    st.title(SIGN_IN_TITLE)
+    if sso.expired(claims):
+        st.info("Your sign-in with the identity provider has expired. Please sign in again.")
+        _sso_button("Sign in again")
+    else:
+        st.error(ACCESS_REFUSED)
+        st.text(f"Signed in as {sso.identity(claims)}")
+    if st.button("Log out", key="auth_sso_refused_logout", icon=":material/logout:"):
+        st.logout()
+
+
 def gate(settings: dict) -> str:
     """Returns the signed-in user name. For an anonymous session (or one with a pending password
     change) it renders the sign-in (or change) form as the only page and stops the run.
@@ -146,6 +208,12 @@ def gate(settings: dict) -> str:
     state = st.session_state
     state[_FILE] = path
     state[_TRUSTED] = settings["trusted_proxies"]
+    state[_SSO_RULES] = (settings["sso_allow"], settings["sso_groups_claim"])
+    if _sso_configured() and st.user.is_logged_in:
+        user = _sso_user()
+        if user is not None:
+            return user
+        _only_page(_sso_refused_page)
     credentials = config["credentials"]
     cookie_key = config["cookie"]["key"]
     authenticator = stauth.Authenticate(
@@ -232,6 +300,9 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     st.title(SIGN_IN_TITLE)
     if state.pop(_ENDED, False):
         st.info("Your session has ended. Please sign in again.")
+    if _sso_configured():
+        _sso_button()
+        st.caption("Or with a local account:")
     # The same words whatever the state of the install: an anonymous visitor must not learn
     # that admin still has its one-time password.
     st.caption(
@@ -315,6 +386,8 @@ def _current_user() -> str | None:
     """The user of this session if it is signed in, its login still registered and no password
     change pending; else None."""
     state = st.session_state
+    if _sso_configured() and st.user.is_logged_in:
+        return _sso_user()
     user, path = state.get("username"), state.get(_FILE)
     if not (state.get("authentication_status") and user and path):
         return None
@@ -352,12 +425,20 @@ def download(build: Callable[[], bytes]):
     """``build`` guarded for this session and its login: what every download button is given."""
     state = st.session_state
     ctx = get_script_run_ctx()
+    owner = ctx.session_id if ctx else None
+    if _sso_configured() and st.user.is_logged_in:
+        claims = _sso_claims()
+
+        def still_valid() -> bool:
+            return owner not in _sso_ended and not sso.expired(claims)
+
+        return guarded_download(build, owner, still_valid)
     user, key, path = state.get("username"), state.get(_KEY), state.get(_FILE)
 
     def still_valid() -> bool:
         return bool(path) and SessionRegistry(users.sessions_path(path)).valid(user, key)
 
-    return guarded_download(build, ctx.session_id if ctx else None, still_valid)
+    return guarded_download(build, owner, still_valid)
 
 
 def session_still_valid() -> bool:
@@ -390,6 +471,15 @@ def sidebar_account(settings: dict) -> None:
     """In the sidebar: who is signed in, and a "Log out" button that ends the session on the
     server, deletes the cookie and clears the session state."""
     state = st.session_state
+    if _sso_configured() and st.user.is_logged_in:
+        with st.sidebar:
+            st.caption(f"Signed in as {_plain(sso.identity(_sso_claims()))}")
+            if st.button("Log out", key="auth_logout", icon=":material/logout:"):
+                ctx = get_script_run_ctx()
+                if ctx is not None:
+                    _sso_ended.add(ctx.session_id)
+                st.logout()
+        return
     user = state.get("username")
     if not user:
         return
