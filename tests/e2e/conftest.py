@@ -84,9 +84,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, folder: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+    ):
         self.folder = folder
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "server.log"
         records = folder / "records"
@@ -111,7 +113,7 @@ class Server:
         }
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(self.port)],
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(self.port), *args],
             cwd=ROOT,
             env=env,
             stdout=self.log,
