@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.engine import Engine
+from metrics.visible import visible_frame
 from ui import login
 from ui.view import View
 
@@ -84,7 +85,7 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     note += f"; the newest {limit:,} are shown." if total > limit else "."
     st.caption(f"{note} Times in {view.zone_title}. Select a row to see its full record.")
     state = st.dataframe(
-        shown,
+        visible_frame(shown),  # bidi controls shown as escapes; the downloads keep values exact
         key=key,
         on_select="rerun",
         selection_mode="single-row",
