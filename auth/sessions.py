@@ -38,6 +38,23 @@ def session_key(exp_date: float) -> str:
     return repr(float(exp_date))
 
 
+def connection_may_resume(user: str | None, key: str | None, cookie: dict | None) -> bool:
+    """Whether a new connection presenting a signed-in session's id may take it on: only if
+    its own cookie (``read_cookie``) carries that session's login, user and key alike. A
+    session id alone, with no cookie or another login's, takes over nothing.
+
+    >>> connection_may_resume("alice", "200.0", {"username": "alice", "exp_date": 200.0})
+    True
+    >>> connection_may_resume("alice", "200.0", None)
+    False
+    >>> connection_may_resume("alice", "200.0", {"username": "bob", "exp_date": 200.0})
+    False
+    """
+    if not user or not key or not cookie:
+        return False
+    return cookie.get("username") == user and session_key(cookie["exp_date"]) == key
+
+
 def make_cookie(username: str, expires: float, key: str) -> str:
     """The re-authentication cookie of a login: streamlit-authenticator's HS256 JWT."""
     return jwt.encode({"username": username, "exp_date": float(expires)}, key, algorithm="HS256")

@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import streamlit as st
@@ -30,7 +31,7 @@ from streamlit_authenticator.utilities import CredentialsError, ResetError
 
 import settings as app_settings
 from auth import sso, users
-from auth.sessions import SessionRegistry, make_cookie, read_cookie, session_key
+from auth.sessions import SessionRegistry, connection_may_resume, make_cookie, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
 from storage import ensure_private_dir
 from ui.server import requesting_session
@@ -53,6 +54,7 @@ _ENDED = "auth_session_ended"
 _AUTHENTICATOR = "auth_authenticator"
 _TRUSTED = "auth_trusted_proxies"
 _SSO_RULES = "auth_sso_rules"
+_BOUND = "auth_connection"
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -190,6 +192,39 @@ def _sso_refused_page() -> None:
         st.logout()
 
 
+def _connection():
+    """The websocket connection serving this run (None under AppTest, which has none)."""
+    from streamlit import runtime
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists() or type(runtime.get_instance()) is not runtime.Runtime:
+        return None
+    return runtime.get_instance().get_client(ctx.session_id)
+
+
+def _bind_connection() -> None:
+    """Ties the signed-in session to the connection that signed it in."""
+    client = _connection()
+    st.session_state[_BOUND] = weakref.ref(client) if client is not None else None
+
+
+def _connection_allowed(user: str | None, key: str | None, cookie: dict | None) -> bool:
+    """Whether this run's connection may act for the signed-in session. Streamlit lets a new
+    websocket resume a session by presenting its id: only the connection that signed in, or
+    one whose cookie carries this very login (a browser reconnecting), may; the latter is bound
+    from then on. Checked on every run."""
+    client = _connection()
+    if client is None:
+        return True  # no websocket (AppTest)
+    bound = st.session_state.get(_BOUND)
+    if bound is not None and bound() is client:
+        return True
+    if connection_may_resume(user, key, cookie):
+        st.session_state[_BOUND] = weakref.ref(client)
+        return True
+    return False
+
+
 def gate(settings: dict) -> str:
     """Returns the signed-in user name. For an anonymous session (or one with a pending password
     change) it renders the sign-in (or change) form as the only page and stops the run.
@@ -235,7 +270,14 @@ def gate(settings: dict) -> str:
             exp_date = _write_cookie(cookies.cookie_model, user, cookie_key, settings)
             state[_KEY] = session_key(exp_date)
             registry.register(user, state[_KEY], exp_date)
-        if user not in usernames or not registry.valid(user, state.get(_KEY)):
+            _bind_connection()
+        cookie = read_cookie(st.context.cookies.get(cookies.cookie_model.cookie_name), cookie_key)
+        if not _connection_allowed(user, state.get(_KEY), cookie):
+            state[_BOUND] = None  # a connection that took over the session id: it gets nothing
+            registry_valid = False
+        else:
+            registry_valid = registry.valid(user, state.get(_KEY))
+        if user not in usernames or not registry_valid:
             # Logged out elsewhere, password changed or reset, user removed, or expired.
             entry = usernames.get(user)
             before = copy.deepcopy(entry)
@@ -258,6 +300,7 @@ def gate(settings: dict) -> str:
                 authenticator.authentication_controller.login(token=token)
                 _save(path, user, before, entry)
                 state[_KEY] = key
+                _bind_connection()
             else:
                 state[_DELETE_COOKIE] = True  # revoked: of no use any more
 

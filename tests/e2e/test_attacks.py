@@ -180,3 +180,35 @@ def test_no_counter_tells_whether_a_user_name_exists(with_metrics, browser):
     failed_sign_in(page, with_metrics.url, "nobody-else")
     assert cache_counters(with_metrics) == known
     page.context.close()
+
+
+def test_a_known_session_id_without_its_cookie_takes_over_nothing(with_metrics, browser):
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    page = new_page(browser)
+    ids = []
+
+    def watch(socket):
+        def frame(payload):
+            if isinstance(payload, bytes):
+                message = ForwardMsg()
+                message.ParseFromString(payload)
+                if message.HasField("new_session") and message.new_session.initialize.session_id:
+                    ids.append(message.new_session.initialize.session_id)
+
+        socket.on("framereceived", frame)
+
+    page.on("websocket", watch)
+    page.goto(with_metrics.url)
+    settle(page)
+    password = with_metrics.logged_password()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Choose a new password").first.wait_for()
+    with RawClient(with_metrics.url, session_id=ids[-1]) as intruder:
+        intruder.run()
+        shown = intruder.texts()
+    assert "Choose a new password" not in shown
+    assert "Sign in to Account Activity Insights" in shown
+    page.context.close()
