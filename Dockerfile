@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    INSIGHTS_STATE_DIR=/data
+    INSIGHTS_STATE_DIR=/data \
+    INSIGHTS_COOKIE_SECURE=true
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin insights \
     && mkdir /data && chown insights:insights /data && chmod 700 /data
@@ -26,5 +27,4 @@ EXPOSE 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
     CMD python -m collectors.readiness
 
-# ui.serve is `streamlit run app.py` that starts the collector with the server, not at the first visit.
-CMD ["python", "-m", "ui.serve", "--server.port=8501", "--server.address=0.0.0.0"]
+CMD ["streamlit", "run", "server.py", "--server.port=8501", "--server.address=0.0.0.0"]

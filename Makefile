@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test bench lint format clean
 
 run:
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -r requirements.txt && $(VENV)/bin/streamlit run app.py
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -r requirements.txt && $(VENV)/bin/streamlit run server.py
 
 test:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -r requirements-dev.txt && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) -m pytest

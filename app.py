@@ -1,4 +1,4 @@
-"""Entry point: ``streamlit run app.py``. The login gate, the shared controls and navigation.
+"""The app's script, served by ``streamlit run server.py``. The login gate, the shared controls and navigation.
 
 Nothing below the gate runs for an anonymous session; each page module also checks the
 login itself, because Streamlit can serve a file of ``pages/`` on its own.
@@ -7,10 +7,14 @@ login itself, because Streamlit can serve a file of ``pages/`` on its own.
 import streamlit as st
 
 from settings import SettingsError
-from ui import data, login, startup, view
+from ui import data, login, server, startup, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
+
+if server.browser_connected() and not server.installed():
+    st.error("Start the app with `streamlit run server.py`: it refuses what the web server must refuse.")
+    st.stop()
 
 try:
     shared = runtime()

@@ -8,11 +8,13 @@ lists them all; a test keeps it that way.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from auth.sso import AllowList, parse_allow
 from metrics.anomaly import ENGINES
 
 
@@ -50,6 +52,13 @@ def _at_least(kind, low, strictly: bool = False):
 
 def _positive(kind):
     return _at_least(kind, 0, strictly=True)
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    for item in items:
+        ipaddress.ip_network(item, strict=False)  # raises ValueError with the bad entry
+    return items
 
 
 def _lookback(text: str) -> float:
@@ -258,9 +267,46 @@ SETTINGS = (
     ),
     Setting(
         "session_days",
-        1.0,
-        "Days a login lasts in the browser before the password is asked again.",
+        0.5,
+        "Days a login lasts (0.5: 12 hours) before the password is asked again; the server ends it then too, "
+        "whatever the browser keeps.",
         _positive(float),
+    ),
+    Setting(
+        "cookie_secure",
+        False,
+        "Mark the sign-in cookie `Secure`, so that the browser sends it only over HTTPS. Turn it on whenever the "
+        "app is served over HTTPS (the container sets it).",
+        _flag,
+    ),
+    Setting(
+        "trusted_proxies",
+        (),
+        "Addresses or networks of the proxies in front of the app (e.g. `10.0.0.0/16` for a load balancer in "
+        "the VPC), comma-separated. Only a connection from one of them may name the client in `X-Forwarded-For`; "
+        "empty: the connection's own address is the client.",
+        _networks,
+    ),
+    Setting(
+        "metrics_endpoint",
+        False,
+        "Whether the server answers Streamlit's `/_stcore/metrics` (OpenMetrics counters of sessions and runs). "
+        "Off: it answers 404, since anyone who reaches the port could read it.",
+        _flag,
+    ),
+    Setting(
+        "sso_allow",
+        AllowList(),
+        "Who may see the dashboard after signing in with the identity provider (see Single sign-on), "
+        "comma-separated: e-mail addresses, `@domain` for a whole domain, `group:NAME` for a group claim. Empty: "
+        "nobody signed in that way.",
+        parse_allow,
+    ),
+    Setting(
+        "sso_groups_claim",
+        "groups",
+        "The identity token's claim that lists the user's groups: `groups` (Okta, Entra ID), `cognito:groups` "
+        "(Cognito).",
     ),
     Setting("demo_seed", 7, "Seed of the demo generator: the same seed gives the same events.", int),
     Setting("demo_rate", 4.0, "Demo events per second at the daily peak (14:00 UTC).", _positive(float)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,12 +19,31 @@ except ImportError:  # pragma: no cover - not POSIX: threads of this process onl
 _FALLBACK = threading.Lock()
 
 
+class LooseFolderError(PermissionError):
+    pass
+
+
 def ensure_private_dir(folder: str) -> None:
-    """Creates ``folder`` (and its parents) if missing; the folder itself owner-only (0700)."""
-    folder = folder or "."
+    """Creates ``folder`` (and its parents) if missing; the folder itself owner-only (0700).
+
+    An existing folder that others may read is tightened to 0700 when it is ours; a shared one
+    (someone else's, or sticky like /tmp) is refused with ``LooseFolderError``, which says what
+    to do. The working directory (an empty ``folder``) is left as it is."""
+    if not folder:
+        return
     if not os.path.isdir(folder):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
+        return
+    info = os.stat(folder)
+    if not info.st_mode & 0o077:
+        return
+    if info.st_uid != os.geteuid() or info.st_mode & stat.S_ISVTX:
+        raise LooseFolderError(
+            f"the state folder {folder} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}) and is not "
+            f"this app's own: choose a private folder (INSIGHTS_STATE_DIR), or run chmod 700 {folder}"
+        )
+    os.chmod(folder, 0o700)
 
 
 @contextlib.contextmanager

@@ -23,8 +23,11 @@ False
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
+
+import jwt
 
 from storage import locked, write_private
 
@@ -33,6 +36,47 @@ def session_key(exp_date: float) -> str:
     """The key of a login: the ``exp_date`` its cookie carries, as text (``repr`` of the float,
     which a JSON round trip leaves unchanged)."""
     return repr(float(exp_date))
+
+
+def connection_may_resume(user: str | None, key: str | None, cookie: dict | None) -> bool:
+    """Whether a new connection presenting a signed-in session's id may take it on: only if
+    its own cookie (``read_cookie``) carries that session's login, user and key alike. A
+    session id alone, with no cookie or another login's, takes over nothing.
+
+    >>> connection_may_resume("alice", "200.0", {"username": "alice", "exp_date": 200.0})
+    True
+    >>> connection_may_resume("alice", "200.0", None)
+    False
+    >>> connection_may_resume("alice", "200.0", {"username": "bob", "exp_date": 200.0})
+    False
+    """
+    if not user or not key or not cookie:
+        return False
+    return cookie.get("username") == user and session_key(cookie["exp_date"]) == key
+
+
+def make_cookie(username: str, expires: float, key: str) -> str:
+    """The re-authentication cookie of a login: streamlit-authenticator's HS256 JWT."""
+    return jwt.encode({"username": username, "exp_date": float(expires)}, key, algorithm="HS256")
+
+
+def read_cookie(token: object, key: str) -> dict | None:
+    """The login a re-authentication cookie carries, ``{"username", "exp_date"}``, if it is an
+    HS256 JWT signed with ``key`` holding a user name and a finite expiry; else None. Anything
+    else a browser can send (``alg: none``, another algorithm, a bad signature, missing or
+    ill-typed claims, garbage) is simply no login."""
+    if not isinstance(token, str) or not token:
+        return None
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"])
+    except (jwt.InvalidTokenError, ValueError, TypeError):
+        return None
+    user, expires = claims.get("username"), claims.get("exp_date")
+    if not isinstance(user, str) or not user or isinstance(expires, bool) or not isinstance(expires, int | float):
+        return None
+    if not math.isfinite(expires):
+        return None
+    return {"username": user, "exp_date": float(expires)}
 
 
 class SessionRegistry:

@@ -5,7 +5,7 @@ their own, new events arriving; prints what a user and an operator would see.
                          [--post-script-gc true|false] [--folder /tmp/insights-soak]
 
 It generates ``--events`` demo records over the last 24 h (files source, JSON Lines), starts
-``python -m ui.serve`` on 127.0.0.1 with a fresh state folder and a user for the test, and
+``streamlit run server.py`` on 127.0.0.1 with a fresh state folder and a user for the test, and
 opens ``--sessions`` headless Chromium sessions (Debian's chromium, as the browser tests) on
 the Overview, whose charts refresh every 10 s. Meanwhile it appends ``--rate`` events per
 second and samples the server's resident memory and CPU every 5 s. Everything is bounded: at
@@ -145,7 +145,17 @@ def main() -> None:
         "INSIGHTS_FILES_PATH": str(records),
         "INSIGHTS_STATE_DIR": str(state),
     }
-    command = [sys.executable, "-m", "ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "server.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+    ]
     if args.post_script_gc:
         command += ["--runner.postScriptGC", args.post_script_gc]
     log_path = folder / "server.log"

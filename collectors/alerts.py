@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from metrics.visible import visible
 from storage import write_private
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -124,13 +125,14 @@ def alert_for_hit(hit, base_url: str = "") -> Alert:
         "Infrastructure as code": getattr(hit, "iac", "") or None,
         "Tags": ", ".join(getattr(hit, "tags", ()) or ()) or None,
     }
-    fields = {label: str(value) for label, value in raw.items() if value not in (None, "")}
-    title = str(hit.title)
+    # Record text as a reader may see it: bidi controls as escapes (metrics.visible).
+    fields = {label: visible(str(value)) for label, value in raw.items() if value not in (None, "")}
+    title = visible(str(hit.title))
     return Alert(
         key=str(hit.id),
         title=title,
         severity=str(hit.severity).lower(),
-        text=_body(str(hit.summary or title), fields),
+        text=_body(visible(str(hit.summary or title)), fields),
         time=float(hit.time),
         link=_link(base_url, "detections"),
         fields=fields,

@@ -91,12 +91,14 @@ class Engine:
 
     def _dense_span(self, start: int | None, end: int | None, dense_until: int | None) -> tuple[int, int] | None:
         """The windows a dense series covers: from the first window holding any event to the
-        last (or ``dense_until``, the live edge), cut to [start, end)."""
+        last, or to ``dense_until`` (the live edge) when given, cut to [start, end). Never past
+        the live edge: a record dated ahead of it would otherwise stretch the series with
+        windows of zeros up to its date."""
         totals = self.totals
         if totals.first is None:
             return None
         step = totals.pump.step
-        first, last = totals.first, max(totals.last, window_start(dense_until, step) if dense_until else totals.last)
+        first, last = totals.first, window_start(dense_until, step) if dense_until else totals.last
         if start is not None:
             first = max(first, window_start(start, step))
         if end is not None:

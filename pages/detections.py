@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import EventFilter
+from metrics.visible import visible, visible_frame
 from ui import charts, data, login, page, view
 from ui.tables import events_table
 
@@ -80,7 +81,7 @@ def hits() -> None:
     shown = shown.sort_values("when", ascending=False, kind="stable").reset_index(drop=True)
     table = shown.drop(columns=["id", "rule"]).assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
     picked = st.dataframe(
-        table.rename(columns={"when": f"Time ({current.zone_title})"}),
+        visible_frame(table.rename(columns={"when": f"Time ({current.zone_title})"})),
         key="det_table",
         on_select="rerun",
         selection_mode="single-row",
@@ -104,12 +105,12 @@ def opened() -> None:
         return
     rule = next((r for r in detector.rules if r.id == hit.rule_id), None)  # the table's or a Sigma rule
     st.subheader("The selected detection")
-    st.text(f"{hit.title} · {hit.severity} · {hit.technique or 'no ATT&CK technique'} · {triage.status(hit)}")
-    st.text(hit.summary)
+    st.text(visible(f"{hit.title} · {hit.severity} · {hit.technique or 'no ATT&CK technique'} · {triage.status(hit)}"))
+    st.text(visible(hit.summary))
     if hit.iac:
-        st.caption(f"Every event of it came from an infrastructure-as-code run ({hit.iac}).")
+        st.caption(f"Every event of it came from an infrastructure-as-code run ({visible(hit.iac)}).")
     if hit.tags:
-        st.text("Sigma tags: " + ", ".join(hit.tags))
+        st.text(visible("Sigma tags: " + ", ".join(hit.tags)))
     if rule is not None and rule.description:
         st.caption(rule.description)
     buttons = st.columns(4)
@@ -169,7 +170,7 @@ def unusual() -> None:
         return
     table = top.assign(window_start=current.wall(top["window_start"]).dt.strftime("%Y-%m-%d %H:%M"))
     picked = st.dataframe(
-        table.rename(
+        visible_frame(table).rename(
             columns={
                 "dimension": "Dimension",
                 "key": "Which",
@@ -192,8 +193,8 @@ def unusual() -> None:
         minute = int(row["window_start"].timestamp())
         events = data.events(shared.engine, EventFilter(start=minute - 3600, end=minute + dimensions.step))
         rose = dimensions.contributors(events, row["dimension"], row["key"], minute)
-        st.text(f"What rose in that minute for {row['dimension']} {row['key']}, against its usual level:")
-        st.dataframe(rose, hide_index=True, width="stretch")
+        st.text(visible(f"What rose in that minute for {row['dimension']} {row['key']}, against its usual level:"))
+        st.dataframe(visible_frame(rose), hide_index=True, width="stretch")
 
 
 hits()

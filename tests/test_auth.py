@@ -18,8 +18,8 @@ import auth.sessions
 import auth.throttle
 from auth import users
 from auth.__main__ import main
-from auth.sessions import SessionRegistry, session_key
-from auth.throttle import Throttle, client_key
+from auth.sessions import SessionRegistry, read_cookie, session_key
+from auth.throttle import SignInThrottle, Throttle, client_key
 
 ROOT = Path(__file__).parent.parent
 
@@ -300,12 +300,37 @@ def test_the_throttle_counts_failures_from_many_threads(throttle):
     assert throttle._records["user:alice"].failures == 400
 
 
-def test_the_client_is_the_rightmost_forwarded_address_else_the_connection():
-    assert client_key(["203.0.113.9, 10.0.0.1"], "10.0.0.2") == "10.0.0.1"
-    assert client_key(["203.0.113.9", "198.51.100.7 , "], "10.0.0.2") == "198.51.100.7"
-    assert client_key([], "10.0.0.2") == "10.0.0.2"
-    assert client_key([" "], None) == "unknown"
+def test_the_client_is_the_connection_unless_it_is_a_trusted_proxy():
+    assert client_key(["203.0.113.9"], "198.51.100.7") == "198.51.100.7"  # anyone can write the header
+    assert client_key(["203.0.113.9"], None) == "unknown"
     assert client_key([], object()) == "unknown"
+    trusted = ("10.0.0.0/16",)
+    assert client_key(["203.0.113.9"], "198.51.100.7", trusted) == "198.51.100.7"
+    assert client_key(["192.0.2.1, 203.0.113.9, 10.0.5.5"], "10.0.0.2", trusted) == "203.0.113.9"
+    assert client_key(["203.0.113.9", "198.51.100.7 , "], "10.0.0.2", trusted) == "198.51.100.7"
+    assert client_key([" "], "10.0.0.2", trusted) == "10.0.0.2"
+    assert client_key(["203.0.113.9"], None, ("127.0.0.1",)) == "203.0.113.9"  # a proxy on this machine
+
+
+def test_failures_from_elsewhere_never_lock_the_owner_of_a_name_out_for_long(clock):
+    throttle = SignInThrottle(clock=lambda: clock[0])
+    for _ in range(2_000):  # an attacker guessing admin's password, as fast as allowed
+        clock[0] += throttle.wait("admin", "203.0.113.9")
+        throttle.failed("admin", "203.0.113.9")
+    assert throttle.wait("admin", "203.0.113.9") == 900.0  # the attacker waits long
+    assert throttle.wait("admin", "198.51.100.7") <= 10.0  # the owner, from elsewhere, a short delay
+    assert throttle.wait("alice", "198.51.100.7") == 0.0
+    throttle.failed("admin", "198.51.100.7")  # the owner's typo does not double anything
+    clock[0] += 10.0
+    assert throttle.wait("admin", "198.51.100.7") == 0.0
+
+
+def test_a_client_failing_many_names_is_slowed_down_itself(clock):
+    throttle = SignInThrottle(clock=lambda: clock[0])
+    for name in ("a", "b", "c", "d", "e"):
+        throttle.failed(name, "203.0.113.9")
+    assert throttle.wait("f", "203.0.113.9") == 30.0
+    assert throttle.wait("f", "198.51.100.7") == 0.0
 
 
 @pytest.mark.parametrize("module", [auth.throttle, auth.sessions])
@@ -429,3 +454,36 @@ def test_python_dash_m_auth_runs_the_command_line(tmp_path):
     unknown = subprocess.run([*run, "reset", "bob", "--file", str(path)], cwd=ROOT, capture_output=True, text=True)
     assert unknown.returncode == 2
     assert "no user bob" in unknown.stderr
+
+
+def _unsigned(claims: dict) -> str:
+    import base64
+    import json as _json
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(_json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _unsigned({"username": "admin", "exp_date": 4e9}),  # alg none
+        jwt.encode({"username": "admin", "exp_date": 4e9}, "another key", algorithm="HS256"),
+        jwt.encode({"username": "admin", "exp_date": 4e9}, "k" * 64, algorithm="HS512"),
+        jwt.encode({"username": "admin"}, "k" * 64, algorithm="HS256"),
+        jwt.encode({"username": ["admin"], "exp_date": 4e9}, "k" * 64, algorithm="HS256"),
+        jwt.encode({"username": "admin", "exp_date": "soon"}, "k" * 64, algorithm="HS256"),
+        "not a token",
+        "",
+        None,
+    ],
+)
+def test_a_forged_or_malformed_cookie_is_no_login(token):
+    assert read_cookie(token, "k" * 64) is None
+
+
+def test_a_cookie_signed_with_the_install_key_carries_its_login():
+    token = jwt.encode({"username": "admin", "exp_date": 4e9}, "k" * 64, algorithm="HS256")
+    assert read_cookie(token, "k" * 64) == {"username": "admin", "exp_date": 4e9}

@@ -56,7 +56,7 @@ def test_lines_by_draw_one_line_per_value_and_drop_to_zero_in_gaps():
     ]
     spec = charts.lines_by(frame(rows), "category", "Service").to_dict()
     lines, points = spec["layer"]
-    assert lines["encoding"]["color"]["field"] == "category"
+    assert lines["encoding"]["color"]["field"] == "category_shown"  # the label shown; the value is kept
     assert lines["encoding"]["y"]["title"] == "Calls per 10 s"
     assert spec["params"][0]["select"]["fields"] == ["t", "category"]
     values = {(r["t"], r["category"]): r["value"] for r in dataset(spec)}
@@ -75,3 +75,18 @@ def test_local_time_is_drawn_as_the_zone_wall_clock():
     assert row["time"] == "2024-08-02 10:30:00"
     assert row["t"] == 1722587400  # the selection keeps the true window start
     assert spec["layer"][0]["encoding"]["x"]["axis"]["title"] == "Time (Europe/Paris)"
+
+
+def test_chart_labels_show_bidi_controls_as_escapes_and_clicks_keep_the_value():
+    from metrics.visible import vega_visible
+
+    rows = [("2024-08-02T08:30:00Z", "ad\u202enimda", "", 2)]
+    for spec in (
+        charts.top_bars(frame(rows), "category", "User").to_dict(),
+        charts.lines_by(frame(rows), "category", "User").to_dict(),
+    ):
+        text = str(spec)
+        assert {"calculate": vega_visible("category"), "as": "category_shown"} in (
+            spec.get("transform") or spec["layer"][0].get("transform") or []
+        ), text[:300]
+        assert "category" in spec["params"][0]["select"]["fields"]

@@ -93,3 +93,15 @@ def test_help_describes_the_command():
     result = run("--help")
     assert result.returncode == 0
     assert "--format" in result.stdout
+
+
+def test_a_record_dated_2300_is_rejected_with_its_reason_and_the_rest_is_kept(tmp_path):
+    future = json.loads((DATA / "cli" / "extra.jsonl").read_text().splitlines()[0])
+    future["eventID"], future["eventTime"] = "from-2300", "2300-01-01T00:00:00Z"
+    path = tmp_path / "future.jsonl"
+    path.write_text(json.dumps(future) + "\n")
+    result = run(*FIXTURE, str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == EXPECTED_CSV
+    assert "eventTime out of range" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ def test_ci_runs_the_readme_test_command_unchanged():
 def test_the_readme_run_command_starts_the_app():
     run_command = shell_blocks()[0].strip()
     assert run_command.startswith("python3 -m venv .venv")
-    assert run_command.endswith("streamlit run app.py")
+    assert run_command.endswith("streamlit run server.py")
 
 
 def test_requirements_are_pinned():

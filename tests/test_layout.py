@@ -1,6 +1,8 @@
 """The project's rooms: pure computation in metrics/ knows nothing of Streamlit, AWS or the sources."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -25,3 +27,11 @@ def test_metrics_imports_neither_streamlit_nor_aws_nor_the_sources():
             if name.split(".")[0] in FORBIDDEN_IN_METRICS:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+def test_the_server_module_imports_no_streamlit_component_before_the_server_starts():
+    # A component declared before the runtime exists is registered where the server never
+    # looks: the sign-in cookie's component would answer 404 in the browser.
+    code = "import sys, server; print('extra_streamlit_components' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

@@ -105,8 +105,17 @@ def test_an_anonymous_session_sees_only_the_sign_in_form(one_time_password):
 
 def test_a_fresh_install_says_where_the_one_time_password_is(one_time_password, state_dir):
     password, at = one_time_password
-    assert "`admin`" in at.info[0].value and "`password:`" in at.info[0].value
+    assert any("`admin`" in text and "`password:`" in text for text in texts(at))
     assert password not in (state_dir / "users.yaml").read_text()
+
+
+def test_the_sign_in_page_does_not_tell_whether_admin_still_has_its_one_time_password(one_time_password, start):
+    password, at = one_time_password
+    while_pending = texts(at) + [info.value for info in at.info]
+    change_password(sign_in(at, "admin", password), password, NEW_PASSWORD)
+    later = start()
+    assert is_sign_in_form(later)
+    assert texts(later) + [info.value for info in later.info] == while_pending
 
 
 def test_a_wrong_password_or_an_unknown_user_is_refused_alike(one_time_password):
@@ -235,3 +244,19 @@ def test_an_unusable_user_file_is_explained_not_raised(tmp_path, monkeypatch):
     assert not at.exception
     assert at.error[0].value.startswith("The user file cannot be used")
     assert not shows_secret(at) and not at.text_input
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_the_sign_in_cookie_is_strict_short_lived_and_secure_when_asked(one_time_password, monkeypatch, secure):
+    import time
+
+    import extra_streamlit_components as stx
+
+    written = []
+    monkeypatch.setattr(stx.CookieManager, "set", lambda self, name, value, **options: written.append(options))
+    monkeypatch.setenv("INSIGHTS_COOKIE_SECURE", str(secure).lower())
+    password, at = one_time_password
+    sign_in(at, "admin", password)
+    assert [(options["secure"], options["same_site"]) for options in written] == [(secure, "strict")]
+    lifetime = written[0]["expires_at"].timestamp() - time.time()
+    assert 12 * 3600 - 60 < lifetime <= 12 * 3600

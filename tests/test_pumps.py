@@ -304,3 +304,10 @@ def test_late_batches_read_between_adds_equal_a_full_recompute_over_any_range(de
             expected = expected[(expected.window_start >= start.floor(f"{pump.step}s")) & (expected.window_start < end)]
             got = engine.metric_frame(pump.name, T0 + 1805, T0 + 4000)
             pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_dtype=False)
+
+
+def test_a_record_ahead_of_the_live_edge_never_stretches_a_dense_series_past_it(engine):
+    engine.ingest(batch_of([make_record("now", at(T0)), make_record("ahead", at(T0 + 12 * 3600))]))
+    for name in ("TotalCalls", "NumberOfSuccessfulCalls", "AnomalyScore"):
+        frame = engine.metric_frame(name, T0 - 3600, T0 + 365 * 86400, dense_until=T0 + 30)
+        assert len(frame) == 4, name  # T0 .. T0 + 30, not 4,320 windows up to the record ahead

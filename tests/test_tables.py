@@ -49,3 +49,35 @@ def test_local_time_shows_the_zone_wall_clock():
     frame = engine.buffer.snapshot().frame()
     shown = rows(frame, View("Last hour", None, (), (), "Europe/Paris"), limit=10)
     assert shown["Time"][0] == "2024-08-02 10:30:00"  # CEST, UTC+2 in August
+
+
+def test_csv_defuses_formulas_in_every_column_whatever_its_dtype():
+    frame = pd.DataFrame(
+        {
+            "with a gap": pd.Series(["=1+1", None], dtype=object),
+            "categorical": pd.Series(["+cmd", "@x"], dtype="category"),
+            "text": pd.Series(["-2", "\tx"], dtype="str"),
+            "number": [1, 2],
+        }
+    )
+    back = pd.read_csv(io.BytesIO(to_csv(frame)), dtype=str, keep_default_na=False)
+    assert back.to_dict("list") == {
+        "with a gap": ["'=1+1", ""],
+        "categorical": ["'+cmd", "'@x"],
+        "text": ["'-2", "'\tx"],
+        "number": ["1", "2"],
+    }
+
+
+def test_every_cell_of_every_csv_download_of_hostile_records_is_defused():
+    engine = Engine(retention_seconds=None, seed=0)
+    fields = {"userAgent": "=cmd|' /C calc'!A0", "sourceIPAddress": "+1+1", "errorCode": "@SUM(1)"}
+    records = [make_record("=evt-1", "2024-08-02T08:30:00Z", **fields), make_record("-evt-2", "2024-08-02T08:30:01Z")]
+    records[0]["userIdentity"]["userName"] = "-alice"
+    engine.ingest(batch_of(records))
+    shown = rows(engine.buffer.snapshot().frame(), View("Last hour", None, (), (), "UTC"), limit=10)
+    back = pd.read_csv(io.BytesIO(to_csv(shown)), dtype=str, keep_default_na=False)
+    assert set(back.columns) == set(shown.columns)
+    cells = [cell for column in back.columns for cell in back[column]]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'=cmd|' /C calc'!A0" in cells and "'-alice" in cells and "'=evt-1" in cells

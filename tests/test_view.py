@@ -7,7 +7,7 @@ from metrics.engine import Engine
 from metrics.explore import matching
 from tests.conftest import batch_of, make_record
 from ui import data
-from ui.view import View
+from ui.view import View, capped_range
 
 T0 = 1_722_587_400  # a multiple of 60
 
@@ -50,3 +50,14 @@ def test_local_time_is_the_zone_wall_clock_and_named_with_its_offset():
     times = pd.Series(pd.to_datetime([T0], unit="s", utc=True))
     assert view.wall(times).iloc[0] == pd.Timestamp("2024-08-02 17:30:00", tz="UTC")
     assert view.zone_title == "Asia/Tokyo, UTC+09:00"
+
+
+def test_a_custom_range_is_cut_at_now_and_at_the_retention_with_a_message():
+    now, day = 1_800_000_000, 86400
+    assert capped_range(now - 3600, now, now, day) == (now - 3600, now, None)
+    start, end, note = capped_range(now - 365 * day, now + 30 * day, now, day)
+    assert (start, end) == (now + 1 - day, now + 1)
+    assert note == (
+        "The range was shortened: it ends now: no event comes from the future; "
+        "it covers at most the 24 h of events kept in memory."
+    )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from metrics.visible import vega_visible, visible
+
 PICK = "pick"
 BLUE, RED, GREY = "#4c78a8", "#e45756", "#9e9e9e"
 
@@ -112,13 +114,18 @@ def lines_by(
     pick = alt.selection_point(name=PICK, fields=["t", field], on="click", nearest=True, clear="dblclick")
     # tableau20: enough distinct colours that two lines rarely share one.
     scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(scheme="tableau20")
-    color = alt.Color(f"{field}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
+    shown = f"{field}_shown"  # the label as displayed (metrics.visible); the selection keeps the value
+    color = alt.Color(f"{shown}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
     tooltip = [
         alt.Tooltip("time:N", title=f"Window start ({zone})"),
-        alt.Tooltip(f"{field}:N", title=title),
+        alt.Tooltip(f"{shown}:N", title=title),
         alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
     ]
-    base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+    base = (
+        alt.Chart(data)
+        .transform_calculate(**{shown: vega_visible(field)})
+        .encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+    )
     lines = base.mark_line(interpolate="monotone", strokeWidth=1.8)
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
@@ -132,14 +139,16 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     fields = [label, *[k for k in keys if k != label]]
     totals = frame.groupby(fields, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
     pick = alt.selection_point(name=PICK, fields=fields, on="click", clear="dblclick")
+    shown = f"{label}_shown"  # the label as displayed (metrics.visible); the selection keeps the value
     return (
         alt.Chart(totals)
+        .transform_calculate(**{shown: vega_visible(label)})
         .mark_bar(color=BLUE)
         .encode(
             x=alt.X("value:Q", title="Calls", axis=alt.Axis(format=",d")),
-            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
+            y=alt.Y(f"{shown}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
-            tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
+            tooltip=[alt.Tooltip(f"{shown}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
         )
         .add_params(pick)
         .properties(height=max(120, 32 * len(totals)))
@@ -153,16 +162,20 @@ def busiest_line(
     it was (the ``colors`` IPs that lead most often by name, the rest grey)."""
     data = timed(frame, wall)
     leaders = data["category"].value_counts().head(colors).index
-    data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs"))
+    data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs").map(visible))
     per = _bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
-    base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
+    base = (
+        alt.Chart(data)
+        .transform_calculate(category_shown=vega_visible("category"))
+        .encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
+    )
     line = base.mark_line(color=GREY, strokeWidth=1.2)
     dots = base.mark_circle(size=45).encode(
         color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
         tooltip=[
             alt.Tooltip("time:N", title=f"Minute ({zone})"),
-            alt.Tooltip("category:N", title="Source IP"),
+            alt.Tooltip("category_shown:N", title="Source IP"),
             alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
         ],
     )

@@ -14,6 +14,7 @@ import altair as alt
 import streamlit as st
 
 from metrics.explore import EventFilter
+from metrics.visible import visible
 from ui import data
 from ui.charts import PICK
 from ui.tables import events_table
@@ -63,7 +64,7 @@ def panel(engine, view, *, page: str) -> None:
         st.caption("Click a bar, a point or a line on a chart above to list the events behind it.")
         return
     st.subheader("Events behind your click")
-    st.text(drill.description)
+    st.text(visible(drill.description))
     frame = data.events(engine, drill.filter)
     if frame.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")

@@ -14,10 +14,14 @@ reruns at once and the next run, which renders the whole page, sets or deletes t
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import math
 import os
 import re
 import threading
+import time
+import weakref
+from collections.abc import Callable
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -26,13 +30,19 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_authenticator.utilities import CredentialsError, ResetError
 
 import settings as app_settings
-from auth import users
-from auth.sessions import SessionRegistry, session_key
-from auth.throttle import Throttle, client_key
+from auth import sso, users
+from auth.sessions import SessionRegistry, connection_may_resume, make_cookie, read_cookie, session_key
+from auth.throttle import SignInThrottle, client_key
+from storage import ensure_private_dir
+from ui.server import requesting_session
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
 WRONG_CREDENTIALS = "Wrong user name or password."
+ACCESS_REFUSED = (
+    "This account may not see this dashboard: it is not on the allow-list. Ask the app's administrator to add "
+    "your e-mail address, domain or group to INSIGHTS_SSO_ALLOW."
+)
 
 # Our keys in st.session_state; the library owns name, username, authentication_status, email,
 # roles, logout and password_hint.
@@ -42,6 +52,9 @@ _SET_COOKIE = "auth_set_cookie"
 _DELETE_COOKIE = "auth_delete_cookie"
 _ENDED = "auth_session_ended"
 _AUTHENTICATOR = "auth_authenticator"
+_TRUSTED = "auth_trusted_proxies"
+_SSO_RULES = "auth_sso_rules"
+_BOUND = "auth_connection"
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -57,16 +70,16 @@ class _NewPasswordRule(stauth.Validator):
 
 # Process-wide, never in st.cache_resource: any client can clear that with one message, which
 # would reset every cooldown.
-_throttles: dict[str, Throttle] = {}
+_throttles: dict[str, SignInThrottle] = {}
 _created: set[str] = set()  # user files this process created, so the sign-in page can say where the password went
 _process_lock = threading.Lock()
 _decoy: list[str] = []
 
 
-def _throttle(path: str) -> Throttle:
+def _throttle(path: str) -> SignInThrottle:
     """One throttle per server process (and user file)."""
     with _process_lock:
-        return _throttles.setdefault(path, Throttle())
+        return _throttles.setdefault(path, SignInThrottle())
 
 
 def _created_here() -> set[str]:
@@ -88,7 +101,8 @@ def _plain(text: str) -> str:
 
 def _client() -> str:
     headers = st.context.headers
-    return client_key(headers.get_all("X-Forwarded-For"), st.context.ip_address)
+    trusted = st.session_state.get(_TRUSTED, ())
+    return client_key(headers.get_all("X-Forwarded-For"), st.context.ip_address, trusted)
 
 
 def _save(path: str, name: str, before: dict | None, entry: dict | None, **extra) -> None:
@@ -110,15 +124,105 @@ def _only_page(page) -> None:
 
 def _keys(name: str) -> tuple[str, str]:
     """What a failed attempt counts against: the user name and the client."""
-    return (f"user:{name}", f"client:{_client()}")
+    return (name, _client())
 
 
-def _cooling_down(throttle: Throttle, keys: tuple[str, str]) -> bool:
+def _cooling_down(throttle: SignInThrottle, keys: tuple[str, str]) -> bool:
     """Whether an attempt must be refused unchecked; says for how long."""
-    wait = throttle.wait(keys)
+    wait = throttle.wait(*keys)
     if wait > 0:
         st.error(f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
     return wait > 0
+
+
+# Sessions whose identity-provider login was ended by "Log out", for the download callables,
+# which run outside the session and cannot read st.user.
+_sso_ended: set[str] = set()
+
+
+def _sso_configured() -> bool:
+    """Whether ``secrets.toml`` configures an OpenID Connect provider for ``st.login``."""
+    try:
+        section = st.secrets.get("auth")
+    except (FileNotFoundError, StreamlitAPIException, st.errors.StreamlitSecretNotFoundError):
+        return False
+    if not section:
+        return False
+    return "client_id" in section or any(hasattr(value, "get") and "client_id" in value for value in section.values())
+
+
+def _sso_provider() -> str | None:
+    """The named provider (``[auth.NAME]``), or None for one configured in ``[auth]`` itself."""
+    section = st.secrets.get("auth")
+    if "client_id" in section:
+        return None
+    return next(name for name, value in section.items() if hasattr(value, "get") and "client_id" in value)
+
+
+def _sso_claims() -> dict:
+    return dict(st.user.to_dict()) if st.user.is_logged_in else {}
+
+
+def _sso_user() -> str | None:
+    """The signed-in identity if the provider's token is unexpired and on the allow-list."""
+    claims = _sso_claims()
+    rules, groups_claim = st.session_state.get(_SSO_RULES, (sso.AllowList(), "groups"))
+    if not claims or sso.expired(claims) or not sso.allowed(claims, rules, groups_claim):
+        return None
+    return sso.identity(claims)
+
+
+def _sso_button(label: str = "Sign in with your identity provider") -> None:
+    if st.button(label, type="primary", icon=":material/passkey:", key="auth_sso_login"):
+        st.login(_sso_provider()) if _sso_provider() else st.login()
+
+
+def _sso_refused_page() -> None:
+    """For an identity the provider signed in that may not see the dashboard, or whose token
+    has expired: says which, and offers to sign out or in again."""
+    claims = _sso_claims()
+    st.title(SIGN_IN_TITLE)
+    if sso.expired(claims):
+        st.info("Your sign-in with the identity provider has expired. Please sign in again.")
+        _sso_button("Sign in again")
+    else:
+        st.error(ACCESS_REFUSED)
+        st.text(f"Signed in as {sso.identity(claims)}")
+    if st.button("Log out", key="auth_sso_refused_logout", icon=":material/logout:"):
+        st.logout()
+
+
+def _connection():
+    """The websocket connection serving this run (None under AppTest, which has none)."""
+    from streamlit import runtime
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists() or type(runtime.get_instance()) is not runtime.Runtime:
+        return None
+    return runtime.get_instance().get_client(ctx.session_id)
+
+
+def _bind_connection() -> None:
+    """Ties the signed-in session to the connection that signed it in."""
+    client = _connection()
+    st.session_state[_BOUND] = weakref.ref(client) if client is not None else None
+
+
+def _connection_allowed(user: str | None, key: str | None, cookie: dict | None) -> bool:
+    """Whether this run's connection may act for the signed-in session. Streamlit lets a new
+    websocket resume a session by presenting its id: only the connection that signed in, or
+    one whose cookie carries this very login (a browser reconnecting), may; the latter is bound
+    from then on. Checked on every run."""
+    client = _connection()
+    if client is None:
+        return True  # no websocket (AppTest)
+    bound = st.session_state.get(_BOUND)
+    if bound is not None and bound() is client:
+        return True
+    if connection_may_resume(user, key, cookie):
+        st.session_state[_BOUND] = weakref.ref(client)
+        return True
+    return False
 
 
 def gate(settings: dict) -> str:
@@ -128,6 +232,8 @@ def gate(settings: dict) -> str:
     Creates the user file on first use, printing the one-time ``admin`` password to the log."""
     path = os.path.abspath(app_settings.auth_file(settings))
     try:
+        for folder in {os.path.dirname(path), os.path.abspath(str(settings["state_dir"]))}:
+            ensure_private_dir(folder)  # tightened if loose, refused with a message if shared
         if users.bootstrap(path, expiry_days=settings["session_days"]) is not None:
             _created_here().add(path)
         config = users.read(path)
@@ -136,11 +242,19 @@ def gate(settings: dict) -> str:
         st.stop()
     state = st.session_state
     state[_FILE] = path
+    state[_TRUSTED] = settings["trusted_proxies"]
+    state[_SSO_RULES] = (settings["sso_allow"], settings["sso_groups_claim"])
+    if _sso_configured() and st.user.is_logged_in:
+        user = _sso_user()
+        if user is not None:
+            return user
+        _only_page(_sso_refused_page)
     credentials = config["credentials"]
+    cookie_key = config["cookie"]["key"]
     authenticator = stauth.Authenticate(
         credentials,
         config["cookie"]["name"],
-        config["cookie"]["key"],
+        cookie_key,
         cookie_expiry_days=settings["session_days"],
         validator=_NewPasswordRule(),
         auto_hash=False,
@@ -153,11 +267,17 @@ def gate(settings: dict) -> str:
     if state.get("authentication_status"):
         user = state.get("username")
         if state.pop(_SET_COOKIE, False) and user in usernames:
-            cookies.set_cookie()
-            exp_date = cookies.cookie_model.exp_date
+            exp_date = _write_cookie(cookies.cookie_model, user, cookie_key, settings)
             state[_KEY] = session_key(exp_date)
             registry.register(user, state[_KEY], exp_date)
-        if user not in usernames or not registry.valid(user, state.get(_KEY)):
+            _bind_connection()
+        cookie = read_cookie(st.context.cookies.get(cookies.cookie_model.cookie_name), cookie_key)
+        if not _connection_allowed(user, state.get(_KEY), cookie):
+            state[_BOUND] = None  # a connection that took over the session id: it gets nothing
+            registry_valid = False
+        else:
+            registry_valid = registry.valid(user, state.get(_KEY))
+        if user not in usernames or not registry_valid:
             # Logged out elsewhere, password changed or reset, user removed, or expired.
             entry = usernames.get(user)
             before = copy.deepcopy(entry)
@@ -167,7 +287,11 @@ def gate(settings: dict) -> str:
             state[_DELETE_COOKIE] = True
             state[_ENDED] = True
     else:
-        token = cookies.get_cookie()
+        token = (
+            None
+            if state.get("logout")
+            else read_cookie(st.context.cookies.get(cookies.cookie_model.cookie_name), cookie_key)
+        )
         if token:
             user, key = token.get("username"), session_key(token["exp_date"])
             if user in usernames and registry.valid(user, key):
@@ -176,6 +300,7 @@ def gate(settings: dict) -> str:
                 authenticator.authentication_controller.login(token=token)
                 _save(path, user, before, entry)
                 state[_KEY] = key
+                _bind_connection()
             else:
                 state[_DELETE_COOKIE] = True  # revoked: of no use any more
 
@@ -198,18 +323,35 @@ def gate(settings: dict) -> str:
     _only_page(sign_in)
 
 
+def _write_cookie(model, user: str, cookie_key: str, settings: dict) -> float:
+    """Writes the re-authentication cookie (SameSite strict; Secure when the app is served over
+    HTTPS, ``INSIGHTS_COOKIE_SECURE``); returns its expiry, which the registry also enforces."""
+    expires = time.time() + settings["session_days"] * 86400
+    model.exp_date = expires  # what the library's logout and checks read
+    model.cookie_manager.set(
+        model.cookie_name,
+        make_cookie(user, expires, cookie_key),
+        expires_at=dt.datetime.fromtimestamp(expires),
+        secure=bool(settings["cookie_secure"]),
+        same_site="strict",
+    )
+    return expires
+
+
 def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict) -> None:
     state = st.session_state
     st.title(SIGN_IN_TITLE)
     if state.pop(_ENDED, False):
         st.info("Your session has ended. Please sign in again.")
-    admin = usernames.get(users.BOOTSTRAP_USER) or {}
-    if path in _created_here() and admin.get("must_change_password"):
-        st.info(
-            f"First start: the one-time password of the user `{users.BOOTSTRAP_USER}` is in the server's log, "
-            "on the line containing `password:`. You will choose a new password right after signing in.",
-            icon=":material/key:",
-        )
+    if _sso_configured():
+        _sso_button()
+        st.caption("Or with a local account:")
+    # The same words whatever the state of the install: an anonymous visitor must not learn
+    # that admin still has its one-time password.
+    st.caption(
+        f"On a new install, the one-time password of the user `{users.BOOTSTRAP_USER}` is in the server's log, "
+        "on the line containing `password:`; you choose your own right after signing in with it."
+    )
     with st.form("login"):
         name = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -224,8 +366,9 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
     if _cooling_down(throttle, keys):
         return
     entry = usernames.get(name)
+    decoy = _decoy_hash()  # drawn at the first attempt whatever the name, so that no first time tells
     if entry is None:  # take as long as a real check, so that timing does not tell who exists
-        users.check_password(password, _decoy_hash())
+        users.check_password(password, decoy)
     before = copy.deepcopy(entry)
     if len(password.strip().encode()) > users.MAX_PASSWORD_BYTES:
         signed_in = False  # never a password here; the library would log a bcrypt error for it
@@ -233,11 +376,11 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
         signed_in = authenticator.authentication_controller.login(name, password)
     _save(path, name, before, entry)
     if signed_in:
-        throttle.succeeded(keys[:1])
+        throttle.succeeded(*keys)
         state[_SET_COOKIE] = True
         state["logout"] = None
         st.rerun()
-    throttle.failed(keys)
+    throttle.failed(*keys)
     st.error(WRONG_CREDENTIALS)
 
 
@@ -270,14 +413,14 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
         controller.reset_password(user, current.strip(), new.strip(), repeat.strip())
     except CredentialsError:
         _save(path, user, before, entry)
-        throttle.failed(keys)
+        throttle.failed(*keys)
         st.error("The current password is wrong.")
         return
     except ResetError as error:
         st.error(str(error))
         return
     _save(path, user, before, entry, must_change_password=False)
-    throttle.succeeded(keys[:1])
+    throttle.succeeded(*keys)
     registry.revoke_user(user, keep=state.get(_KEY))
     st.rerun()
 
@@ -286,6 +429,8 @@ def _current_user() -> str | None:
     """The user of this session if it is signed in, its login still registered and no password
     change pending; else None."""
     state = st.session_state
+    if _sso_configured() and st.user.is_logged_in:
+        return _sso_user()
     user, path = state.get("username"), state.get(_FILE)
     if not (state.get("authentication_status") and user and path):
         return None
@@ -298,6 +443,45 @@ def _current_user() -> str | None:
     if not entry or entry.get("must_change_password"):
         return None
     return user
+
+
+class DownloadRefused(PermissionError):
+    pass
+
+
+def guarded_download(build: Callable[[], bytes], owner: str | None, still_valid: Callable[[], bool]):
+    """``build`` as a download callable that produces data only for the session ``owner`` that
+    rendered the button, and only while ``still_valid()`` (its login is still honoured). A
+    download id redeemed by another session, or after logout, gets nothing."""
+
+    def download() -> bytes:
+        if owner is None or requesting_session.get() != owner:
+            raise DownloadRefused("this download belongs to another session")
+        if not still_valid():
+            raise DownloadRefused("the session that offered this download has ended")
+        return build()
+
+    return download
+
+
+def download(build: Callable[[], bytes]):
+    """``build`` guarded for this session and its login: what every download button is given."""
+    state = st.session_state
+    ctx = get_script_run_ctx()
+    owner = ctx.session_id if ctx else None
+    if _sso_configured() and st.user.is_logged_in:
+        claims = _sso_claims()
+
+        def still_valid() -> bool:
+            return owner not in _sso_ended and not sso.expired(claims)
+
+        return guarded_download(build, owner, still_valid)
+    user, key, path = state.get("username"), state.get(_KEY), state.get(_FILE)
+
+    def still_valid() -> bool:
+        return bool(path) and SessionRegistry(users.sessions_path(path)).valid(user, key)
+
+    return guarded_download(build, owner, still_valid)
 
 
 def session_still_valid() -> bool:
@@ -330,6 +514,15 @@ def sidebar_account(settings: dict) -> None:
     """In the sidebar: who is signed in, and a "Log out" button that ends the session on the
     server, deletes the cookie and clears the session state."""
     state = st.session_state
+    if _sso_configured() and st.user.is_logged_in:
+        with st.sidebar:
+            st.caption(f"Signed in as {_plain(sso.identity(_sso_claims()))}")
+            if st.button("Log out", key="auth_logout", icon=":material/logout:"):
+                ctx = get_script_run_ctx()
+                if ctx is not None:
+                    _sso_ended.add(ctx.session_id)
+                st.logout()
+        return
     user = state.get("username")
     if not user:
         return

@@ -13,6 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from metrics.engine import Engine
+from metrics.visible import visible_frame
+from ui import login
 from ui.view import View
 
 SHOWN = {
@@ -45,14 +47,17 @@ def rows(frame: pd.DataFrame, view: View, limit: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _defuse(value):
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Text cells a spreadsheet would run as formulas get a leading apostrophe (OWASP's
-    advice against CSV injection); the JSON download keeps every value exact."""
+    advice against CSV injection); the JSON download keeps every value exact.
 
-    def defuse(value):
-        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-    return frame.apply(lambda column: column.map(defuse) if pd.api.types.is_string_dtype(column) else column)
+    By value, in every column whatever its dtype: pandas calls a column of text with a missing
+    value ``object``, not a string column, and a categorical holds text too."""
+    return frame.apply(lambda column: column.astype(object).map(_defuse))
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
@@ -80,7 +85,7 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     note += f"; the newest {limit:,} are shown." if total > limit else "."
     st.caption(f"{note} Times in {view.zone_title}. Select a row to see its full record.")
     state = st.dataframe(
-        shown,
+        visible_frame(shown),  # bidi controls shown as escapes; the downloads keep values exact
         key=key,
         on_select="rerun",
         selection_mode="single-row",
@@ -92,13 +97,19 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     picked = state.selection.rows if state else []
     left, middle, right, _ = st.columns([1, 1, 1.4, 3])
     stem = f"events-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
-    # Callables: a file is built only when its button is pressed.
+    # Callables: a file is built only when its button is pressed, for this session while it is
+    # signed in (login.download).
     left.download_button(
-        "CSV", lambda: to_csv(shown), f"{stem}.csv", "text/csv", key=f"{key}-csv", icon=":material/download:"
+        "CSV",
+        login.download(lambda: to_csv(shown)),
+        f"{stem}.csv",
+        "text/csv",
+        key=f"{key}-csv",
+        icon=":material/download:",
     )
     middle.download_button(
         "JSON",
-        lambda: to_json(shown),
+        login.download(lambda: to_json(shown)),
         f"{stem}.json",
         "application/json",
         key=f"{key}-json",
@@ -106,7 +117,7 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
     )
     right.download_button(
         "Raw records",
-        lambda: raw_json(engine, shown["Event ID"].tolist()),
+        login.download(lambda: raw_json(engine, shown["Event ID"].tolist())),
         f"{stem}-records.json",
         "application/json",
         key=f"{key}-raw",

@@ -111,6 +111,19 @@ def sidebar(regions: list[str], accounts: list[str]) -> View:
     return current()
 
 
+def capped_range(start: int, end: int, now: int, longest: int) -> tuple[int, int, str | None]:
+    """A custom [start, end) cut to what can hold events: nothing after ``now``, nothing more
+    than ``longest`` seconds (the retention) before its end; with the message that says so."""
+    notes = []
+    if end > now + 1:
+        end = max(now + 1, start + 1)
+        notes.append("it ends now: no event comes from the future")
+    if end - start > longest:
+        start = end - longest
+        notes.append(f"it covers at most the {longest // 3600:,} h of events kept in memory")
+    return start, end, ("The range was shortened: " + "; ".join(notes) + ".") if notes else None
+
+
 def _custom_range() -> None:
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     start_day = st.date_input("From (UTC)", value=(now - dt.timedelta(hours=1)).date(), key="view_from_day")
@@ -123,4 +136,11 @@ def _custom_range() -> None:
         st.error("The range must end after it starts.")
         st.session_state["view_custom"] = None
         return
-    st.session_state["view_custom"] = (int(start.timestamp()), int(end.timestamp()))
+    from ui.runtime import runtime  # the retention is a setting of the running app
+
+    first, last, note = capped_range(
+        int(start.timestamp()), int(end.timestamp()), int(time.time()), runtime().settings["retention_hours"] * 3600
+    )
+    if note:
+        st.info(note)
+    st.session_state["view_custom"] = (first, last)

@@ -85,9 +85,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path):
+    def __init__(
+        self, folder: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+    ):
         self.folder = folder
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "server.log"
         records = folder / "records"
@@ -108,10 +110,11 @@ class Server:
             # Quick refreshes, so that a test can watch one happen.
             "INSIGHTS_LINE_REFRESH_SECONDS": "4",
             "INSIGHTS_BAR_REFRESH_SECONDS": "4",
+            **(env or {}),
         }
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ui.serve", "--server.port", str(self.port)],
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(self.port), *args],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -119,6 +122,10 @@ class Server:
         )
         self._wait_healthy()
         self.wait_ready()
+
+    def threads(self) -> int:
+        """How many threads the server process runs now."""
+        return len(os.listdir(f"/proc/{self.process.pid}/task"))
 
     def _wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout

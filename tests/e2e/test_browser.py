@@ -10,6 +10,7 @@ import re
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import MARK, PAYLOADS, SHOTS
 
@@ -59,11 +60,24 @@ def no_script_ran(page: Page) -> None:
         assert frame.evaluate(f"() => {MARK}") is None, frame.url
 
 
+ANSWERED = (
+    '() => !document.querySelector(\'[data-testid="stForm"] input[aria-label="Username"]\')'
+    " || document.querySelector('[data-testid=\"stAlertContentError\"]')"
+)
+
+
 def sign_in(page: Page, url: str, user: str, password: str) -> None:
     page.goto(url)
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
+    settle(page)
+    for _ in range(4):  # the cookie component's first message reruns the page and can eat a click
+        page.get_by_label("Username").fill(user)
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Log in").click()
+        try:
+            page.wait_for_function(ANSWERED, timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
     settle(page)
 
 

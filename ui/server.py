@@ -1,0 +1,136 @@
+"""What the web server itself refuses, before Streamlit sees a request: ``server.py`` puts it in
+front of the app as ASGI middleware.
+
+- ``/_stcore/metrics`` is Streamlit's OpenMetrics endpoint, open to anyone who can reach the
+  port: its counters (sessions, cache hits, per-page runs) tell an outsider what the app's users
+  do. Served only when ``INSIGHTS_METRICS_ENDPOINT`` turns it on (for a scraper inside the
+  network).
+- ``/_stcore/upload_file`` accepts files for an uploader widget from any session, signed in or
+  not, and keeps them in memory. The app has no uploader, so every upload is refused.
+
+It also tells the download callables which session asks for them (``login.download``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+# The session asking for a deferred download, set around Streamlit's handler of download
+# requests (which runs the callable in a thread without a script context). Kept here, not in
+# ui/login.py: this module is imported before the server starts, and importing the login's
+# libraries then would declare their components where the server never finds them.
+requesting_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("requesting_session", default=None)
+
+METRICS_PATH = "/_stcore/metrics"
+UPLOAD_PATH = "/_stcore/upload_file"
+
+
+async def _refuse(send: Callable, status: int, text: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+class Guard:
+    """ASGI middleware: refuses uploads, and the metrics endpoint unless ``metrics`` is on."""
+
+    def __init__(self, app: ASGIApp, metrics: bool = False):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            if UPLOAD_PATH in path:
+                return await _refuse(send, 403, "This app accepts no uploads.")
+            if path.rstrip("/").endswith(METRICS_PATH) and not self.metrics:
+                return await _refuse(send, 404, "Not found.")
+        return await self.app(scope, receive, send)
+
+
+_installed: list[bool] = []
+
+
+def installed() -> bool:
+    """Whether this process serves the app through ``server.py``."""
+    return bool(_installed)
+
+
+def browser_connected() -> bool:
+    """Whether this run serves a browser's websocket (AppTest's runs serve none)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists() or type(runtime.get_instance()) is not runtime.Runtime:
+        return False  # AppTest stands a mock in for the runtime
+    return runtime.get_instance().get_client(ctx.session_id) is not None
+
+
+def _tell_downloads_who_asks() -> None:
+    """Streamlit's handler of deferred downloads knows which session asks but runs the callable
+    without saying so; this sets ``login.requesting_session`` around it (the callable's thread
+    inherits the context), so that a download id works only in the session it was given to."""
+    from streamlit.runtime.backend_operation_handler import DeferredFileHandler
+
+    original = DeferredFileHandler.handle
+    if getattr(original, "tells_session", False):
+        return
+
+    async def handle(self, request, session_id):
+        token = requesting_session.set(session_id)
+        try:
+            return await original(self, request, session_id)
+        finally:
+            requesting_session.reset(token)
+
+    handle.tells_session = True
+    DeferredFileHandler.handle = handle
+
+
+def middleware() -> list:
+    """The middleware for ``st.App``, configured from the app's settings (metrics stay off while
+    the settings are invalid: the app then explains the problem on every page)."""
+    from starlette.middleware import Middleware
+
+    import settings as app_settings
+    from auth.__main__ import _secrets
+
+    try:
+        metrics = bool(app_settings.load(secrets=_secrets())["metrics_endpoint"])
+    except app_settings.SettingsError:
+        metrics = False
+    _tell_downloads_who_asks()
+    _installed.append(True)
+    return [Middleware(Guard, metrics=metrics)]
+
+
+def _start_runtime() -> None:
+    # Imported here: the runtime's modules are heavy, and the server should answer first.
+    from settings import SettingsError
+    from ui.runtime import runtime
+
+    try:
+        runtime()  # the same module-level runtime app.py uses: the script runs in this process
+    except SettingsError as error:  # the pages show it; the readiness check stays not ready
+        print(f"Account Activity Insights: the app's settings are not valid: {error}", file=sys.stderr)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    """Starts the runtime (restore and first poll run in the collector's thread) with the server."""
+    threading.Thread(target=_start_runtime, name="start-runtime", daemon=True).start()
+    yield None
