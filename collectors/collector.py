@@ -60,8 +60,13 @@ class Collector:
         store=None,
         save_every: float = 300.0,
         analyses=(),
+        retain_from_newest: bool = False,
     ):
         self.source = source
+        # Sources that replay history (files, a trail's S3 objects) count the retention back
+        # from the newest event read, not from the wall clock: a folder of last year's trail
+        # files keeps its last day instead of dropping everything.
+        self.retain_from_newest = retain_from_newest
         self.engine = engine
         self.interval = interval
         self.clock = clock
@@ -75,16 +80,18 @@ class Collector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_save = clock()
+        self._watermark_ns: int | None = None
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
         now = self.clock() if now is None else now
         records = self.source.poll(now)
         batch = normalise_all(records, self.health.rejects, origin=self.source.name)
-        result = self.engine.ingest(batch, now_ns=int(now * NS_PER_SECOND))
-        watermark = self.source.watermark(now)
+        result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
+        watermark = self._watermark(batch, now)
         if watermark is not None:
-            self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
+            self._watermark_ns = int(watermark * NS_PER_SECOND)
+            self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
         self._analyse(records, result.columns if result.added else None, watermark)
         health = self.health
         health.polls += 1
@@ -100,6 +107,30 @@ class Collector:
             health.lag_seconds = now - newest
         if self.store is not None and self.clock() - self._last_save >= self.save_every:
             self.save()
+
+    def _retention_clock_ns(self, batch, now: float) -> int:
+        """The time the retention counts back from: now, or the newest event read so far."""
+        if not self.retain_from_newest:
+            return int(now * NS_PER_SECOND)
+        newest = max(batch.column("eventTime")) if len(batch) else None
+        if self.health.newest_event is not None:
+            held = int(self.health.newest_event * NS_PER_SECOND)
+            newest = held if newest is None else max(newest, held)
+        return int(now * NS_PER_SECOND) if newest is None else newest
+
+    def _watermark(self, batch, now: float) -> float | None:
+        """The source's watermark; for history, no later than the newest event read, so that the
+        forests do not learn the months of silence between last year's files and today."""
+        watermark = self.source.watermark(now)
+        if watermark is None or not self.retain_from_newest:
+            return watermark
+        newest = self._retention_clock_ns(batch, now) / NS_PER_SECOND
+        return min(watermark, newest)
+
+    @property
+    def retention_reference(self) -> float | None:
+        """Seconds the retention counts back from, None for the wall clock."""
+        return self.health.newest_event if self.retain_from_newest else None
 
     def _analyse(self, records, columns, watermark) -> None:
         parsed = [r for r in records if isinstance(r, dict)]
@@ -132,6 +163,13 @@ class Collector:
         traceback.print_exception(error)
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
+    def catch_up(self) -> bool:
+        """Lets the forest learn one more step of a backlog (months of history read from files);
+        returns whether some remains."""
+        if self._watermark_ns is None:
+            return False
+        return self.engine.advance(self._watermark_ns, limit=LEARN_STEP) == LEARN_STEP
+
     def run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -140,7 +178,11 @@ class Collector:
                     wait = self.interval
                 except Exception as error:
                     wait = self.record_error(error)
-                self._stop.wait(wait)
+                # Between polls, the forest learns a backlog in steps instead of one step a poll.
+                until = self.clock() + wait
+                while not self._stop.is_set() and self.clock() < until and self.catch_up():
+                    pass
+                self._stop.wait(max(0.0, until - self.clock()))
         except BaseException as error:
             self.health.last_death = f"{type(error).__name__}: {error}"
             raise

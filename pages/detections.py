@@ -89,8 +89,12 @@ def hits() -> None:
     )
     st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
     rows = picked.selection.rows if picked else []
-    if rows and rows[0] < len(shown):
+    if rows and rows[0] < len(shown) and st.session_state.get("det_table-seen") != rows[0]:
+        st.session_state["det_table-seen"] = rows[0]
         st.session_state["det_open"] = shown["id"].iloc[rows[0]]
+        st.rerun()  # the whole page: the selected detection's panel is outside this fragment
+    if not rows:
+        st.session_state.pop("det_table-seen", None)
 
 
 def _hit_by_id(hit_id: str):

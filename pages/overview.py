@@ -41,6 +41,9 @@ def live() -> None:
     if totals.empty or totals["value"].sum() == 0:
         page.explain_empty(shared, current, "API calls")
         return
+    dropped = page.dropped_text(shared)
+    if dropped:
+        st.caption(dropped)
     successes = data.metric(engine, "NumberOfSuccessfulCalls", current, at)
     calls, succeeded = int(totals["value"].sum()), int(successes["value"].sum())
     tiles = st.columns(4)

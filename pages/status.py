@@ -24,6 +24,9 @@ def health() -> None:
         st.warning(f"The last {health.consecutive_errors} polls failed; the collector retries with backoff.")
     else:
         st.success("The collector is running and its last poll succeeded.", icon=":material/check_circle:")
+    dropped = page.dropped_text(shared)
+    if dropped:
+        st.warning(dropped)
     tiles = st.columns(4)
     tiles[0].metric("Events in memory", f"{len(engine.buffer):,}", help=f"Kept for {settings['retention_hours']:g} h.")
     tiles[1].metric("Events collected", f"{health.events:,}")

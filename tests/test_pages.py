@@ -270,3 +270,28 @@ def test_detections_page_lists_a_hit_with_its_events_and_keeps_the_decision(star
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
     assert Triage(tmp_path / "state" / "detections.json").status(hit) == "acknowledged"
+
+
+def history_folder(tmp_path, records) -> Path:
+    folder = tmp_path / "history"
+    folder.mkdir()
+    (folder / "old.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    os.utime(folder / "old.jsonl", (time.time() - 5, time.time() - 5))
+    return folder
+
+
+def test_history_from_files_opens_on_its_own_range_and_says_what_the_retention_left_out(start_app, tmp_path):
+    records = [make_record(f"h{i}", f"2024-08-05T11:{10 + i}:00Z") for i in range(5)]
+    records.append(make_record("too-old", "2024-08-01T11:00:00Z"))  # over 24 h before the newest
+    at = start_app("overview", source="files", files_path=history_folder(tmp_path, records))
+    assert not at.exception
+    assert at.session_state["view_range"] == "Custom (UTC)"
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["API calls, 05 Aug 11:10 to 05 Aug 11:15 UTC"] == "5"
+    dropped = [c.value for c in at.caption if "left out" in c.value]
+    assert dropped == [
+        "1 event was left out: they happened more than 24 h before the newest event read (2024-08-05 11:14 UTC), "
+        "the retention. Set INSIGHTS_RETENTION_HOURS higher and restart the app to keep them."
+    ]
+    status = at.switch_page("pages/status.py").run()
+    assert [w.value for w in status.warning] == dropped

@@ -47,6 +47,14 @@ def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
     return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt)
 
 
+def span(engine: Engine) -> tuple[int, int] | None:
+    """The first and last second of the events held (to the 10-second window), or None."""
+    totals = engine.totals
+    if totals.first is None:
+        return None
+    return totals.first, totals.last + totals.pump.step - 1
+
+
 def scope_options(engine: Engine) -> tuple[list[str], list[str]]:
     """Regions and accounts held in the buffer, for the sidebar."""
     labels = engine.buffer.snapshot().labels

@@ -55,8 +55,29 @@ def updated_caption(shared: Runtime, setting: str) -> None:
     st.caption(f"Data as of the last poll, {last}. Refreshes every {shared.settings[setting]} s.")
 
 
+def dropped_text(shared: Runtime) -> str | None:
+    """What the retention left out and why, with the setting that changes it; None if nothing."""
+    expired, reference = shared.collector.health.expired, shared.collector.retention_reference
+    if not expired:
+        return None
+    hours = shared.settings["retention_hours"]
+    if reference is not None:
+        newest = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(reference))
+        why = f"they happened more than {hours:g} h before the newest event read ({newest})"
+    else:
+        why = f"they happened more than {hours:g} h ago"
+    events = "1 event was" if expired == 1 else f"{expired:,} events were"
+    return (
+        f"{events} left out: {why}, the retention. Set INSIGHTS_RETENTION_HOURS higher and restart the app to "
+        "keep them."
+    )
+
+
 def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> None:
     """Why a chart has nothing to draw: no events at all yet, or none in this range and scope."""
+    dropped = dropped_text(shared)
+    if dropped:
+        st.warning(dropped)
     if len(shared.engine.buffer) == 0:
         health = shared.collector.health
         if health.last_error:

@@ -122,7 +122,13 @@ def build(values: dict) -> Runtime:
         analyses.append(ScoreAlerts(engine, alerter))
     save_every = values["save_minutes"] * 60
     collector = Collector(
-        source, engine, interval=values["poll_seconds"], store=store, save_every=save_every, analyses=analyses
+        source,
+        engine,
+        interval=values["poll_seconds"],
+        store=store,
+        save_every=save_every,
+        analyses=analyses,
+        retain_from_newest=values["source"] in ("files", "s3"),
     )
     return Runtime(values, engine, collector, detector, triage, dimensions, alerter)
 
