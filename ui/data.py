@@ -44,7 +44,7 @@ def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
     """Events matching ``flt``, oldest first."""
     start_ns, end_ns = flt.bounds_ns
-    return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt)
+    return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt, raws=engine.buffer.raw_records)
 
 
 def span(engine: Engine) -> tuple[int, int] | None:
