@@ -197,11 +197,23 @@ def leading(frame: pd.DataFrame, column: str, n: int = 3) -> list[tuple[str, int
 
 
 def episodes(
-    scores: pd.DataFrame, totals: pd.DataFrame, threshold: float, *, step: int = 10, gap: int = 60, n: int = 5
+    scores: pd.DataFrame,
+    totals: pd.DataFrame,
+    threshold: float,
+    *,
+    step: int = 10,
+    gap: int = 60,
+    n: int = 5,
+    lookback: int = 0,
 ) -> pd.DataFrame:
     """Runs of windows scoring at least ``threshold``, merged when less than ``gap`` seconds
     apart: ``start``, ``end`` (exclusive, seconds), ``peak`` score, ``peak_at`` and ``calls``
-    in the run. The ``n`` highest peaks, highest first (ties: the earlier run)."""
+    in the run. The ``n`` highest peaks, highest first (ties: the earlier run).
+
+    A window's score judges the shingle ending with it, so a burst raises the scores of the
+    windows after it: each run starts ``lookback`` seconds (the shingle, less one window)
+    before its first high window, so that it holds the burst that made it high. Runs that then
+    overlap are one episode."""
     columns = ["start", "end", "peak", "peak_at", "calls"]
     high = scores.loc[scores["value"] >= threshold, ["window_start", "value"]]
     if high.empty:
@@ -211,16 +223,24 @@ def episodes(
     order = np.argsort(starts, kind="stable")
     starts, values = starts[order], values[order]
     run = np.concatenate([[0], np.cumsum(np.diff(starts) > gap)])
-    call_starts = totals["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
-    call_values = totals["value"].to_numpy()
-    rows = []
+    runs = []  # [start, end, peak, peak_at], in time order
     for number in np.unique(run):
         member = run == number
         first, last = int(starts[member].min()), int(starts[member].max())
         peak = int(np.argmax(values[member]))
-        inside = (call_starts >= first) & (call_starts < last + step)
-        rows.append(
-            (first, last + step, float(values[member][peak]), int(starts[member][peak]), int(call_values[inside].sum()))
-        )
+        found = [first - lookback, last + step, float(values[member][peak]), int(starts[member][peak])]
+        if runs and found[0] <= runs[-1][1]:
+            merged = runs[-1]
+            merged[1] = found[1]
+            if found[2] > merged[2]:
+                merged[2], merged[3] = found[2], found[3]
+        else:
+            runs.append(found)
+    call_starts = totals["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
+    call_values = totals["value"].to_numpy()
+    rows = [
+        (start, end, peak, peak_at, int(call_values[(call_starts >= start) & (call_starts < end)].sum()))
+        for start, end, peak, peak_at in runs
+    ]
     found = pd.DataFrame(rows, columns=columns)
     return found.sort_values(["peak", "start"], ascending=[False, True], kind="stable").head(n).reset_index(drop=True)

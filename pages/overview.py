@@ -104,25 +104,32 @@ def live() -> None:
         key="overview-outcomes",
         to_drill=lambda p: _window_drill(current, p["t"], seconds, outcome=p["category"].lower()),
     )
+    # The episodes come from the very scores the chart above marks, in the same run: they can
+    # never say all-clear while marked windows are on the chart.
+    what_happened(current, at, scores)
     page.updated_caption(shared, "line_refresh_seconds")
 
 
-@page.refreshing("bar_refresh_seconds")
-def what_happened() -> None:
-    at, current = page.now(), view.current()
+def _score_text(score: float, threshold: float) -> str:
+    """A score with enough digits not to read as the threshold it missed."""
+    text = f"{score:.2f}"
+    return f"{score:.4f}" if score < threshold and text == f"{threshold:.2f}" else text
+
+
+def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     threshold = settings["score_threshold"]
     st.subheader("What happened: the highest-scoring episodes")
-    scores = _scores(current, at)
     if not (scores["value"] > 0).any():
         st.info("No window has been scored in this range yet: the forest needs about 14 minutes of history.")
         return
     totals = engine.metric_frame("TotalCalls", *current.bounds(at), dense_until=at)
-    found = episodes(scores, totals, threshold, step=STEP)
+    lookback = (engine.scorer.shingle_size - 1) * STEP
+    found = episodes(scores, totals, threshold, step=STEP, lookback=lookback)
     if found.empty:
-        best = scores.loc[scores["value"].idxmax()]
+        best = float(scores["value"].max())
         st.success(
             f"No window reached the threshold ({threshold:g}) in {current.label()}; the highest score was "
-            f"{best['value']:.2f}.",
+            f"{_score_text(best, threshold)}.",
             icon=":material/check_circle:",
         )
         return
@@ -157,8 +164,9 @@ def what_happened() -> None:
         },
     )
     st.caption(
-        f"Runs of 10-second windows scoring {threshold:g} or more, over all regions and accounts. "
-        "Select a row to list the episode's events."
+        f"Runs of 10-second windows scoring {threshold:g} or more, over all regions and accounts, each from the "
+        f"start of its first window's {lookback + STEP} s shingle (a score judges the calls that led up to it, so "
+        "the burst comes first). Select a row to list the episode's events."
     )
     picked = state.selection.rows if state else []
     if picked and st.session_state.get("overview-episodes-seen") != picked[0]:
@@ -171,5 +179,4 @@ def what_happened() -> None:
 
 
 live()
-what_happened()
 drill.panel(engine, view.current(), page=PAGE)
