@@ -54,7 +54,7 @@ def busiest() -> None:
         return Drill(flt, f"Calls from {ip}, minute {page.window_text(current, t, STEP)}")
 
     drill.chart(
-        charts.busiest_line(peaks, step=STEP, zone=current.zone_title, wall=current.wall),
+        charts.busiest_line(peaks, step=STEP, zone=current.zone_title, wall=current.wall, span=current.bounds(at)),
         page=PAGE,
         key="ips-busiest",
         to_drill=to_drill,

@@ -63,12 +63,14 @@ def live() -> None:
         step=seconds,
         zone=current.zone_title,
         wall=current.wall,
+        span=current.bounds(at),
     )
     drill.chart(chart, page=PAGE, key="overview-activity", to_drill=lambda p: _window_drill(current, p["t"], seconds))
     scope_note = " The score is computed over all regions and accounts." if current.scoped else ""
     st.caption(
-        f"Bars: calls per {seconds} s by the event's own time; the newest minutes fill in as CloudTrail delivers late "
-        f"events. Line: the Random Cut Forest score of the last 200 s of volume (dashed: the threshold, "
+        f"Bars: calls per {charts.bin_label(seconds)} by the event's own time; the newest minutes fill in as "
+        "CloudTrail delivers late events. Line: the Random Cut Forest score of the last 200 s of volume "
+        "(dashed: the threshold, "
         f"{settings['score_threshold']:g}), drawn up to {settings['score_delay_seconds']} s ago; the forest starts "
         f"scoring after about 14 minutes of history.{scope_note}"
     )
@@ -97,6 +99,7 @@ def live() -> None:
             step=seconds,
             zone=current.zone_title,
             wall=current.wall,
+            span=current.bounds(at),
             height=240,
             colors=OUTCOME_COLORS,
         ),

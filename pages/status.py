@@ -7,7 +7,9 @@ import streamlit as st
 
 from ui import page
 
-shared, _ = page.start("Status", "The collector's health, the buffer, and the records that could not be used.")
+shared, _ = page.start(
+    "Status", "The collector's health, the buffer, and the records that could not be used.", uses_range=False
+)
 
 
 def _when(seconds: float | None) -> str:

@@ -4,6 +4,7 @@ numbers the records imply, and explained empty states."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -287,7 +288,7 @@ def test_history_from_files_opens_on_its_own_range_and_says_what_the_retention_l
     assert not at.exception
     assert at.session_state["view_range"] == "Custom (UTC)"
     tiles = {m.label: m.value for m in at.metric}
-    assert tiles["API calls, 05 Aug 11:10 to 05 Aug 11:15 UTC"] == "5"
+    assert tiles["API calls, 05 Aug 2024 11:10 to 05 Aug 2024 11:15 UTC"] == "5"
     dropped = [c.value for c in at.caption if "left out" in c.value]
     assert dropped == [
         "1 event was left out: they happened more than 24 h before the newest event read (2024-08-05 11:14 UTC), "
@@ -309,3 +310,28 @@ def test_explorer_search_reads_the_full_record_with_fields_and_operators(app):
     assert not at.exception
     assert [e.value for e in at.error] == ["The search cannot be read: a parenthesis is not closed."]
     assert any("errorCode:AccessDenied" in c.value for c in at.caption)
+
+
+def custom_range(start: str, end: str) -> dict:
+    first, last = (datetime.datetime.fromisoformat(t) for t in (start, end))
+    return {
+        "view_range": "Custom (UTC)",
+        "view_from_day": first.date(),
+        "view_from_time": first.time(),
+        "view_to_day": last.date(),
+        "view_to_time": last.time(),
+    }
+
+
+def test_a_custom_range_ending_before_it_starts_blocks_the_page_instead_of_showing_the_last_hour(app):
+    at = app("overview", **custom_range("2026-11-20T10:00", "2026-11-19T10:00"))
+    assert not at.exception
+    assert not at.metric and not at.get("vega_lite_chart")
+    assert any("ends before it starts" in e.value for e in at.error)
+
+
+def test_a_range_in_the_future_or_without_data_says_so(app):
+    at = app("apis", **custom_range("2099-01-01T00:00", "2099-01-02T00:00"))
+    assert any("is in the future" in i.value for i in at.info)
+    past = app("apis", **custom_range("2020-01-01T00:00", "2020-01-02T00:00"))
+    assert any("the events held run from" in i.value for i in past.info)

@@ -9,17 +9,21 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import bin_seconds
-from ui import login, view
+from ui import data, login, view
 from ui.runtime import Runtime, runtime
 
 
-def start(title: str, about: str) -> tuple[Runtime, view.View]:
+def start(title: str, about: str, *, uses_range: bool = True) -> tuple[Runtime, view.View]:
     """Refuses an anonymous session, then titles the page. Returns the shared runtime and
-    the view chosen in the sidebar."""
+    the view chosen in the sidebar; a page that draws the range stops at an invalid one."""
     login.require_user()
     st.title(title)
     st.caption(about)
-    return runtime(), view.current()
+    current = view.current()
+    if current.error and uses_range:
+        st.error(current.error)
+        st.stop()
+    return runtime(), current
 
 
 def refreshing(setting: str):
@@ -87,10 +91,26 @@ def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> 
                 f"No events yet. The collector polls every {shared.settings['poll_seconds']:g} s, and CloudTrail "
                 "delivers an event within about 5 minutes of the call (15 at most)."
             )
+    elif current.bounds()[0] > time.time():
+        st.info(f"No {what}: {current.label()} is in the future. Choose a range that has begun in the sidebar.")
+    elif (outside := _outside_data(shared, current)) is not None:
+        st.info(f"No {what} in {current.label()}: {outside}. Choose a range over them in the sidebar.")
     elif current.scoped:
         st.info(f"No {what} in {current.label()} for the regions and accounts chosen in the sidebar.")
     else:
         st.info(f"No {what} in {current.label()}. Choose a longer time range in the sidebar.")
+
+
+def _outside_data(shared: Runtime, current: view.View) -> str | None:
+    """Where the events held are, when the range misses all of them."""
+    held = data.span(shared.engine)
+    if held is None:
+        return None
+    start, end = current.bounds()
+    if start <= held[1] and held[0] < end:
+        return None
+    first, last = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) for t in held)
+    return f"the events held run from {first} to {last}"
 
 
 def window_text(current: view.View, t: int, seconds: int) -> str:

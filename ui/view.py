@@ -16,6 +16,7 @@ from metrics.windows import window_start
 
 RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
 CUSTOM = "Custom (UTC)"
+INVALID_RANGE = "The custom range ends before it starts: choose a later end, or an earlier start, in the sidebar."
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class View:
     regions: tuple[str, ...]
     accounts: tuple[str, ...]
     zone: str  # "UTC" or the browser's IANA zone
+    error: str = ""  # why the chosen range cannot be shown (it ends before it starts)
 
     @property
     def live(self) -> bool:
@@ -40,7 +42,14 @@ class View:
     def label(self) -> str:
         if self.custom is None:
             return self.range_name.lower()
-        start, end = (pd.Timestamp(s, unit="s", tz="UTC").strftime("%d %b %H:%M") for s in self.custom)
+        # The year only when it is not this one: "05 Aug 2024 11:10".
+        this_year = dt.datetime.now(dt.UTC).year
+        start, end = (
+            pd.Timestamp(s, unit="s", tz="UTC").strftime(
+                "%d %b %H:%M" if pd.Timestamp(s, unit="s").year == this_year else "%d %b %Y %H:%M"
+            )
+            for s in self.custom
+        )
         return f"{start} to {end} UTC"
 
     def filter(self, now: float | None = None, step: int | None = None, **criteria) -> EventFilter:
@@ -84,12 +93,15 @@ def current() -> View:
     range_name = state.get("view_range", "Last hour")
     custom = state.get("view_custom") if range_name == CUSTOM else None
     zone = _zone(st.context.timezone) if state.get("view_local_time") else None
+    # A custom range that ends before it starts shows nothing rather than the last hour.
+    error = INVALID_RANGE if range_name == CUSTOM and custom is None else ""
     return View(
         range_name if range_name in RANGES else "Last hour",
         custom,
         tuple(state.get("view_regions", ())),
         tuple(state.get("view_accounts", ())),
         zone or "UTC",
+        error,
     )
 
 
@@ -148,7 +160,7 @@ def _custom_range() -> None:
     start = dt.datetime.combine(start_day, start_time, dt.UTC)
     end = dt.datetime.combine(end_day, end_time, dt.UTC)
     if end <= start:
-        st.error("The range must end after it starts.")
+        st.error("The range must end after it starts.")  # the page says so too, and shows nothing
         st.session_state["view_custom"] = None
         return
     st.session_state["view_custom"] = (int(start.timestamp()), int(end.timestamp()))
