@@ -167,6 +167,20 @@ def unusual() -> None:
     if top.empty:
         st.info("Nothing scored yet: each series needs some history (about 20 minutes) before it is scored.")
         return
+    threshold = shared.settings["score_threshold"]
+    show_all = st.toggle(
+        "Show series below the threshold too",
+        key="det_unusual_all",
+        help=f"By default only series whose score reached {threshold:g} (INSIGHTS_SCORE_THRESHOLD) are listed.",
+    )
+    if not show_all:
+        top = top[top["score"] >= threshold].reset_index(drop=True)
+        if top.empty:
+            st.success(
+                f"No service, principal or error code scored {threshold:g} or more in {current.label()}.",
+                icon=":material/check_circle:",
+            )
+            return
     table = top.assign(window_start=current.wall(top["window_start"]).dt.strftime("%Y-%m-%d %H:%M"))
     picked = st.dataframe(
         table.rename(

@@ -32,9 +32,7 @@ def top() -> None:
         charts.top_bars(frame, "category", "Source IP"),
         page=PAGE,
         key="ips-top",
-        to_drill=lambda p: Drill(
-            current.filter(now=at, ips=(p["category"],)), f"Calls from {p['category']}, {current.label()}"
-        ),
+        to_drill=lambda p: _drill_range(current, at, p["category"]),  # the windows the bar counts
     )
     page.updated_caption(shared, "bar_refresh_seconds")
 

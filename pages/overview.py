@@ -51,7 +51,11 @@ def live() -> None:
     tiles[1].metric("Failed calls", f"{(calls - succeeded) / calls:.1%}", help="Calls whose record has an errorCode.")
     tiles[2].metric("Events in memory", f"{len(engine.buffer):,}", help="Across all regions and accounts.")
     lag = shared.collector.health.lag_seconds
-    tiles[3].metric("Delivery lag of newest event", f"{lag:,.0f} s" if lag is not None else "–")
+    tiles[3].metric(
+        "Delivery lag of newest event",
+        page.duration_text(lag),
+        help="The last poll's time minus the newest eventTime it brought: history read from files shows its age.",
+    )
 
     seconds = page.bin_for(current, STEP, at)
     st.subheader("API calls and anomaly score")

@@ -199,6 +199,8 @@ def test_status_shows_the_collector_health(app):
     sources = at.dataframe[0].value
     assert list(sources.columns) == ["files"]
     assert sources.loc["New events", "files"] == "12"
+    assert sources.loc["Re-read after restart or overlap, kept once", "files"] == "0"
+    assert sources.loc["Delivery lag at that poll", "files"].endswith(" min")  # the newest record is 4 min old
     assert sources.loc["Running", "files"] == "yes"
     assert {m.label: m.value for m in at.metric}["Records rejected"] == "0"
 
@@ -289,6 +291,7 @@ def test_history_from_files_opens_on_its_own_range_and_says_what_the_retention_l
     assert at.session_state["view_range"] == "Custom (UTC)"
     tiles = {m.label: m.value for m in at.metric}
     assert tiles["API calls, 05 Aug 2024 11:10 to 05 Aug 2024 11:15 UTC"] == "5"
+    assert tiles["Delivery lag of newest event"].endswith(" days")  # not hundreds of millions of seconds
     dropped = [c.value for c in at.caption if "left out" in c.value]
     assert dropped == [
         "1 event was left out: they happened more than 24 h before the newest event read (2024-08-05 11:14 UTC), "
@@ -335,3 +338,15 @@ def test_a_range_in_the_future_or_without_data_says_so(app):
     assert any("is in the future" in i.value for i in at.info)
     past = app("apis", **custom_range("2020-01-01T00:00", "2020-01-02T00:00"))
     assert any("the events held run from" in i.value for i in past.info)
+
+
+def test_a_lag_reads_in_the_unit_that_suits_it():
+    from ui.page import duration_text
+
+    assert [duration_text(s) for s in (None, 42, 600, 5.5 * 3600, 3 * 86400)] == [
+        "–",
+        "42 s",
+        "10 min",
+        "5.5 h",
+        "3 days",
+    ]

@@ -113,6 +113,19 @@ def _outside_data(shared: Runtime, current: view.View) -> str | None:
     return f"the events held run from {first} to {last}"
 
 
+def duration_text(seconds: float | None) -> str:
+    """A lag as people say it: '40 s', '12 min', '5.5 h', '3 days'; '–' when unknown."""
+    if seconds is None:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:,.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
 def window_text(current: view.View, t: int, seconds: int) -> str:
     """A window as plain text in the view's zone: '2026-11-27 10:17:40 for 10 s (UTC)'."""
     start = current.wall(pd.Series([pd.Timestamp(int(t), unit="s", tz="UTC")])).iloc[0]
