@@ -5,7 +5,8 @@
 One row per (hit, linked event): rule, severity, event_id, event_time, event_name, user,
 source_ip, failed (that event's), summary (the hit's), sorted by event_time then rule.
 First-seen rules learn from the files as a history. Records that cannot be read are counted
-on stderr with their reasons.
+on stderr with their reasons; a file that cannot be opened is named there, and makes the exit
+status 1.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from metrics.detections.record import is_failed, user_of
 from metrics.normalise import RejectedRecord, Rejects, Unreadable, normalise
 from metrics.records import add_paths_argument, iter_paths
 
+UNREADABLE_FILE = "unreadable file: "  # the reason metrics.records gives a file it cannot open
 COLUMNS = ("rule", "severity", "event_id", "event_time", "event_name", "user", "source_ip", "failed", "summary")
 
 
-def read(paths, rejects: Rejects) -> tuple[list[dict], int]:
-    """The records of every path that the normaliser accepts, and how many files were read."""
+def read(paths, rejects: Rejects, unreadable: list[str] | None = None) -> tuple[list[dict], int]:
+    """The records of every path that the normaliser accepts, and how many files were read.
+    A file that cannot be opened (a missing path) is no rejected record: it goes to
+    ``unreadable`` as 'path (why)'."""
     records, origins = [], set()
     for origin, record in iter_paths(paths):
+        if isinstance(record, Unreadable) and record.reason.startswith(UNREADABLE_FILE):
+            if unreadable is not None:
+                unreadable.append(f"{record.origin or origin} ({record.reason.removeprefix(UNREADABLE_FILE)})")
+            continue
         origins.add(origin)
         if isinstance(record, Unreadable):
             rejects.add(record.reason, record.origin or origin, record.sample)
@@ -79,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     args = parser.parse_args(argv)
 
-    rejects = Rejects()
-    records, files = read(args.paths, rejects)
+    rejects, unreadable = Rejects(), []
+    records, files = read(args.paths, rejects, unreadable)
     detector = Detector(max_hits=10**9)
     detector.observe(records)
     hits = detector.hits()
 
     print(f"read {len(records)} records from {files} file(s); {len(hits)} hit(s)", file=sys.stderr)
+    if unreadable:
+        print(f"could not read {len(unreadable)} file(s): {'; '.join(unreadable)}", file=sys.stderr)
     if rejects.total:
         print(f"rejected {rejects.total} record(s):", file=sys.stderr)
         for reason, count in rejects.summary():
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows({**row, "failed": "true" if row["failed"] else "false"} for row in output)
-    return 0
+    return 1 if unreadable else 0
 
 
 if __name__ == "__main__":
