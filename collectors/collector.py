@@ -8,15 +8,16 @@ poll is recorded and retried with backoff; it never ends the thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
 
+LOG = logging.getLogger(__name__)
 # The forest learns a long backlog in steps, so that readers never wait long for the lock.
 LEARN_STEP = 500
 MAX_BACKOFF = 300.0
@@ -143,7 +144,7 @@ class Collector:
                 self.analysis_errors.pop(name, None)
             except Exception as error:  # an analysis failing must not lose the events already ingested
                 self.analysis_errors[name] = f"{type(error).__name__}: {error}"
-                traceback.print_exception(error)
+                LOG.warning("the %s analysis failed (the Status page shows it)", name, exc_info=error)
 
     def save(self) -> None:
         """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""
@@ -160,7 +161,15 @@ class Collector:
         health.consecutive_errors += 1
         health.last_poll = health.last_error_at = self.clock()
         health.last_error = f"{type(error).__name__}: {error}"
-        traceback.print_exception(error)
+        # One line per failed poll on the server's log, the traceback only for the first of a run
+        # of failures: a source down for hours would otherwise fill the terminal.
+        LOG.warning(
+            "poll of %s failed (%d in a row): %s",
+            self.source.name,
+            health.consecutive_errors,
+            health.last_error,
+            exc_info=error if health.consecutive_errors == 1 else None,
+        )
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
     def catch_up(self) -> bool:

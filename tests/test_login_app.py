@@ -235,3 +235,11 @@ def test_an_unusable_user_file_is_explained_not_raised(tmp_path, monkeypatch):
     assert not at.exception
     assert at.error[0].value.startswith("The user file cannot be used")
     assert not shows_secret(at) and not at.text_input
+
+
+def test_logging_out_prints_nothing_on_the_server_terminal(signed_in, capsys):
+    capsys.readouterr()
+    signed_in.sidebar.button(key="auth_logout").click().run()
+    signed_in.run()  # the sign-in page deletes the cookie this browser may not have
+    assert not signed_in.exception
+    assert capsys.readouterr().out == ""
