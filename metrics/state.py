@@ -58,7 +58,10 @@ class WindowedCounts:
         else:
             low = self.first if start is None else max(self.first, window_start(start, step))
             high = self.last + step if end is None else min(self.last + step, end)
-            selected = [w for w in range(low, high, step) if w in self.windows]
+            if (high - low) // step > len(self.windows):  # months of sparse windows: walk those held
+                selected = sorted(w for w in self.windows if low <= w < high)
+            else:
+                selected = [w for w in range(low, high, step) if w in self.windows]
         rows = [(w, c, s, n) for w in selected for (c, s), n in self.windows[w].items()]
         window, cat, sub, count = zip(*rows) if rows else ((), (), (), ())
         return WindowCounts(

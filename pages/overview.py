@@ -23,7 +23,7 @@ def _scores(current: view.View, at: int) -> pd.DataFrame:
     """Scores up to ``score_delay_seconds`` ago: newer windows are still filling with late
     events, and scoring them would flag every live edge as a drop in volume."""
     start, end = current.bounds(at)
-    return engine.metric_frame("AnomalyScore", start, min(end, at - settings["score_delay_seconds"]))
+    return engine.scored_windows(start, min(end, at - settings["score_delay_seconds"]))
 
 
 def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill:
@@ -37,14 +37,16 @@ def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill
 @page.refreshing("line_refresh_seconds")
 def live() -> None:
     at, current = page.now(), view.current()
-    totals = data.metric(engine, "TotalCalls", current, at)
+    seconds = page.bin_for(current, STEP, at)
+    # Coarse bins straight from the per-window totals: months of 10-second rows cost seconds.
+    totals = data.binned(engine, "TotalCalls", current, at, seconds)
     if totals.empty or totals["value"].sum() == 0:
         page.explain_empty(shared, current, "API calls")
         return
     dropped = page.dropped_text(shared)
     if dropped:
         st.caption(dropped)
-    successes = data.metric(engine, "NumberOfSuccessfulCalls", current, at)
+    successes = data.binned(engine, "NumberOfSuccessfulCalls", current, at, seconds)
     calls, succeeded = int(totals["value"].sum()), int(successes["value"].sum())
     tiles = st.columns(4)
     tiles[0].metric(f"API calls, {current.label()}", f"{calls:,}")
@@ -57,11 +59,10 @@ def live() -> None:
         help="The last poll's time minus the newest eventTime it brought: history read from files shows its age.",
     )
 
-    seconds = page.bin_for(current, STEP, at)
     st.subheader("API calls and anomaly score")
     scores = _scores(current, at)
     chart = charts.activity(
-        rebin(totals, seconds),
+        totals,
         rebin(scores, seconds, "max"),
         threshold=settings["score_threshold"],
         step=seconds,
@@ -97,7 +98,7 @@ def live() -> None:
     )
     drill.chart(
         charts.lines_by(
-            rebin(outcomes, seconds),
+            outcomes,
             "category",
             "Outcome",
             step=seconds,
@@ -129,7 +130,7 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     if not (scores["value"] > 0).any():
         st.info("No window has been scored in this range yet: the forest needs about 14 minutes of history.")
         return
-    totals = engine.metric_frame("TotalCalls", *current.bounds(at), dense_until=at)
+    totals = engine.binned_totals("TotalCalls", *current.bounds(at), STEP, dense_until=at)
     lookback = (engine.scorer.shingle_size - 1) * STEP
     found = episodes(scores, totals, threshold, step=STEP, lookback=lookback)
     if found.empty:

@@ -110,7 +110,11 @@ def activity(
         .rename(columns={"value": "calls"})
         .merge(scores[["window_start", "value"]].rename(columns={"value": "score"}), on="window_start", how="left")
     )
-    # Before the forest's first score the line is absent rather than a misleading zero.
+    # Scores come sparse (a bin without a scored window has none): zero up to the last scored
+    # bin, absent after it (the live edge is not scored yet) and before the forest's first score.
+    if data["score"].notna().any():
+        scored_until = data.loc[data["score"].notna(), "window_start"].max()
+        data["score"] = data["score"].where(data["window_start"] > scored_until, data["score"].fillna(0.0))
     data["score"] = data["score"].where(data["score"].cummax() > 0)
     data = timed(data, wall).assign(above=lambda d: d["score"] >= threshold)
     tooltip = [
@@ -220,7 +224,7 @@ def busiest_line(
     dots = base.mark_circle(size=45).encode(
         color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
         tooltip=[
-            alt.Tooltip("time:N", title=f"Minute ({zone})"),
+            alt.Tooltip("time:N", title=f"Window start ({zone})"),
             alt.Tooltip("category:N", title="Source IP"),
             alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
         ],

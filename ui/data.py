@@ -12,7 +12,7 @@ import pandas as pd
 
 from metrics.buffer import EventColumns
 from metrics.engine import ANOMALY, Engine
-from metrics.explore import EventFilter, matching, scope_mask, scoped_metric, subset
+from metrics.explore import EventFilter, matching, rebin, scope_mask, scoped_metric, subset
 from metrics.pumps import PUMPS_BY_NAME
 from ui.view import View
 
@@ -39,6 +39,15 @@ def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
     if name == ANOMALY or not view.scoped:
         return engine.metric_frame(name, start, end, dense_until=dense_until)
     return scoped_metric(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end, dense_until)
+
+
+def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
+    """A dense metric in bins of ``seconds`` for the view: from the running per-window totals
+    without a scope, else from the scope's events."""
+    if not view.scoped and PUMPS_BY_NAME[name].dense:
+        start, end = view.bounds(now)
+        return engine.binned_totals(name, start, end, seconds, dense_until=min(now, end - 1))
+    return rebin(metric(engine, name, view, now), seconds)
 
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:

@@ -37,7 +37,15 @@ def refreshing(setting: str):
         def run(*args, **kwargs):
             if not login.session_still_valid():
                 st.rerun(scope="app")
-            return function(*args, **kwargs)
+            drawn = f"drawn:{function.__module__}.{function.__name__}"
+            if st.session_state.get(drawn):
+                return function(*args, **kwargs)
+            # The first draw of a long range takes a moment: say so at once, not a blank page.
+            # Refreshes keep the previous chart on screen instead.
+            with st.spinner("Computing the charts for this range…", show_time=True):
+                result = function(*args, **kwargs)
+            st.session_state[drawn] = True
+            return result
 
         return run
 
