@@ -1,6 +1,6 @@
 """Every metric of CloudTrail records read from files, for batch use and for checking.
 
-    python -m metrics PATH [PATH ...] [--format csv|json]
+    python -m metrics PATH [PATH ...] [--format csv|json] [--sparse]
 
 Rows are sorted by metric, window_start, category, subcategory. Rejected records are
 reported on stderr with their count and reasons. Exit status 1 only if no record could be read.
@@ -14,12 +14,13 @@ import itertools
 import sys
 
 import orjson
+import pandas as pd
 
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
-from metrics.engine import ANOMALY, Engine
+from metrics.engine import ANOMALY, METRIC_NAMES, Engine
 from metrics.events import Batch
 from metrics.normalise import Rejects, normalise_all
-from metrics.pumps import FRAME_COLUMNS
+from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
 from metrics.records import add_paths_argument, iter_paths
 
 
@@ -49,11 +50,39 @@ def rows(frame) -> list[dict]:
     return out
 
 
+def sparse_metrics(engine: Engine) -> pd.DataFrame:
+    """``all_metrics`` without the zero rows of dense series, never building them: the counts
+    from the per-window totals, the scores from those above zero."""
+    frames = []
+    for name in METRIC_NAMES:
+        if name == ANOMALY:
+            frame = engine.scored_windows(engine.totals.first or 0, (engine.totals.last or 0) + 1)
+        elif PUMPS_BY_NAME[name].dense:
+            step = PUMPS_BY_NAME[name].step
+            frame = engine.binned_totals(name, engine.totals.first or 0, (engine.totals.last or 0) + 1, step)
+            frame = frame[frame["value"] != 0]
+        else:
+            frame = engine.metric_frame(name)
+        frames.append(frame)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["metric", "window_start", "category", "subcategory"], kind="stable", ignore_index=True
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__.split("\n\n")[0])
     add_paths_argument(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--anomaly-engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="leave out the zero rows of the dense series (TotalCalls, NumberOfSuccessfulCalls, AnomalyScore): "
+        "files months apart otherwise give millions of rows of zeros",
+    )
     args = parser.parse_args(argv)
 
     rejects = Rejects()
@@ -74,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing could be read", file=sys.stderr)
         return 1
 
-    output = rows(engine.all_metrics())
+    output = rows(sparse_metrics(engine) if args.sparse else engine.all_metrics())
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(output) + b"\n")
     else:

@@ -95,3 +95,25 @@ def test_help_has_no_rst_markup(command):
     result = run(command[0], *command[1:], "--help")
     assert result.returncode == 0
     assert "``" not in result.stdout and ":func:" not in result.stdout
+
+
+def test_sparse_metrics_leave_out_the_zero_rows_of_records_a_day_apart(tmp_path):
+    import json
+
+    from tests.conftest import make_record
+
+    path = tmp_path / "apart.jsonl"
+    records = [make_record("d1", "2024-08-02T08:30:00Z"), make_record("d2", "2024-08-03T08:30:05Z")]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    dense = run("metrics", str(path)).stdout.splitlines()
+    sparse = run("metrics", str(path), "--sparse").stdout.splitlines()
+    assert sum(line.startswith("TotalCalls,") for line in dense) == 8641  # a day of 10-second windows
+    assert [line for line in sparse if line.startswith(("TotalCalls,", "NumberOfSuccessfulCalls,"))] == [
+        "NumberOfSuccessfulCalls,2024-08-02T08:30:00Z,,,1",
+        "NumberOfSuccessfulCalls,2024-08-03T08:30:00Z,,,1",
+        "TotalCalls,2024-08-02T08:30:00Z,,,1",
+        "TotalCalls,2024-08-03T08:30:00Z,,,1",
+    ]
+    assert all(not line.endswith(",0.0") for line in sparse if line.startswith("AnomalyScore,"))
+    non_dense = ("CallsPerAPI", "CallsPerServiceType", "CallsPerUniqueIp", "CallsPerUser")
+    assert [x for x in sparse if x.startswith(non_dense)] == [x for x in dense if x.startswith(non_dense)]
