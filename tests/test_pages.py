@@ -350,3 +350,16 @@ def test_a_lag_reads_in_the_unit_that_suits_it():
         "5.5 h",
         "3 days",
     ]
+
+
+def test_the_readme_files_example_shows_the_stratus_records_on_first_try(start_app):
+    from tests.conftest import STRATUS
+
+    at = start_app("overview", source="files", files_path=STRATUS, retention_hours=3000)
+    assert not at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["API calls, 30 Jul 2024 21:31 to 30 Nov 2024 08:44 UTC"] == "310"
+    assert not [c.value for c in at.caption if "left out" in c.value]
+    activity = chart_data(at)[0]
+    assert sum(row["calls"] for row in activity if "calls" in row) == 310
+    assert len(activity) < 400  # coarse bins over four months, not a row per 10 s
