@@ -16,6 +16,7 @@ from metrics.explore import EventFilter, matching, rebin, scope_mask, scoped_met
 from metrics.pumps import PUMPS_BY_NAME
 from ui.view import View
 
+LONG_RANGE_SECONDS = 86_400
 _scoped_cache: dict[tuple, EventColumns] = {}
 _scoped_lock = threading.Lock()
 
@@ -36,7 +37,9 @@ def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
     """One metric's rows for the windows of the view; dense series run to ``now``."""
     start, end = view.bounds(now)
     dense_until = min(now, end - 1)
-    if name == ANOMALY or not view.scoped:
+    # Over a long range the vectorised aggregation of the events beats walking the running
+    # state window by window (bench.pages: about ten times over four months).
+    if name == ANOMALY or (not view.scoped and end - start <= LONG_RANGE_SECONDS):
         return engine.metric_frame(name, start, end, dense_until=dense_until)
     return scoped_metric(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end, dense_until)
 
