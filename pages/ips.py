@@ -61,8 +61,8 @@ def busiest() -> None:
     )
     peak = peaks.loc[peaks["value"].idxmax()]
     st.caption(
-        f"Each dot is the address with the most calls in that minute, coloured by address. "
-        f"The peak: {int(peak['value']):,} calls in one minute."
+        f"Each dot is the address with the most calls in that window of {charts.bin_label(seconds)}, coloured by "
+        f"address. The peak: {int(peak['value']):,} calls in one window."
     )
 
 
