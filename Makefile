@@ -11,7 +11,7 @@ test:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -r requirements-dev.txt && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) -m pytest
 
 bench:
-	$(PY) -m bench.core && $(PY) -m bench.snapshot && $(PY) -m bench.collect && $(PY) -m bench.eventbridge && $(PY) -m bench.detections && $(PY) -m bench.ingest
+	$(PY) -m bench.core && $(PY) -m bench.snapshot && $(PY) -m bench.collect && $(PY) -m bench.eventbridge && $(PY) -m bench.detections && $(PY) -m bench.ingest && $(PY) -m bench.pages
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

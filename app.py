@@ -43,7 +43,7 @@ PAGES = {
 navigation = st.navigation(PAGES)
 
 regions, accounts = data.scope_options(shared.engine)
-view.sidebar(regions, accounts)
+view.sidebar(regions, accounts, data.span(shared.engine))
 login.sidebar_account(shared.settings)
 if shared.is_demo:
     st.info(

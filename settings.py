@@ -165,7 +165,13 @@ SETTINGS = (
         "`us-east-1,eu-west-1`; `all` keeps every region.",
         _regions,
     ),
-    Setting("retention_hours", 24.0, "Hours of events kept in memory; older ones are dropped.", _positive(float)),
+    Setting(
+        "retention_hours",
+        24.0,
+        "Hours of events kept in memory; older ones are dropped. For `files` and `s3`, counted back from the "
+        "newest event read.",
+        _positive(float),
+    ),
     Setting(
         "anomaly_engine",
         "krcf",

@@ -3,8 +3,9 @@
 The user file is the app's: ``INSIGHTS_AUTH_FILE``, else ``users.yaml`` in ``INSIGHTS_STATE_DIR``
 (the same settings as the app, ``.streamlit/secrets.toml`` included), or ``--file PATH``.
 ``add`` and ``reset`` print a random one-time password once; the user must change it at first
-sign-in. ``reset`` and ``remove`` end the user's open sessions. Exit status 2 for an unknown or
-existing user, a bad name or a missing user file.
+sign-in. ``reset`` and ``remove`` end the user's open sessions; removing the last active user
+needs ``--force``. Exit status 2 for an unknown or existing user, a bad name, a missing user
+file or the last active user without ``--force``.
 """
 
 from __future__ import annotations
@@ -76,12 +77,22 @@ def reset(path: str, name: str) -> str:
     return password
 
 
-def remove(path: str, name: str) -> None:
-    """Removes ``name`` and ends its sessions."""
+def remove(path: str, name: str, force: bool = False) -> None:
+    """Removes ``name`` and ends its sessions. The last active user (one who chose their own
+    password) is removed only with ``force``: after it, nobody may be able to sign in."""
 
     def apply(config: dict) -> None:
-        if config["credentials"]["usernames"].pop(name, None) is None:
+        accounts = config["credentials"]["usernames"]
+        entry = accounts.get(name)
+        if entry is None:
             raise CommandError(f"no user {name} in {path}")
+        others = [n for n, e in accounts.items() if n != name and not e.get("must_change_password")]
+        if not force and not entry.get("must_change_password") and not others:
+            raise CommandError(
+                f"{name} is the last active user: after removing it nobody may be able to sign in "
+                "(add another user first, or repeat with --force)"
+            )
+        del accounts[name]
 
     users.update(path, apply)
     SessionRegistry(users.sessions_path(path)).revoke_user(name)
@@ -110,7 +121,10 @@ def parser() -> argparse.ArgumentParser:
         ("reset", "give a user a new one-time password and end its sessions"),
         ("remove", "remove a user and end its sessions"),
     ):
-        commands.add_parser(command, help=text, parents=[common]).add_argument("name")
+        added = commands.add_parser(command, help=text, parents=[common])
+        added.add_argument("name")
+        if command == "remove":
+            added.add_argument("--force", action="store_true", help="remove even the last active user")
     commands.add_parser("list", help="list the users", parents=[common])
     return top
 
@@ -128,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             password = reset(path, _name(args.name))
             print(f"Reset user {args.name}: one-time password: {password} (change it at first sign-in); sessions ended")
         else:
-            remove(path, _name(args.name))
+            remove(path, _name(args.name), force=args.force)
             print(f"Removed user {args.name} from {path}; sessions ended")
     except (CommandError, users.UserFileError, settings.SettingsError) as error:
         print(f"python -m auth: {error}", file=sys.stderr)

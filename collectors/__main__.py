@@ -8,7 +8,8 @@ The same pollers as the app (rate limit, retries, overlap), without checkpoints.
 ``--follow`` it reads [start, end) in full; with it, it reads from start and then polls live
 for that many seconds. Each eventID is written once. Endpoints follow botocore's standard
 ``AWS_ENDPOINT_URL_CLOUDTRAIL`` / ``AWS_ENDPOINT_URL_EC2`` / ``AWS_ENDPOINT_URL_STS``.
-Progress goes to stderr.
+Progress goes to stderr. Exit status 2 when it cannot start (no credentials, an unreachable
+endpoint, a malformed role ARN), with a one-line reason; 1 if a region kept failing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 
 from collectors import cloudtrail
 from metrics.normalise import Unreadable, parse_event_time
@@ -43,7 +45,9 @@ def _regions(text: str) -> tuple[str, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m collectors", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m collectors", description="Collect CloudTrail records into JSON Lines and exit."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     trail = commands.add_parser("cloudtrail", help="read LookupEvents into JSON Lines")
     trail.add_argument("--regions", type=_regions, default=(), help="comma-separated; default: every enabled region")
@@ -117,6 +121,10 @@ def drain(args: argparse.Namespace, err=sys.stderr) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 def collect(args: argparse.Namespace, clock=time.time, err=sys.stderr) -> int:
     now = clock()
     end = args.end if args.end is not None else now
@@ -127,8 +135,13 @@ def collect(args: argparse.Namespace, clock=time.time, err=sys.stderr) -> int:
     if start >= end or now - start > cloudtrail.MAX_LOOKBACK_SECONDS:
         err.write("--start must be before --end and within the last 90 days\n")
         return 2
-    sessions = cloudtrail.sessions_for(",".join(args.role_arn))
-    pollers = cloudtrail.build_pollers(sessions, regions=args.regions, overlap=args.overlap, clock=clock)
+    try:
+        sessions = cloudtrail.sessions_for(",".join(args.role_arn))
+        pollers = cloudtrail.build_pollers(sessions, regions=args.regions, overlap=args.overlap, clock=clock)
+    except (BotoCoreError, ClientError, ValueError) as error:
+        # No credentials, an unreachable endpoint, a malformed or refused role: nothing to poll.
+        err.write(f"python -m collectors cloudtrail: cannot start: {_one_line(error)}\n")
+        return 2
     for poller in pollers:
         poller.checkpoint = cloudtrail.Checkpoint(backfill_start=start, backfill_end=end, live_until=end)
     source = cloudtrail.CloudTrailSource(pollers, clock=clock)

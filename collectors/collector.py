@@ -18,9 +18,9 @@ it is done and ``starting`` says meanwhile what the thread is doing, for the pag
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 
 from collectors import memory
@@ -28,6 +28,7 @@ from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
 
+LOG = logging.getLogger(__name__)
 # The forest learns a long backlog in steps, so that readers never wait long for the lock.
 LEARN_STEP = 500
 MAX_BACKOFF = 300.0
@@ -73,8 +74,13 @@ class Collector:
         analyses=(),
         warm_up=None,
         on_ready=None,
+        retain_from_newest: bool = False,
     ):
         self.source = source
+        # Sources that replay history (files, a trail's S3 objects) count the retention back
+        # from the newest event read, not from the wall clock: a folder of last year's trail
+        # files keeps its last day instead of dropping everything.
+        self.retain_from_newest = retain_from_newest
         self.engine = engine
         self.interval = interval
         self.clock = clock
@@ -94,17 +100,19 @@ class Collector:
         self.ready = threading.Event()
         self.starting: str | None = "Starting the collector"  # None once ready
         self.start_progress: float | None = None  # share of the warm-up done, when it can tell
+        self._watermark_ns: int | None = None
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
         now = self.clock() if now is None else now
         records = self.source.poll(now)
         batch = normalise_all(records, self.health.rejects, origin=self.source.name)
-        result = self.engine.ingest(batch, now_ns=int(now * NS_PER_SECOND))
+        result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
         self._ingested()
-        watermark = self.source.watermark(now)
+        watermark = self._watermark(batch, now)
         if watermark is not None:
-            self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
+            self._watermark_ns = int(watermark * NS_PER_SECOND)
+            self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
         self._analyse(records, result.columns if result.added else None, watermark)
         health = self.health
         health.polls += 1
@@ -136,6 +144,30 @@ class Collector:
         # At most one early save a second: a save that keeps failing must not run on every poll.
         return bool(asked and self.clock() - self._last_save >= 1.0 and asked())
 
+    def _retention_clock_ns(self, batch, now: float) -> int:
+        """The time the retention counts back from: now, or the newest event read so far."""
+        if not self.retain_from_newest:
+            return int(now * NS_PER_SECOND)
+        newest = max(batch.column("eventTime")) if len(batch) else None
+        if self.health.newest_event is not None:
+            held = int(self.health.newest_event * NS_PER_SECOND)
+            newest = held if newest is None else max(newest, held)
+        return int(now * NS_PER_SECOND) if newest is None else newest
+
+    def _watermark(self, batch, now: float) -> float | None:
+        """The source's watermark; for history, no later than the newest event read, so that the
+        forests do not learn the months of silence between last year's files and today."""
+        watermark = self.source.watermark(now)
+        if watermark is None or not self.retain_from_newest:
+            return watermark
+        newest = self._retention_clock_ns(batch, now) / NS_PER_SECOND
+        return min(watermark, newest)
+
+    @property
+    def retention_reference(self) -> float | None:
+        """Seconds the retention counts back from, None for the wall clock."""
+        return self.health.newest_event if self.retain_from_newest else None
+
     def _analyse(self, records, columns, watermark) -> None:
         parsed = [r for r in records if isinstance(r, dict)]
         for analysis in self.analyses:
@@ -147,7 +179,7 @@ class Collector:
                 self.analysis_errors.pop(name, None)
             except Exception as error:  # an analysis failing must not lose the events already ingested
                 self.analysis_errors[name] = f"{type(error).__name__}: {error}"
-                traceback.print_exception(error)
+                LOG.warning("the %s analysis failed (the Status page shows it)", name, exc_info=error)
 
     def save(self) -> None:
         """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""
@@ -168,7 +200,15 @@ class Collector:
         health.consecutive_errors += 1
         health.last_poll = health.last_error_at = self.clock()
         health.last_error = f"{type(error).__name__}: {error}"
-        traceback.print_exception(error)
+        # One line per failed poll on the server's log, the traceback only for the first of a run
+        # of failures: a source down for hours would otherwise fill the terminal.
+        LOG.warning(
+            "poll of %s failed (%d in a row): %s",
+            self.source.name,
+            health.consecutive_errors,
+            health.last_error,
+            exc_info=error if health.consecutive_errors == 1 else None,
+        )
         return min(MAX_BACKOFF, self.interval * 2 ** min(health.consecutive_errors, 8))
 
     def _start_up(self) -> float:
@@ -192,6 +232,13 @@ class Collector:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready.wait(timeout)
 
+    def catch_up(self) -> bool:
+        """Lets the forest learn one more step of a backlog (months of history read from files);
+        returns whether some remains."""
+        if self._watermark_ns is None:
+            return False
+        return self.engine.advance(self._watermark_ns, limit=LEARN_STEP) == LEARN_STEP
+
     def run(self) -> None:
         try:
             if not self.ready.is_set():  # (a thread started again after a death skips it)
@@ -209,7 +256,11 @@ class Collector:
                     wait = 0 if more or getattr(self.source, "long_polls", False) else self.interval
                 except Exception as error:
                     wait = self.record_error(error)
-                self._stop.wait(wait)
+                # Between polls, the forest learns a backlog in steps instead of one step a poll.
+                until = self.clock() + wait
+                while not self._stop.is_set() and self.clock() < until and self.catch_up():
+                    pass
+                self._stop.wait(max(0.0, until - self.clock()))
         except BaseException as error:
             self.health.last_death = f"{type(error).__name__}: {error}"
             raise

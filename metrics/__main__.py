@@ -1,6 +1,6 @@
 """Every metric of CloudTrail records read from files, for batch use and for checking.
 
-    python -m metrics PATH [PATH ...] [--format csv|json]
+    python -m metrics PATH [PATH ...] [--format csv|json] [--sparse]
 
 Rows are sorted by metric, window_start, category, subcategory. Rejected records are
 reported on stderr with their count and reasons. Exit status 1 only if no record could be read.
@@ -11,12 +11,38 @@ from __future__ import annotations
 import argparse
 import sys
 
+import orjson
+import pandas as pd
+
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
-from metrics.engine import Engine
+from metrics.engine import ANOMALY, METRIC_NAMES, Engine
 from metrics.ingest import feed
 from metrics.normalise import Rejects
-from metrics.output import write_csv, write_json
+from metrics.output import HEADER, csv_bytes, rows, write_csv, write_json
+from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
 from metrics.records import add_paths_argument
+
+
+def sparse_metrics(engine: Engine) -> pd.DataFrame:
+    """``all_metrics`` without the zero rows of dense series, never building them: the counts
+    from the per-window totals, the scores from those above zero."""
+    frames = []
+    for name in METRIC_NAMES:
+        if name == ANOMALY:
+            frame = engine.scored_windows(engine.totals.first or 0, (engine.totals.last or 0) + 1)
+        elif PUMPS_BY_NAME[name].dense:
+            step = PUMPS_BY_NAME[name].step
+            frame = engine.binned_totals(name, engine.totals.first or 0, (engine.totals.last or 0) + 1, step)
+            frame = frame[frame["value"] != 0]
+        else:
+            frame = engine.metric_frame(name)
+        frames.append(frame)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["metric", "window_start", "category", "subcategory"], kind="stable", ignore_index=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     add_paths_argument(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--anomaly-engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="leave out the zero rows of the dense series (TotalCalls, NumberOfSuccessfulCalls, AnomalyScore): "
+        "files months apart otherwise give millions of rows of zeros",
+    )
     args = parser.parse_args(argv)
 
     rejects = Rejects()
@@ -43,7 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     sys.stdout.flush()
-    (write_json if args.format == "json" else write_csv)(engine, sys.stdout.buffer)
+    if args.sparse:
+        engine.finish()
+        parts = [part for _, part in sparse_metrics(engine).groupby("metric", sort=False)]
+        if args.format == "json":
+            sys.stdout.buffer.write(orjson.dumps([row for part in parts for row in rows(part)]) + b"\n")
+        else:
+            sys.stdout.buffer.write(HEADER + b"".join(csv_bytes(part) for part in parts))
+    else:
+        (write_json if args.format == "json" else write_csv)(engine, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0
 

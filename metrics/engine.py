@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metrics.anomaly import AnomalyScorer, make_detector
+from metrics.anomaly import PROVISIONAL_WINDOWS, AnomalyScorer, make_detector
 from metrics.buffer import DAY_SECONDS, NS_PER_SECOND, EventBuffer
 from metrics.events import Batch
 from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts, aggregate
@@ -134,6 +134,61 @@ class Engine:
             state = self.states[name]
             span = self._dense_span(start, end, dense_until) if state.pump.dense else None
             return state.frame(start, end, span)
+
+    def binned_totals(
+        self, name: str, start: int, end: int, seconds: int, dense_until: int | None = None
+    ) -> pd.DataFrame:
+        """A dense pump's counts summed into bins of ``seconds`` (a multiple of its window) for
+        windows starting in [start, end), zero bins where it was quiet: the same sums as
+        ``rebin(metric_frame(...))`` without a row per 10-second window, so months cost what
+        their bins and their non-empty windows cost."""
+        with self._lock:
+            state = self.states[name]
+            span = self._dense_span(start, end, dense_until)
+            if span is None:
+                return state.frame(start, end, None)
+            size = len(state.windows)
+            windows = np.fromiter(state.windows.keys(), dtype=np.int64, count=size)
+            values = np.fromiter((sum(b.values()) for b in state.windows.values()), dtype=np.int64, count=size)
+        inside = (windows >= span[0]) & (windows <= span[1])
+        first, last = window_start(span[0], seconds), window_start(span[1], seconds)
+        bins = np.arange(first, last + seconds, seconds, dtype=np.int64)
+        sums = np.bincount((windows[inside] - first) // seconds, weights=values[inside], minlength=len(bins))
+        return pd.DataFrame(
+            {
+                "metric": name,
+                "window_start": to_timestamps(bins),
+                "category": "",
+                "subcategory": "",
+                "value": sums[: len(bins)].astype(np.int64),
+            },
+            columns=list(FRAME_COLUMNS),
+        )
+
+    def scored_windows(self, start: int, end: int) -> pd.DataFrame:
+        """The windows in [start, end) with a score above zero, sparse: learned ones and the
+        provisional ones of the live edge. Quiet stretches of months cost nothing."""
+        step = self.totals.pump.step
+        with self._lock:
+            scorer = self.scorer
+            learned = [(w, v) for w, v in scorer.scores.items() if start <= w < end and v > 0]
+            if scorer.next is not None:
+                # Past the provisional stretch after the learned windows, nothing is scored.
+                until = scorer.next + PROVISIONAL_WINDOWS * step
+                tail = range(max(window_start(start, step), scorer.next), min(end, until), step)
+                learned += [(w, s) for w in tail if (s := scorer.score(self.totals.total, w)) > 0]
+        learned.sort()
+        windows = np.array([w for w, _ in learned], dtype=np.int64)
+        return pd.DataFrame(
+            {
+                "metric": ANOMALY,
+                "window_start": to_timestamps(windows),
+                "category": "",
+                "subcategory": "",
+                "value": np.array([v for _, v in learned], dtype=float),
+            },
+            columns=list(FRAME_COLUMNS),
+        )
 
     def metric_frames(
         self, start: int | None = None, end: int | None = None, dense_until: int | None = None

@@ -6,17 +6,20 @@ Pure pandas and numpy; the pages call these on a snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from metrics.buffer import EventColumns
 from metrics.events import COLUMNS
 from metrics.pumps import Pump, aggregate, counts_frame
+from metrics.query import parse, required_text
 from metrics.windows import NS_PER_SECOND, window_start
 
-# Columns a free-text search looks in: every text column a person would type a piece of.
+# Columns of the events table a search sees beside the record (``user``, ``session``...).
 TEXT_COLUMNS = tuple(c for c in COLUMNS if c not in ("eventTime", "readOnly", "eventType", "identityType"))
 NO_ERROR = None  # in ``error_codes``: the calls that succeeded (no errorCode)
 MISSING = None  # in any criterion: records without that field
@@ -38,7 +41,7 @@ class EventFilter:
     ips: tuple[str, ...] = ()
     error_codes: tuple[str | None, ...] = ()
     outcome: str = ""  # "succeeded" (no errorCode), "failed" (any errorCode) or "" (both)
-    text: str = ""
+    text: str = ""  # a search in ``metrics.query``'s language
     event_ids: tuple[str, ...] = ()  # exactly these events (a detection's)
 
     def narrowed(self, **criteria) -> EventFilter:
@@ -64,8 +67,10 @@ CRITERIA = {
 }
 
 
-def matching(frame: pd.DataFrame, flt: EventFilter) -> pd.DataFrame:
-    """The rows of an events frame (``BufferSnapshot.frame``) that ``flt`` selects."""
+def matching(frame: pd.DataFrame, flt: EventFilter, raws: Callable[[list[str]], list] | None = None) -> pd.DataFrame:
+    """The rows of an events frame (``BufferSnapshot.frame``) that ``flt`` selects. The text
+    query (``metrics.query``) searches each full record when ``raws`` gives them by eventID
+    (``EventBuffer.raw_records``), else the frame's columns."""
     keep = np.ones(len(frame), dtype=bool)
     times = frame["eventTime"]
     if flt.start is not None:
@@ -82,7 +87,8 @@ def matching(frame: pd.DataFrame, flt: EventFilter) -> pd.DataFrame:
         failed = frame["errorCode"].notna().to_numpy()
         keep &= failed if flt.outcome == "failed" else ~failed
     if flt.text.strip():
-        keep &= _text_mask(frame, flt.text.strip())
+        narrowed = frame[keep]
+        keep[np.flatnonzero(keep)] = _query_mask(narrowed, flt.text, raws)
     return frame[keep]
 
 
@@ -94,17 +100,27 @@ def _one_of(column: pd.Series, values: tuple) -> np.ndarray:
     return found
 
 
-def _text_mask(frame: pd.DataFrame, text: str) -> np.ndarray:
-    """Case-insensitive substring search, done once per distinct value rather than per row."""
+def _query_mask(frame: pd.DataFrame, text: str, raws: Callable[[list[str]], list] | None) -> np.ndarray:
+    """Rows whose full record (its raw JSON from ``raws``, with the events table's columns such
+    as ``user`` beside it) matches the query in ``text``; raises ``QueryError`` if unreadable.
+    A record whose JSON lacks a required piece of text is passed over without parsing."""
+    query = parse(text)
     found = np.zeros(len(frame), dtype=bool)
-    for column in TEXT_COLUMNS:
-        values = frame[column]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            categories = values.cat.categories
-            hits = categories[categories.astype(str).str.contains(text, case=False, regex=False)]
-            found |= values.isin(hits).to_numpy()
-        else:
-            found |= values.astype(str).str.contains(text, case=False, regex=False).fillna(False).to_numpy()
+    if query is None or frame.empty:
+        return ~found
+    ids = frame["eventID"].tolist()
+    stored = raws(ids) if raws is not None else [None] * len(ids)
+    needles = [piece.encode() for piece in required_text(query)]
+    columns = {c: frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in TEXT_COLUMNS}
+    for i, raw in enumerate(stored):
+        if raw is not None and needles:
+            lowered = raw.lower()
+            if not all(needle in lowered for needle in needles):
+                continue
+        record = {column: values[i] for column, values in columns.items()}
+        if raw is not None:
+            record.update(orjson.loads(raw))
+        found[i] = query.matches(record)
     return found
 
 
@@ -181,11 +197,23 @@ def leading(frame: pd.DataFrame, column: str, n: int = 3) -> list[tuple[str, int
 
 
 def episodes(
-    scores: pd.DataFrame, totals: pd.DataFrame, threshold: float, *, step: int = 10, gap: int = 60, n: int = 5
+    scores: pd.DataFrame,
+    totals: pd.DataFrame,
+    threshold: float,
+    *,
+    step: int = 10,
+    gap: int = 60,
+    n: int = 5,
+    lookback: int = 0,
 ) -> pd.DataFrame:
     """Runs of windows scoring at least ``threshold``, merged when less than ``gap`` seconds
     apart: ``start``, ``end`` (exclusive, seconds), ``peak`` score, ``peak_at`` and ``calls``
-    in the run. The ``n`` highest peaks, highest first (ties: the earlier run)."""
+    in the run. The ``n`` highest peaks, highest first (ties: the earlier run).
+
+    A window's score judges the shingle ending with it, so a burst raises the scores of the
+    windows after it: each run starts ``lookback`` seconds (the shingle, less one window)
+    before its first high window, so that it holds the burst that made it high. Runs that then
+    overlap are one episode."""
     columns = ["start", "end", "peak", "peak_at", "calls"]
     high = scores.loc[scores["value"] >= threshold, ["window_start", "value"]]
     if high.empty:
@@ -195,16 +223,24 @@ def episodes(
     order = np.argsort(starts, kind="stable")
     starts, values = starts[order], values[order]
     run = np.concatenate([[0], np.cumsum(np.diff(starts) > gap)])
-    call_starts = totals["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
-    call_values = totals["value"].to_numpy()
-    rows = []
+    runs = []  # [start, end, peak, peak_at], in time order
     for number in np.unique(run):
         member = run == number
         first, last = int(starts[member].min()), int(starts[member].max())
         peak = int(np.argmax(values[member]))
-        inside = (call_starts >= first) & (call_starts < last + step)
-        rows.append(
-            (first, last + step, float(values[member][peak]), int(starts[member][peak]), int(call_values[inside].sum()))
-        )
+        found = [first - lookback, last + step, float(values[member][peak]), int(starts[member][peak])]
+        if runs and found[0] <= runs[-1][1]:
+            merged = runs[-1]
+            merged[1] = found[1]
+            if found[2] > merged[2]:
+                merged[2], merged[3] = found[2], found[3]
+        else:
+            runs.append(found)
+    call_starts = totals["window_start"].astype("datetime64[ns, UTC]").array.asi8 // NS_PER_SECOND
+    call_values = totals["value"].to_numpy()
+    rows = [
+        (start, end, peak, peak_at, int(call_values[(call_starts >= start) & (call_starts < end)].sum()))
+        for start, end, peak, peak_at in runs
+    ]
     found = pd.DataFrame(rows, columns=columns)
     return found.sort_values(["peak", "start"], ascending=[False, True], kind="stable").head(n).reset_index(drop=True)

@@ -90,8 +90,12 @@ def hits() -> None:
     )
     st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
     rows = picked.selection.rows if picked else []
-    if rows and rows[0] < len(shown):
+    if rows and rows[0] < len(shown) and st.session_state.get("det_table-seen") != rows[0]:
+        st.session_state["det_table-seen"] = rows[0]
         st.session_state["det_open"] = shown["id"].iloc[rows[0]]
+        st.rerun()  # the whole page: the selected detection's panel is outside this fragment
+    if not rows:
+        st.session_state.pop("det_table-seen", None)
 
 
 def _hit_by_id(hit_id: str):
@@ -168,6 +172,20 @@ def unusual() -> None:
     if top.empty:
         st.info("Nothing scored yet: each series needs some history (about 20 minutes) before it is scored.")
         return
+    threshold = shared.settings["score_threshold"]
+    show_all = st.toggle(
+        "Show series below the threshold too",
+        key="det_unusual_all",
+        help=f"By default only series whose score reached {threshold:g} (INSIGHTS_SCORE_THRESHOLD) are listed.",
+    )
+    if not show_all:
+        top = top[top["score"] >= threshold].reset_index(drop=True)
+        if top.empty:
+            st.success(
+                f"No service, principal or error code scored {threshold:g} or more in {current.label()}.",
+                icon=":material/check_circle:",
+            )
+            return
     table = top.assign(window_start=current.wall(top["window_start"]).dt.strftime("%Y-%m-%d %H:%M"))
     picked = st.dataframe(
         visible_frame(table).rename(

@@ -44,6 +44,7 @@ def live() -> None:
             step=seconds,
             zone=current.zone_title,
             wall=current.wall,
+            span=current.bounds(at),
         ),
         page=PAGE,
         key="ec2-lines",

@@ -4,6 +4,7 @@ record of any one and downloads of what is shown."""
 import streamlit as st
 
 from metrics.explore import NO_ERROR
+from metrics.query import QueryError
 from ui import data, drill, page, view
 from ui.tables import events_table
 
@@ -53,14 +54,24 @@ for slot, (key, (label, column, field)) in zip(columns, FILTERS.items()):
     values = slot.multiselect(label, options, key=key, placeholder="Any")
     chosen[field] = tuple(NO_ERROR if v == NO_CODE else v for v in values)
 text = st.text_input(
-    "Search", key="ex_text", placeholder="Any text: an access key id, a role, an ARN, an error message…"
+    "Search", key="ex_text", placeholder="Any text of the record: an access key id, a request id, an ARN…"
+)
+st.caption(
+    'Words match any value of the full record, in any case; `"a phrase"` matches with its spaces. '
+    "`field:value` matches a field whole: `errorCode:AccessDenied`, `userIdentity.accessKeyId:AKIA…`, "
+    "`user:alice` (`field:*`: the field has a value). `*` stands for any characters: `eventName:Describe*`. "
+    "Terms side by side must all match; combine with `AND`, `OR`, `NOT` and parentheses."
 )
 flt = base.narrowed(**chosen, text=text)
 
 top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
     st.rerun()
-events = data.events(shared.engine, flt)
+try:
+    events = data.events(shared.engine, flt)
+except QueryError as error:
+    st.error(f"The search cannot be read: {error}.")
+    st.stop()
 if events.empty:
     if in_range.empty:
         page.explain_empty(shared, current)

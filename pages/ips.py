@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from metrics.explore import busiest_per_window
+from metrics.explore import busiest_per_window, rebin
 from ui import charts, data, drill, page, view
 from ui.drill import Drill
 
@@ -32,9 +32,7 @@ def top() -> None:
         charts.top_bars(frame, "category", "Source IP"),
         page=PAGE,
         key="ips-top",
-        to_drill=lambda p: Drill(
-            current.filter(now=at, ips=(p["category"],)), f"Calls from {p['category']}, {current.label()}"
-        ),
+        to_drill=lambda p: _drill_range(current, at, p["category"]),  # the windows the bar counts
     )
     page.updated_caption(shared, "bar_refresh_seconds")
 
@@ -45,24 +43,26 @@ def busiest() -> None:
     frame = data.metric(shared.engine, "CallsPerUniqueIp", current, at)
     if frame.empty:
         return
-    st.subheader(f"Most calls by a single IP per minute, {current.label()}")
-    peaks = busiest_per_window(frame)
+    seconds = page.bin_for(current, STEP, at)
+    st.subheader(f"Most calls by a single IP per {charts.bin_label(seconds)}, {current.label()}")
+    # Over long ranges, the busiest address of each coarse bin: months of minutes draw nothing legible.
+    peaks = busiest_per_window(rebin(frame, seconds) if seconds > STEP else frame)
 
     def to_drill(point: dict) -> Drill:
         t, ip = int(point["t"]), point["category"]
-        flt = current.filter(ips=(ip,)).narrowed(start=t, end=t + STEP)
-        return Drill(flt, f"Calls from {ip}, minute {page.window_text(current, t, STEP)}")
+        flt = current.filter(ips=(ip,)).narrowed(start=t, end=t + seconds)
+        return Drill(flt, f"Calls from {ip}, window {page.window_text(current, t, seconds)}")
 
     drill.chart(
-        charts.busiest_line(peaks, step=STEP, zone=current.zone_title, wall=current.wall),
+        charts.busiest_line(peaks, step=seconds, zone=current.zone_title, wall=current.wall, span=current.bounds(at)),
         page=PAGE,
         key="ips-busiest",
         to_drill=to_drill,
     )
     peak = peaks.loc[peaks["value"].idxmax()]
     st.caption(
-        f"Each dot is the address with the most calls in that minute, coloured by address. "
-        f"The peak: {int(peak['value']):,} calls in one minute."
+        f"Each dot is the address with the most calls in that window of {charts.bin_label(seconds)}, coloured by "
+        f"address. The peak: {int(peak['value']):,} calls in one window."
     )
 
 

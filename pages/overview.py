@@ -23,7 +23,7 @@ def _scores(current: view.View, at: int) -> pd.DataFrame:
     """Scores up to ``score_delay_seconds`` ago: newer windows are still filling with late
     events, and scoring them would flag every live edge as a drop in volume."""
     start, end = current.bounds(at)
-    return engine.metric_frame("AnomalyScore", start, min(end, at - settings["score_delay_seconds"]))
+    return engine.scored_windows(start, min(end, at - settings["score_delay_seconds"]))
 
 
 def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill:
@@ -37,11 +37,16 @@ def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill
 @page.refreshing("line_refresh_seconds")
 def live() -> None:
     at, current = page.now(), view.current()
-    totals = data.metric(engine, "TotalCalls", current, at)
+    seconds = page.bin_for(current, STEP, at)
+    # Coarse bins straight from the per-window totals: months of 10-second rows cost seconds.
+    totals = data.binned(engine, "TotalCalls", current, at, seconds)
     if totals.empty or totals["value"].sum() == 0:
         page.explain_empty(shared, current, "API calls")
         return
-    successes = data.metric(engine, "NumberOfSuccessfulCalls", current, at)
+    dropped = page.dropped_text(shared)
+    if dropped:
+        st.caption(dropped)
+    successes = data.binned(engine, "NumberOfSuccessfulCalls", current, at, seconds)
     calls, succeeded = int(totals["value"].sum()), int(successes["value"].sum())
     tiles = st.columns(4)
     tiles[0].metric(f"API calls, {current.label()}", f"{calls:,}")
@@ -54,24 +59,29 @@ def live() -> None:
         tiles[3].metric("Delivery lag, p95", f"{lag['p95']:,.1f} s", help=f"Last 15 min; median {lag['p50']:,.1f} s.")
     else:
         lag = shared.collector.health.lag_seconds
-        tiles[3].metric("Delivery lag of newest event", f"{lag:,.0f} s" if lag is not None else "–")
+        tiles[3].metric(
+            "Delivery lag of newest event",
+            page.duration_text(lag),
+            help="The last poll's time minus the newest eventTime it brought: history read from files shows its age.",
+        )
 
-    seconds = page.bin_for(current, STEP, at)
     st.subheader("API calls and anomaly score")
     scores = _scores(current, at)
     chart = charts.activity(
-        rebin(totals, seconds),
+        totals,
         rebin(scores, seconds, "max"),
         threshold=settings["score_threshold"],
         step=seconds,
         zone=current.zone_title,
         wall=current.wall,
+        span=current.bounds(at),
     )
     drill.chart(chart, page=PAGE, key="overview-activity", to_drill=lambda p: _window_drill(current, p["t"], seconds))
     scope_note = " The score is computed over all regions and accounts." if current.scoped else ""
     st.caption(
-        f"Bars: calls per {seconds} s by the event's own time; the newest minutes fill in as CloudTrail delivers late "
-        f"events. Line: the Random Cut Forest score of the last 200 s of volume (dashed: the threshold, "
+        f"Bars: calls per {charts.bin_label(seconds)} by the event's own time; the newest minutes fill in as "
+        "CloudTrail delivers late events. Line: the Random Cut Forest score of the last 200 s of volume "
+        "(dashed: the threshold, "
         f"{settings['score_threshold']:g}), drawn up to {settings['score_delay_seconds']} s ago; the forest starts "
         f"scoring after about 14 minutes of history.{scope_note}"
     )
@@ -94,12 +104,13 @@ def live() -> None:
     )
     drill.chart(
         charts.lines_by(
-            rebin(outcomes, seconds),
+            outcomes,
             "category",
             "Outcome",
             step=seconds,
             zone=current.zone_title,
             wall=current.wall,
+            span=current.bounds(at),
             height=240,
             colors=OUTCOME_COLORS,
         ),
@@ -107,25 +118,32 @@ def live() -> None:
         key="overview-outcomes",
         to_drill=lambda p: _window_drill(current, p["t"], seconds, outcome=p["category"].lower()),
     )
+    # The episodes come from the very scores the chart above marks, in the same run: they can
+    # never say all-clear while marked windows are on the chart.
+    what_happened(current, at, scores)
     page.updated_caption(shared, "line_refresh_seconds")
 
 
-@page.refreshing("bar_refresh_seconds")
-def what_happened() -> None:
-    at, current = page.now(), view.current()
+def _score_text(score: float, threshold: float) -> str:
+    """A score with enough digits not to read as the threshold it missed."""
+    text = f"{score:.2f}"
+    return f"{score:.4f}" if score < threshold and text == f"{threshold:.2f}" else text
+
+
+def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     threshold = settings["score_threshold"]
     st.subheader("What happened: the highest-scoring episodes")
-    scores = _scores(current, at)
     if not (scores["value"] > 0).any():
         st.info("No window has been scored in this range yet: the forest needs about 14 minutes of history.")
         return
-    totals = engine.metric_frame("TotalCalls", *current.bounds(at), dense_until=at)
-    found = episodes(scores, totals, threshold, step=STEP)
+    totals = engine.binned_totals("TotalCalls", *current.bounds(at), STEP, dense_until=at)
+    lookback = (engine.scorer.shingle_size - 1) * STEP
+    found = episodes(scores, totals, threshold, step=STEP, lookback=lookback)
     if found.empty:
-        best = scores.loc[scores["value"].idxmax()]
+        best = float(scores["value"].max())
         st.success(
             f"No window reached the threshold ({threshold:g}) in {current.label()}; the highest score was "
-            f"{best['value']:.2f}.",
+            f"{_score_text(best, threshold)}.",
             icon=":material/check_circle:",
         )
         return
@@ -160,8 +178,9 @@ def what_happened() -> None:
         },
     )
     st.caption(
-        f"Runs of 10-second windows scoring {threshold:g} or more, over all regions and accounts. "
-        "Select a row to list the episode's events."
+        f"Runs of 10-second windows scoring {threshold:g} or more, over all regions and accounts, each from the "
+        f"start of its first window's {lookback + STEP} s shingle (a score judges the calls that led up to it, so "
+        "the burst comes first). Select a row to list the episode's events."
     )
     picked = state.selection.rows if state else []
     if picked and st.session_state.get("overview-episodes-seen") != picked[0]:
@@ -174,5 +193,4 @@ def what_happened() -> None:
 
 
 live()
-what_happened()
 drill.panel(engine, view.current(), page=PAGE)

@@ -40,6 +40,7 @@ def live() -> None:
         step=seconds,
         zone=current.zone_title,
         wall=current.wall,
+        span=current.bounds(at),
         height=420,
     )
 

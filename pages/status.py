@@ -7,7 +7,9 @@ import streamlit as st
 
 from ui import page
 
-shared, _ = page.start("Status", "The collector's health, the buffer, and the records that could not be used.")
+shared, _ = page.start(
+    "Status", "The collector's health, the buffer, and the records that could not be used.", uses_range=False
+)
 
 
 def _when(seconds: float | None) -> str:
@@ -24,6 +26,9 @@ def health() -> None:
         st.warning(f"The last {health.consecutive_errors} polls failed; the collector retries with backoff.")
     else:
         st.success("The collector is running and its last poll succeeded.", icon=":material/check_circle:")
+    dropped = page.dropped_text(shared)
+    if dropped:
+        st.warning(dropped)
     tiles = st.columns(4)
     tiles[0].metric("Events in memory", f"{len(engine.buffer):,}", help=f"Kept for {settings['retention_hours']:g} h.")
     tiles[1].metric("Events collected", f"{health.events:,}")
@@ -42,9 +47,9 @@ def health() -> None:
             "Last poll": _when(health.last_poll),
             "Last successful poll": _when(health.last_success),
             "Newest event (eventTime)": _when(health.newest_event),
-            "Delivery lag at that poll": "–" if health.lag_seconds is None else f"{health.lag_seconds:,.0f} s",
+            "Delivery lag at that poll": page.duration_text(health.lag_seconds),
             "New events": f"{health.events:,}",
-            "Duplicates left out": f"{health.duplicates:,}",
+            "Re-read after restart or overlap, kept once": f"{health.duplicates:,}",
             "Older than retention, left out": f"{health.expired:,}",
             "Failed polls": f"{health.errors:,}",
             "Last error": health.last_error or "none",
@@ -62,7 +67,8 @@ def health() -> None:
     st.caption(
         "Delivery lag: the time of the last poll that brought events minus the newest eventTime in it; CloudTrail "
         "delivers within "
-        "about 5 minutes, 15 at most. Duplicates (the same eventID twice) and events older than the retention "
+        "about 5 minutes, 15 at most. Events read again (a poll's overlap, a changed file read whole, the files "
+        "read again after a restart) are recognised by eventID and kept once; events older than the retention "
         "period are counted and left out."
     )
 
@@ -125,7 +131,7 @@ def _regions(collector) -> None:
                 "Throttled": row["throttles"],
                 "Retries": row["retries"],
                 "Errors": row["errors"],
-                "Lag p50 / p95 / max (s)": " / ".join(f"{v:,.0f}" for v in row["lag_p50_p95_max"])
+                "Lag p50 / p95 / max": " / ".join(page.duration_text(v) for v in row["lag_p50_p95_max"])
                 if row["lag_p50_p95_max"]
                 else "–",
                 "Last error": row["last_error"],

@@ -39,9 +39,7 @@ def top() -> None:
         chart,
         page=PAGE,
         key="users-top",
-        to_drill=lambda p: Drill(
-            current.filter(now=at, users=(p["category"],)), f"Calls by {p['category']}, {current.label()}"
-        ),
+        to_drill=lambda p: _drill(current, at, users=(p["category"],)),  # the windows the bar counts
     )
 
     st.subheader("Sessions of the top users")

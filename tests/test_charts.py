@@ -90,3 +90,45 @@ def test_chart_labels_show_bidi_controls_as_escapes_and_clicks_keep_the_value():
             spec.get("transform") or spec["layer"][0].get("transform") or []
         ), text[:300]
         assert "category" in spec["params"][0]["select"]["fields"]
+
+
+def test_bins_are_named_as_people_say_them():
+    assert [charts.bin_label(s) for s in (10, 300, 3600, 7200, 86400, 172800)] == [
+        "10 s",
+        "5 min",
+        "1 h",
+        "2 h",
+        "1 day",
+        "2 days",
+    ]
+
+
+def test_a_time_axis_over_days_shows_dates_and_covers_the_whole_range():
+    start = int(pd.Timestamp("2024-08-01T00:00:00Z").timestamp())
+    rows = [("2024-08-02T08:30:00Z", "s3", "", 3), ("2024-08-02T08:31:00Z", "s3", "", 1)]
+    spec = charts.lines_by(frame(rows), "category", "Service", step=60, span=(start, start + 4 * 86400)).to_dict()
+    x = spec["layer"][0]["encoding"]["x"]
+    assert x["axis"]["format"] == "%d %b %H:%M"
+    assert x["scale"]["domain"] == ["2024-08-01T00:00:00+00:00", "2024-08-05T00:00:00+00:00"]
+    month = charts.lines_by(frame(rows), "category", "Service", step=60, span=(start, start + 60 * 86400)).to_dict()
+    assert month["layer"][0]["encoding"]["x"]["axis"]["format"] == "%d %b %Y"  # not this year
+    hour = charts.lines_by(frame(rows), "category", "Service", step=60, span=(start, start + 3600)).to_dict()
+    assert hour["layer"][0]["encoding"]["x"]["axis"]["format"] == "%H:%M"
+
+
+def test_lines_are_straight_and_a_single_window_still_draws():
+    one = frame([("2024-08-02T08:30:00Z", "s3", "", 3)])
+    lines = charts.lines_by(one, "category", "Service").to_dict()["layer"][0]
+    assert lines["mark"]["type"] == "line"
+    assert "interpolate" not in lines["mark"]
+    assert lines["mark"]["point"] is True
+    two = frame([("2024-08-02T08:30:00Z", "s3", "", 3), ("2024-08-02T08:30:10Z", "s3", "", 1)])
+    assert charts.lines_by(two, "category", "Service").to_dict()["layer"][0]["mark"]["point"] is False
+
+
+def test_the_detections_timeline_over_months_uses_round_day_bins():
+    start = int(pd.Timestamp("2024-07-30T00:00:00Z").timestamp())
+    hits = pd.DataFrame({"when": pd.to_datetime(["2024-08-02T08:30:00Z"], utc=True), "Severity": ["high"]})
+    spec = charts.severity_timeline(hits, start=start, end=start + 124 * 86400).to_dict()
+    assert spec["encoding"]["y"]["title"] == "Detections per 1 day"
+    assert spec["encoding"]["x"]["axis"]["format"] == "%d %b %Y"

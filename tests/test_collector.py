@@ -70,3 +70,18 @@ def test_the_demo_source_fills_an_hour_then_the_forest_learns_up_to_its_watermar
     assert len(totals) == 360
     learned_until = engine.scorer.next
     assert learned_until is not None and learned_until <= now - 15 * 60
+
+
+def test_repeated_failed_polls_log_one_line_each_not_a_traceback_each(caplog, capsys):
+    collector = Collector(ListSource([RuntimeError("down")] * 3), Engine())
+    for _ in range(3):
+        try:
+            collector.poll_once(T0)
+        except RuntimeError as error:
+            collector.record_error(error)
+    assert capsys.readouterr().err == ""  # nothing printed past the logging configuration
+    messages = [r for r in caplog.records if r.name == "collectors.collector"]
+    assert [r.getMessage() for r in messages] == [
+        f"poll of test failed ({n} in a row): RuntimeError: down" for n in (1, 2, 3)
+    ]
+    assert [r.exc_info is not None for r in messages] == [True, False, False]

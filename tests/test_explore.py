@@ -81,7 +81,7 @@ def ids(frame) -> list[str]:
         ({"error_codes": (NO_ERROR,)}, ["e1", "e2", "e4", "e5"]),
         ({"outcome": "failed"}, ["e3"]),
         ({"outcome": "succeeded"}, ["e1", "e2", "e4", "e5"]),
-        ({"text": "NOT AUTHORIZED"}, ["e3"]),  # case-insensitive, in the error message
+        ({"text": "not AUTHORIZED"}, ["e3"]),  # case-insensitive words, in the error message
         ({"text": "<script>"}, ["e4"]),  # plain substring, not a pattern
         ({"text": "e5"}, ["e5"]),  # the eventID
         ({"text": "nothing like this"}, []),
@@ -171,3 +171,34 @@ def test_leading_counts_the_most_frequent_values(frame):
     assert leading(frame, "user", 2) == [("alice", 3), ("bob", 2)]
     assert leading(frame, "eventName", 1) == [("ListBuckets", 2)]
     assert leading(frame.iloc[:0], "user") == []
+
+
+def test_an_episode_starts_where_the_shingle_of_its_first_high_window_starts():
+    # A burst of 500 calls at window 5; the score lags it and first crosses the threshold at
+    # window 8 (exactly at the threshold: it counts), staying high until window 12.
+    times = pd.to_datetime([T0 + 10 * k for k in range(40)], unit="s", utc=True)
+    calls = [2] * 40
+    calls[5] = 500
+    values = [0.5] * 40
+    values[8:13] = [1.8, 4.0, 3.0, 2.5, 2.0]
+    values[30] = 2.2  # a later run, its look-back overlapping nothing
+    scores = pd.DataFrame({"window_start": times, "value": values})
+    totals = pd.DataFrame({"window_start": times, "value": calls})
+    found = episodes(scores, totals, 1.8, step=10, gap=60, lookback=40)
+    assert found[["start", "end", "peak", "peak_at"]].values.tolist() == [
+        [T0 + 40, T0 + 130, 4.0, T0 + 90],  # windows 4 to 12: the burst included
+        [T0 + 260, T0 + 310, 2.2, T0 + 300],
+    ]
+    assert found["calls"].tolist() == [500 + 8 * 2, 5 * 2]
+
+
+def test_episodes_whose_look_back_overlaps_the_previous_one_merge():
+    times = pd.to_datetime([T0 + 10 * k for k in range(20)], unit="s", utc=True)
+    values = [0.5] * 20
+    values[3], values[12] = 2.0, 3.0  # 90 s apart: two runs, but the second looks back 100 s
+    scores = pd.DataFrame({"window_start": times, "value": values})
+    totals = pd.DataFrame({"window_start": times, "value": [1] * 20})
+    found = episodes(scores, totals, 1.8, step=10, gap=60, lookback=100)
+    assert found[["start", "end", "peak", "peak_at", "calls"]].values.tolist() == [
+        [T0 - 70, T0 + 130, 3.0, T0 + 120, 13]
+    ]

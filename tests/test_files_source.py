@@ -137,3 +137,32 @@ def test_a_large_file_is_read_in_bounded_batches_with_its_progress(tmp_path, mon
     assert sum(sizes) == 25 and len(sizes) >= 3 and max(sizes) < 10 + 5  # a read may pass the bound a little
     assert shares == sorted(shares) and all(0 < share < 1 for share in shares)
     assert source.progress() is None  # nothing left to read
+
+
+def test_history_from_files_keeps_the_retention_before_its_newest_event_not_before_now(tmp_path):
+    # Three records of August 2024: two within a day of the newest, one three days older.
+    write(
+        tmp_path / "old.jsonl",
+        [
+            make_record("new", "2024-08-05T12:00:00Z"),
+            make_record("hours-before", "2024-08-05T01:00:00Z"),
+            make_record("days-before", "2024-08-02T12:00:00Z"),
+        ],
+    )
+    engine = Engine(retention_seconds=24 * 3600)
+    collector = Collector(FileSource(tmp_path), engine, retain_from_newest=True)
+    collector.poll_once(time.time())
+    assert len(engine.buffer) == 2
+    assert collector.health.expired == 1
+    assert collector.retention_reference == 1_722_859_200  # 2024-08-05T12:00:00Z, the newest event
+    # The forest learns up to the newest event, not the years of silence since.
+    assert engine.scorer.next <= 1_722_859_200 + 10
+
+
+def test_a_live_source_still_counts_the_retention_back_from_now(tmp_path):
+    write(tmp_path / "old.jsonl", [make_record("new", "2024-08-05T12:00:00Z")])
+    engine = Engine(retention_seconds=24 * 3600)
+    collector = Collector(FileSource(tmp_path), engine)
+    collector.poll_once(time.time())
+    assert len(engine.buffer) == 0 and collector.health.expired == 1
+    assert collector.retention_reference is None

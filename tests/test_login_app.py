@@ -260,3 +260,11 @@ def test_the_sign_in_cookie_is_strict_short_lived_and_secure_when_asked(one_time
     assert [(options["secure"], options["same_site"]) for options in written] == [(secure, "strict")]
     lifetime = written[0]["expires_at"].timestamp() - time.time()
     assert 12 * 3600 - 60 < lifetime <= 12 * 3600
+
+
+def test_logging_out_prints_nothing_on_the_server_terminal(signed_in, capsys):
+    capsys.readouterr()
+    signed_in.sidebar.button(key="auth_logout").click().run()
+    signed_in.run()  # the sign-in page deletes the cookie this browser may not have
+    assert not signed_in.exception
+    assert capsys.readouterr().out == ""

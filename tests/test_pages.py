@@ -4,6 +4,7 @@ numbers the records imply, and explained empty states."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -198,6 +199,8 @@ def test_status_shows_the_collector_health(app):
     sources = at.dataframe[0].value
     assert list(sources.columns) == ["files"]
     assert sources.loc["New events", "files"] == "12"
+    assert sources.loc["Re-read after restart or overlap, kept once", "files"] == "0"
+    assert sources.loc["Delivery lag at that poll", "files"].endswith(" min")  # the newest record is 4 min old
     assert sources.loc["Running", "files"] == "yes"
     assert {m.label: m.value for m in at.metric}["Records rejected"] == "0"
 
@@ -289,3 +292,93 @@ def test_detections_page_lists_a_hit_with_its_events_and_keeps_the_decision(star
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
     assert Triage(tmp_path / "state" / "detections.json").status(hit) == "acknowledged"
+
+
+def history_folder(tmp_path, records) -> Path:
+    folder = tmp_path / "history"
+    folder.mkdir()
+    (folder / "old.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    os.utime(folder / "old.jsonl", (time.time() - 5, time.time() - 5))
+    return folder
+
+
+def test_history_from_files_opens_on_its_own_range_and_says_what_the_retention_left_out(start_app, tmp_path):
+    records = [make_record(f"h{i}", f"2024-08-05T11:{10 + i}:00Z") for i in range(5)]
+    records.append(make_record("too-old", "2024-08-01T11:00:00Z"))  # over 24 h before the newest
+    at = start_app("overview", source="files", files_path=history_folder(tmp_path, records))
+    assert not at.exception
+    assert at.session_state["view_range"] == "Custom (UTC)"
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["API calls, 05 Aug 2024 11:10 to 05 Aug 2024 11:15 UTC"] == "5"
+    assert tiles["Delivery lag of newest event"].endswith(" days")  # not hundreds of millions of seconds
+    dropped = [c.value for c in at.caption if "left out" in c.value]
+    assert dropped == [
+        "1 event was left out: they happened more than 24 h before the newest event read (2024-08-05 11:14 UTC), "
+        "the retention. Set INSIGHTS_RETENTION_HOURS higher and restart the app to keep them."
+    ]
+    status = at.switch_page("pages/status.py").run()
+    assert [w.value for w in status.warning] == dropped
+
+
+def test_explorer_search_reads_the_full_record_with_fields_and_operators(app):
+    at = app("explorer")
+    at.text_input(key="ex_text").input("arn:aws:sts::111122223333:assumed-role/deployer/ci-run-7").run()
+    assert set(at.dataframe[0].value["Event ID"]) == {"r0", "r1"}  # the ARN is only in the full record
+    at.text_input(key="ex_text").input("userIdentity.userName:bob AND NOT errorCode:*").run()
+    assert list(at.dataframe[0].value["Event ID"]) == ["b3"]
+    at.text_input(key="ex_text").input("eventName:List* OR errorCode:Client.Unauthorized*").run()
+    assert len(at.dataframe[0].value) == 9  # alice's 6 and bob's 3 denied calls
+    at.text_input(key="ex_text").input("(errorCode:x").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The search cannot be read: a parenthesis is not closed."]
+    assert any("errorCode:AccessDenied" in c.value for c in at.caption)
+
+
+def custom_range(start: str, end: str) -> dict:
+    first, last = (datetime.datetime.fromisoformat(t) for t in (start, end))
+    return {
+        "view_range": "Custom (UTC)",
+        "view_from_day": first.date(),
+        "view_from_time": first.time(),
+        "view_to_day": last.date(),
+        "view_to_time": last.time(),
+    }
+
+
+def test_a_custom_range_ending_before_it_starts_blocks_the_page_instead_of_showing_the_last_hour(app):
+    at = app("overview", **custom_range("2026-11-20T10:00", "2026-11-19T10:00"))
+    assert not at.exception
+    assert not at.metric and not at.get("vega_lite_chart")
+    assert any("ends before it starts" in e.value for e in at.error)
+
+
+def test_a_range_in_the_future_or_without_data_says_so(app):
+    at = app("apis", **custom_range("2099-01-01T00:00", "2099-01-02T00:00"))
+    assert any("is in the future" in i.value for i in at.info)
+    past = app("apis", **custom_range("2020-01-01T00:00", "2020-01-02T00:00"))
+    assert any("the events held run from" in i.value for i in past.info)
+
+
+def test_a_lag_reads_in_the_unit_that_suits_it():
+    from ui.page import duration_text
+
+    assert [duration_text(s) for s in (None, 42, 600, 5.5 * 3600, 3 * 86400)] == [
+        "–",
+        "42 s",
+        "10 min",
+        "5.5 h",
+        "3 days",
+    ]
+
+
+def test_the_readme_files_example_shows_the_stratus_records_on_first_try(start_app):
+    from tests.conftest import STRATUS
+
+    at = start_app("overview", source="files", files_path=STRATUS, retention_hours=3000)
+    assert not at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["API calls, 30 Jul 2024 21:31 to 30 Nov 2024 08:44 UTC"] == "310"
+    assert not [c.value for c in at.caption if "left out" in c.value]
+    activity = chart_data(at)[0]
+    assert sum(row["calls"] for row in activity if "calls" in row) == 310
+    assert len(activity) < 400  # coarse bins over four months, not a row per 10 s

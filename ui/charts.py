@@ -12,6 +12,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from metrics.explore import bin_seconds
 from metrics.visible import vega_visible, visible
 
 PICK = "pick"
@@ -41,13 +42,50 @@ def zero_filled(frame: pd.DataFrame, field: str, step: int) -> pd.DataFrame:
     return sums.reindex(grid, fill_value=0).reset_index()
 
 
-def _x(zone: str) -> alt.X:
+def time_format(seconds: float, year: bool = False) -> str:
+    """Tick labels for a time axis over ``seconds``: the clock within a day, then the date."""
+    if seconds <= 86400 + 3600:
+        return "%H:%M"
+    if seconds <= 7 * 86400:
+        return "%d %b %H:%M"
+    return "%d %b %Y" if year else "%d %b"
+
+
+def _not_this_year(seconds: int) -> bool:
+    return pd.Timestamp(int(seconds), unit="s").year != pd.Timestamp.now(tz="UTC").year
+
+
+def _domain(span: tuple[int, int] | None, wall) -> list[str] | None:
+    if span is None:
+        return None
+    ends = pd.Series(pd.to_datetime(list(span), unit="s", utc=True))
+    return [d.isoformat() for d in (wall(ends) if wall is not None else ends)]
+
+
+def _x(zone: str, span: tuple[int, int] | None = None, wall=None, data: pd.DataFrame | None = None) -> alt.X:
+    """The time axis: the chosen range in full (``span``, [start, end) seconds) so that every
+    page shows the same stretch of time, with dates once it covers more than a day."""
+    if span is not None:
+        seconds, first = span[1] - span[0], span[0]
+    elif data is not None and len(data):
+        seconds, first = (data["t"].max() - data["t"].min()), int(data["t"].min())
+    else:
+        seconds, first = 0, None
+    year = first is not None and _not_this_year(first)
+    domain = _domain(span, wall)
+    scale = alt.Scale(type="utc", domain=domain) if domain else alt.Scale(type="utc")
     return alt.X(
-        "when:T", scale=alt.Scale(type="utc"), axis=alt.Axis(title=f"Time ({zone})", labelOverlap=True, format="%H:%M")
+        "when:T",
+        scale=scale,
+        axis=alt.Axis(title=f"Time ({zone})", labelOverlap=True, format=time_format(seconds, year)),
     )
 
 
-def _bin_label(seconds: int) -> str:
+def bin_label(seconds: int) -> str:
+    """A bin's length as people say it: '10 s', '5 min', '1 h', '1 day'."""
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return f"{days} day" if days == 1 else f"{days} days"
     if seconds % 3600 == 0:
         return f"{seconds // 3600} h"
     if seconds % 60 == 0:
@@ -56,17 +94,28 @@ def _bin_label(seconds: int) -> str:
 
 
 def activity(
-    totals: pd.DataFrame, scores: pd.DataFrame, *, threshold: float, step: int = 10, zone: str = "UTC", wall=None
+    totals: pd.DataFrame,
+    scores: pd.DataFrame,
+    *,
+    threshold: float,
+    step: int = 10,
+    zone: str = "UTC",
+    wall=None,
+    span: tuple[int, int] | None = None,
 ) -> alt.LayerChart:
     """Calls per window as bars (click one to see its events), the anomaly score as a line
     on its own axis, the threshold as a dashed rule and windows above it as red dots."""
-    per = _bin_label(step)
+    per = bin_label(step)
     data = (
         totals[["window_start", "value"]]
         .rename(columns={"value": "calls"})
         .merge(scores[["window_start", "value"]].rename(columns={"value": "score"}), on="window_start", how="left")
     )
-    # Before the forest's first score the line is absent rather than a misleading zero.
+    # Scores come sparse (a bin without a scored window has none): zero up to the last scored
+    # bin, absent after it (the live edge is not scored yet) and before the forest's first score.
+    if data["score"].notna().any():
+        scored_until = data.loc[data["score"].notna(), "window_start"].max()
+        data["score"] = data["score"].where(data["window_start"] > scored_until, data["score"].fillna(0.0))
     data["score"] = data["score"].where(data["score"].cummax() > 0)
     data = timed(data, wall).assign(above=lambda d: d["score"] >= threshold)
     tooltip = [
@@ -74,7 +123,7 @@ def activity(
         alt.Tooltip("calls:Q", title=f"API calls per {per}", format=","),
         alt.Tooltip("score:Q", title="Anomaly score", format=".2f"),
     ]
-    base = alt.Chart(data).encode(x=_x(zone))
+    base = alt.Chart(data).encode(x=_x(zone, span, wall, data))
     pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
     bars = (
         base.mark_bar(color=BLUE)
@@ -86,7 +135,7 @@ def activity(
         .add_params(pick)
     )
     score_axis = alt.Y("score:Q", title="Anomaly score (RCF)", axis=alt.Axis(titleColor=RED))
-    line = base.mark_line(color=RED, strokeWidth=2).encode(y=score_axis, tooltip=tooltip)
+    line = base.mark_line(color=RED, strokeWidth=2, point=len(data) == 1).encode(y=score_axis, tooltip=tooltip)
     marks = base.transform_filter("datum.above").mark_circle(color=RED, size=60).encode(y=score_axis, tooltip=tooltip)
     rule = (
         alt.Chart(pd.DataFrame({"score": [threshold]}))
@@ -106,11 +155,12 @@ def lines_by(
     wall=None,
     height: int = 320,
     colors: dict[str, str] | None = None,
+    span: tuple[int, int] | None = None,
 ) -> alt.LayerChart:
     """One line per value of ``field`` over time, zero where a value had no calls; clicking
     near a point picks its window and value (the picked point is drawn as a dot)."""
     data = timed(zero_filled(frame, field, step), wall)
-    per = _bin_label(step)
+    per = bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", field], on="click", nearest=True, clear="dblclick")
     # tableau20: enough distinct colours that two lines rarely share one.
     scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(scheme="tableau20")
@@ -124,9 +174,11 @@ def lines_by(
     base = (
         alt.Chart(data)
         .transform_calculate(**{shown: vega_visible(field)})
-        .encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+        .encode(x=_x(zone, span, wall, data), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
     )
-    lines = base.mark_line(interpolate="monotone", strokeWidth=1.8)
+    # Straight segments: a smoothed curve invents values between windows. A single window
+    # has no segment to draw, so its points show.
+    lines = base.mark_line(strokeWidth=1.8, point=data["t"].nunique() == 1 if len(data) else False)
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
@@ -156,25 +208,31 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
 
 
 def busiest_line(
-    frame: pd.DataFrame, *, step: int = 60, zone: str = "UTC", wall=None, colors: int = 8
+    frame: pd.DataFrame,
+    *,
+    step: int = 60,
+    zone: str = "UTC",
+    wall=None,
+    colors: int = 8,
+    span: tuple[int, int] | None = None,
 ) -> alt.LayerChart:
     """Per window, the calls of the busiest source IP: a line, and a dot coloured by which IP
     it was (the ``colors`` IPs that lead most often by name, the rest grey)."""
     data = timed(frame, wall)
     leaders = data["category"].value_counts().head(colors).index
     data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs").map(visible))
-    per = _bin_label(step)
+    per = bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
     base = (
         alt.Chart(data)
         .transform_calculate(category_shown=vega_visible("category"))
-        .encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
+        .encode(x=_x(zone, span, wall, data), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
     )
     line = base.mark_line(color=GREY, strokeWidth=1.2)
     dots = base.mark_circle(size=45).encode(
         color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
         tooltip=[
-            alt.Tooltip("time:N", title=f"Minute ({zone})"),
+            alt.Tooltip("time:N", title=f"Window start ({zone})"),
             alt.Tooltip("category_shown:N", title="Source IP"),
             alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
         ],
@@ -196,7 +254,7 @@ def severity_timeline(
 ) -> alt.Chart:
     """Detections per time bin over [start, end), stacked by severity (the most severe at the
     bottom)."""
-    seconds = max(60, -(-(end - start) // bins) // 60 * 60)
+    seconds = bin_seconds(end - start, 60, points=bins)
     if len(hits):
         epoch = hits["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
         floored = pd.Series(pd.to_datetime(epoch - epoch % seconds, unit="s", utc=True))
@@ -217,9 +275,11 @@ def severity_timeline(
             x=alt.X(
                 "when:T",
                 scale=alt.Scale(type="utc", domain=[d.isoformat() for d in domain]),
-                axis=alt.Axis(title=f"Time ({zone})", format="%H:%M", labelOverlap=True),
+                axis=alt.Axis(
+                    title=f"Time ({zone})", format=time_format(end - start, _not_this_year(start)), labelOverlap=True
+                ),
             ),
-            y=alt.Y("sum(detections):Q", title=f"Detections per {seconds // 60} min", axis=alt.Axis(format="d")),
+            y=alt.Y("sum(detections):Q", title=f"Detections per {bin_label(seconds)}", axis=alt.Axis(format="d")),
             color=alt.Color(
                 "severity:N",
                 title="Severity",

@@ -13,6 +13,7 @@ reruns at once and the next run, which renders the whole page, sets or deletes t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import math
@@ -305,7 +306,11 @@ def gate(settings: dict) -> str:
                 state[_DELETE_COOKIE] = True  # revoked: of no use any more
 
     if state.pop(_DELETE_COOKIE, False):
-        cookies.delete_cookie()
+        # As cookies.delete_cookie() does, without its print of the KeyError on the server's
+        # terminal when this browser had no such cookie yet.
+        model = cookies.cookie_model
+        with contextlib.suppress(KeyError):
+            model.cookie_manager.delete(model.cookie_name)
 
     if state.get("authentication_status"):
         user = state["username"]

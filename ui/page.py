@@ -9,17 +9,21 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import bin_seconds
-from ui import login, view
+from ui import data, login, view
 from ui.runtime import Runtime, runtime
 
 
-def start(title: str, about: str) -> tuple[Runtime, view.View]:
+def start(title: str, about: str, *, uses_range: bool = True) -> tuple[Runtime, view.View]:
     """Refuses an anonymous session, then titles the page. Returns the shared runtime and
-    the view chosen in the sidebar."""
+    the view chosen in the sidebar; a page that draws the range stops at an invalid one."""
     login.require_user()
     st.title(title)
     st.caption(about)
-    return runtime(), view.current()
+    current = view.current()
+    if current.error and uses_range:
+        st.error(current.error)
+        st.stop()
+    return runtime(), current
 
 
 def refreshing(setting: str):
@@ -33,7 +37,15 @@ def refreshing(setting: str):
         def run(*args, **kwargs):
             if not login.session_still_valid():
                 st.rerun(scope="app")
-            return function(*args, **kwargs)
+            drawn = f"drawn:{function.__module__}.{function.__name__}"
+            if st.session_state.get(drawn):
+                return function(*args, **kwargs)
+            # The first draw of a long range takes a moment: say so at once, not a blank page.
+            # Refreshes keep the previous chart on screen instead.
+            with st.spinner("Computing the charts for this range…", show_time=True):
+                result = function(*args, **kwargs)
+            st.session_state[drawn] = True
+            return result
 
         return run
 
@@ -55,8 +67,29 @@ def updated_caption(shared: Runtime, setting: str) -> None:
     st.caption(f"Data as of the last poll, {last}. Refreshes every {shared.settings[setting]} s.")
 
 
+def dropped_text(shared: Runtime) -> str | None:
+    """What the retention left out and why, with the setting that changes it; None if nothing."""
+    expired, reference = shared.collector.health.expired, shared.collector.retention_reference
+    if not expired:
+        return None
+    hours = shared.settings["retention_hours"]
+    if reference is not None:
+        newest = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(reference))
+        why = f"they happened more than {hours:g} h before the newest event read ({newest})"
+    else:
+        why = f"they happened more than {hours:g} h ago"
+    events = "1 event was" if expired == 1 else f"{expired:,} events were"
+    return (
+        f"{events} left out: {why}, the retention. Set INSIGHTS_RETENTION_HOURS higher and restart the app to "
+        "keep them."
+    )
+
+
 def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> None:
     """Why a chart has nothing to draw: no events at all yet, or none in this range and scope."""
+    dropped = dropped_text(shared)
+    if dropped:
+        st.warning(dropped)
     if len(shared.engine.buffer) == 0:
         health = shared.collector.health
         if health.last_error:
@@ -66,10 +99,39 @@ def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> 
                 f"No events yet. The collector polls every {shared.settings['poll_seconds']:g} s, and CloudTrail "
                 "delivers an event within about 5 minutes of the call (15 at most)."
             )
+    elif current.bounds()[0] > time.time():
+        st.info(f"No {what}: {current.label()} is in the future. Choose a range that has begun in the sidebar.")
+    elif (outside := _outside_data(shared, current)) is not None:
+        st.info(f"No {what} in {current.label()}: {outside}. Choose a range over them in the sidebar.")
     elif current.scoped:
         st.info(f"No {what} in {current.label()} for the regions and accounts chosen in the sidebar.")
     else:
         st.info(f"No {what} in {current.label()}. Choose a longer time range in the sidebar.")
+
+
+def _outside_data(shared: Runtime, current: view.View) -> str | None:
+    """Where the events held are, when the range misses all of them."""
+    held = data.span(shared.engine)
+    if held is None:
+        return None
+    start, end = current.bounds()
+    if start <= held[1] and held[0] < end:
+        return None
+    first, last = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) for t in held)
+    return f"the events held run from {first} to {last}"
+
+
+def duration_text(seconds: float | None) -> str:
+    """A lag as people say it: '40 s', '12 min', '5.5 h', '3 days'; '–' when unknown."""
+    if seconds is None:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:,.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.0f} days"
 
 
 def window_text(current: view.View, t: int, seconds: int) -> str:

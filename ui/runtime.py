@@ -153,6 +153,7 @@ def build(values: dict) -> Runtime:
         analyses=analyses,
         warm_up=(lambda c: _restore(c, store, detector, dimensions)) if store is not None else None,
         on_ready=lambda: readiness.write(ready=True),
+        retain_from_newest=values["source"] in ("files", "s3"),
     )
     return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma)
 

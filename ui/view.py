@@ -16,6 +16,7 @@ from metrics.windows import window_start
 
 RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
 CUSTOM = "Custom (UTC)"
+INVALID_RANGE = "The custom range ends before it starts: choose a later end, or an earlier start, in the sidebar."
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class View:
     regions: tuple[str, ...]
     accounts: tuple[str, ...]
     zone: str  # "UTC" or the browser's IANA zone
+    error: str = ""  # why the chosen range cannot be shown (it ends before it starts)
 
     @property
     def live(self) -> bool:
@@ -40,7 +42,14 @@ class View:
     def label(self) -> str:
         if self.custom is None:
             return self.range_name.lower()
-        start, end = (pd.Timestamp(s, unit="s", tz="UTC").strftime("%d %b %H:%M") for s in self.custom)
+        # The year only when it is not this one: "05 Aug 2024 11:10".
+        this_year = dt.datetime.now(dt.UTC).year
+        start, end = (
+            pd.Timestamp(s, unit="s", tz="UTC").strftime(
+                "%d %b %H:%M" if pd.Timestamp(s, unit="s").year == this_year else "%d %b %Y %H:%M"
+            )
+            for s in self.custom
+        )
         return f"{start} to {end} UTC"
 
     def filter(self, now: float | None = None, step: int | None = None, **criteria) -> EventFilter:
@@ -84,19 +93,43 @@ def current() -> View:
     range_name = state.get("view_range", "Last hour")
     custom = state.get("view_custom") if range_name == CUSTOM else None
     zone = _zone(st.context.timezone) if state.get("view_local_time") else None
+    # A custom range that ends before it starts shows nothing rather than the last hour.
+    error = INVALID_RANGE if range_name == CUSTOM and custom is None else ""
     return View(
         range_name if range_name in RANGES else "Last hour",
         custom,
         tuple(state.get("view_regions", ())),
         tuple(state.get("view_accounts", ())),
         zone or "UTC",
+        error,
     )
 
 
-def sidebar(regions: list[str], accounts: list[str]) -> View:
-    """The shared controls, in the sidebar of every page."""
+def default_to_data(span: tuple[int, int] | None, now: float | None = None) -> None:
+    """A session's first range: where the data is. When the newest event is older than the
+    default live range (history read from files or S3), a custom range over the events held,
+    so that the first page shows them instead of an empty last hour."""
+    state = st.session_state
+    if "view_range" in state or span is None:
+        return
+    now = time.time() if now is None else now
+    first, last = span
+    if last >= now - RANGES["Last hour"]:
+        return
+    start = dt.datetime.fromtimestamp(first - first % 60, dt.UTC)
+    end = dt.datetime.fromtimestamp(last - last % 60 + 60, dt.UTC)
+    state["view_range"] = CUSTOM
+    state["view_from_day"], state["view_from_time"] = start.date(), start.time()
+    state["view_to_day"], state["view_to_time"] = end.date(), end.time()
+
+
+def sidebar(regions: list[str], accounts: list[str], span: tuple[int, int] | None = None) -> View:
+    """The shared controls, in the sidebar of every page. ``span``: the first and last second
+    of the events held, for the first range of a session."""
+    default_to_data(span)
+    st.session_state.setdefault("view_range", "Last hour")
     with st.sidebar:
-        st.selectbox("Time range", [*RANGES, CUSTOM], index=1, key="view_range")
+        st.selectbox("Time range", [*RANGES, CUSTOM], key="view_range")
         if st.session_state["view_range"] == CUSTOM:
             _custom_range()
         st.multiselect("Regions", regions, key="view_regions", placeholder="All regions")
@@ -126,14 +159,21 @@ def capped_range(start: int, end: int, now: int, longest: int) -> tuple[int, int
 
 def _custom_range() -> None:
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    start_day = st.date_input("From (UTC)", value=(now - dt.timedelta(hours=1)).date(), key="view_from_day")
-    start_time = st.time_input("From time", value=(now - dt.timedelta(hours=1)).time(), key="view_from_time")
-    end_day = st.date_input("To (UTC)", value=now.date(), key="view_to_day")
-    end_time = st.time_input("To time", value=now.time(), key="view_to_time")
+    state = st.session_state
+    # Defaults through the session rather than value=, so that a range set elsewhere (the data's
+    # span) is not fought by a widget default.
+    state.setdefault("view_from_day", (now - dt.timedelta(hours=1)).date())
+    state.setdefault("view_from_time", (now - dt.timedelta(hours=1)).time())
+    state.setdefault("view_to_day", now.date())
+    state.setdefault("view_to_time", now.time())
+    start_day = st.date_input("From (UTC)", key="view_from_day")
+    start_time = st.time_input("From time", key="view_from_time")
+    end_day = st.date_input("To (UTC)", key="view_to_day")
+    end_time = st.time_input("To time", key="view_to_time")
     start = dt.datetime.combine(start_day, start_time, dt.UTC)
     end = dt.datetime.combine(end_day, end_time, dt.UTC)
     if end <= start:
-        st.error("The range must end after it starts.")
+        st.error("The range must end after it starts.")  # the page says so too, and shows nothing
         st.session_state["view_custom"] = None
         return
     from ui.runtime import runtime  # the retention is a setting of the running app

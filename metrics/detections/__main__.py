@@ -6,7 +6,8 @@ One row per (hit, linked event): rule, severity, event_id, event_time, event_nam
 source_ip, failed (that event's), summary (the hit's), sorted by event_time then rule.
 First-seen rules learn from the files as a history. Records that cannot be read are counted
 on stderr with their reasons. ``--sigma DIR`` adds the Sigma rules of a folder (their rule
-column is ``sigma:<id>``); the files refused are listed on stderr with their reasons.
+column is ``sigma:<id>``); the files refused are listed on stderr with their reasons. A file that cannot be
+opened is named there, and makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ from metrics.detections.sigma import load_folder
 from metrics.normalise import RejectedRecord, Rejects, Unreadable, normalise
 from metrics.records import add_paths_argument, iter_paths
 
+UNREADABLE_FILE = "unreadable file: "  # the reason metrics.records gives a file it cannot open
 COLUMNS = ("rule", "severity", "event_id", "event_time", "event_name", "user", "source_ip", "failed", "summary")
 
 
-def read(paths, rejects: Rejects) -> tuple[list[dict], int]:
-    """The records of every path that the normaliser accepts, and how many files were read."""
+def read(paths, rejects: Rejects, unreadable: list[str] | None = None) -> tuple[list[dict], int]:
+    """The records of every path that the normaliser accepts, and how many files were read.
+    A file that cannot be opened (a missing path) is no rejected record: it goes to
+    ``unreadable`` as 'path (why)'."""
     records, origins = [], set()
     for origin, record in iter_paths(paths):
+        if isinstance(record, Unreadable) and record.reason.startswith(UNREADABLE_FILE):
+            if unreadable is not None:
+                unreadable.append(f"{record.origin or origin} ({record.reason.removeprefix(UNREADABLE_FILE)})")
+            continue
         origins.add(origin)
         if isinstance(record, Unreadable):
             rejects.add(record.reason, record.origin or origin, record.sample)
@@ -89,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     for path, reason in sigma.refused:
         print(f"  refused {path}: {reason}", file=sys.stderr)
     rejects = Rejects()
-    records, files = read(args.paths, rejects)
+    unreadable = []
+    records, files = read(args.paths, rejects, unreadable)
     detector = Detector((*RULES, *sigma.rules), max_hits=10**9)
     detector.observe(records)
     hits = detector.hits()
 
     print(f"read {len(records)} records from {files} file(s); {len(hits)} hit(s)", file=sys.stderr)
+    if unreadable:
+        print(f"could not read {len(unreadable)} file(s): {'; '.join(unreadable)}", file=sys.stderr)
     if rejects.total:
         print(f"rejected {rejects.total} record(s):", file=sys.stderr)
         for reason, count in rejects.summary():
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows({**row, "failed": "true" if row["failed"] else "false"} for row in output)
-    return 0
+    return 1 if unreadable else 0
 
 
 if __name__ == "__main__":
