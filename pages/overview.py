@@ -9,7 +9,6 @@ from ui import charts, data, drill, page, view
 from ui.drill import Drill
 
 PAGE = "overview"
-OUTCOME_COLORS = {"Succeeded": charts.BLUE, "Failed": charts.RED}
 STEP = 10
 
 shared, _ = page.start(
@@ -73,9 +72,9 @@ def live() -> None:
     st.subheader("Succeeded and failed calls")
     outcomes = pd.concat(
         [
-            successes.assign(category="Succeeded"),
+            successes.assign(category=page.SUCCESS),
             totals.assign(
-                category="Failed",
+                category=page.FAILED,
                 value=totals["value"]
                 - successes.set_index("window_start")["value"]
                 .reindex(totals["window_start"])
@@ -95,7 +94,8 @@ def live() -> None:
             zone=current.zone_title,
             wall=current.wall,
             height=240,
-            colors=OUTCOME_COLORS,
+            colors=page.colors_for("outcome", [page.SUCCESS, page.FAILED]),
+            log=True,
         ),
         page=PAGE,
         key="overview-outcomes",

@@ -162,7 +162,42 @@ def test_apis_users_ips_and_ec2_show_the_known_leaders(app):
     by_outcome = {}
     for row in ec2:
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["value"]
-    assert by_outcome == {"Client.UnauthorizedOperation": 3, "Success (no error code)": 1}
+    assert by_outcome == {"Client.UnauthorizedOperation": 3, "Succeeded": 1}
+
+
+def color_scale(at: AppTest, chart: int) -> dict[str, str]:
+    spec = json.loads(at.get("vega_lite_chart")[chart].proto.spec)
+    scale = next(layer["encoding"]["color"]["scale"] for layer in spec["layer"] if "color" in layer.get("encoding", {}))
+    return dict(zip(scale["domain"], scale["range"]))
+
+
+def test_success_has_one_colour_on_every_page(app):
+    from ui import colors
+
+    overview = color_scale(app("overview"), 1)
+    ec2 = color_scale(app("ec2"), 0)
+    assert overview == {"Succeeded": colors.SUCCESS, "Failed": colors.FAILURE}
+    assert ec2["Succeeded"] == colors.SUCCESS
+    assert ec2["Client.UnauthorizedOperation"] in colors.ERROR_COLORS
+
+
+def test_services_draws_the_busiest_on_their_own_and_the_rest_as_one_line(app):
+    at = app("services")
+    assert at.multiselect[0].value == ["s3.amazonaws.com", "sts.amazonaws.com"]
+    at.multiselect[0].set_value(["s3.amazonaws.com"]).run()
+    lines = {}
+    for row in chart_data(at)[0]:
+        lines[row["category"]] = lines.get(row["category"], 0) + row["value"]
+    assert lines == {"s3.amazonaws.com": 6, "All others": 2}
+    assert "the other 1 summed in one line" in " ".join(c.value for c in at.caption)
+
+
+def test_services_explains_an_empty_selection_instead_of_an_empty_axis(app):
+    at = app("services")
+    at.multiselect[0].set_value([]).run()
+    at.toggle(key="services-others").set_value(False).run()
+    assert not at.get("vega_lite_chart")
+    assert any(i.value.startswith("No service is chosen") for i in at.info)
 
 
 def test_users_page_lists_the_sessions_of_assumed_roles(app):

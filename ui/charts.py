@@ -12,8 +12,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from ui import colors as palette
+
 PICK = "pick"
-BLUE, RED, GREY = "#4c78a8", "#e45756", "#9e9e9e"
+BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
 
 
 def timed(frame: pd.DataFrame, wall=None) -> pd.DataFrame:
@@ -104,26 +106,53 @@ def lines_by(
     wall=None,
     height: int = 320,
     colors: dict[str, str] | None = None,
+    log: bool = False,
 ) -> alt.LayerChart:
     """One line per value of ``field`` over time, zero where a value had no calls; clicking
-    near a point picks its window and value (the picked point is drawn as a dot)."""
+    near a point picks its window and value (the picked point is drawn as a dot).
+
+    ``colors`` fixes each value's colour (``ui.colors``), the lines drawn in that order, the
+    last on top. ``log`` draws a symmetric-log axis, so that a few errors beside many
+    successes still rise visibly off the zero line."""
     data = timed(zero_filled(frame, field, step), wall)
     per = _bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", field], on="click", nearest=True, clear="dblclick")
-    # tableau20: enough distinct colours that two lines rarely share one.
-    scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(scheme="tableau20")
+    if colors:
+        drawn = [name for name in colors if name in set(data[field])]
+        scale = alt.Scale(domain=drawn, range=[colors[name] for name in drawn])
+        # Vega draws the lines in the order their values first appear: the last drawn is on top.
+        ranks = data[field].map({name: i for i, name in enumerate(drawn)})
+        data = data.iloc[ranks.argsort(kind="stable")].reset_index(drop=True)
+    else:
+        scale = alt.Scale(scheme="tableau20")
     color = alt.Color(f"{field}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
     tooltip = [
         alt.Tooltip("time:N", title=f"Window start ({zone})"),
         alt.Tooltip(f"{field}:N", title=title),
         alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
     ]
-    base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+    y = alt.Y(
+        "value:Q",
+        title=f"Calls per {per}" + (" (log scale)" if log else ""),
+        scale=_lifted_zero(data["value"], log),
+        axis=alt.Axis(labelExpr="datum.value < 0 ? '' : datum.label"),
+    )
+    base = alt.Chart(data).encode(x=_x(zone), y=y, color=color)
     lines = base.mark_line(interpolate="monotone", strokeWidth=1.8)
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
     return alt.layer(lines, points.add_params(pick)).properties(height=height)
+
+
+def _lifted_zero(values: pd.Series, log: bool) -> alt.Scale:
+    """The y scale starts a little below zero, so that a line at zero is drawn above the
+    axis instead of on it (the labels below zero are left blank)."""
+    top = float(values.max()) if len(values) else 0.0
+    if log:
+        return alt.Scale(type="symlog", domainMin=-0.15)
+    top = max(top, 1.0)
+    return alt.Scale(domain=[-top * 0.03, top * 1.05], nice=False, zero=False)
 
 
 def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: tuple[str, ...] = ()) -> alt.Chart:
@@ -146,20 +175,31 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     )
 
 
+def busiest_leaders(frame: pd.DataFrame, n: int = 8) -> list[str]:
+    """The ``n`` IPs that lead most often, named in the legend of ``busiest_line``."""
+    return sorted(frame["category"].value_counts().head(n).index)
+
+
 def busiest_line(
-    frame: pd.DataFrame, *, step: int = 60, zone: str = "UTC", wall=None, colors: int = 8
+    frame: pd.DataFrame, *, step: int = 60, zone: str = "UTC", wall=None, colors: dict[str, str] | None = None
 ) -> alt.LayerChart:
     """Per window, the calls of the busiest source IP: a line, and a dot coloured by which IP
-    it was (the ``colors`` IPs that lead most often by name, the rest grey)."""
+    it was (``colors``: the leaders of ``busiest_leaders`` and ``ui.colors.OTHERS``)."""
     data = timed(frame, wall)
-    leaders = data["category"].value_counts().head(colors).index
-    data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs"))
+    colors = colors or {}
+    data = data.assign(ip=data["category"].where(data["category"].isin(list(colors)), palette.OTHERS))
+    drawn = [name for name in colors if name in set(data["ip"])]
     per = _bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
     base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
     line = base.mark_line(color=GREY, strokeWidth=1.2)
     dots = base.mark_circle(size=45).encode(
-        color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
+        color=alt.Color(
+            "ip:N",
+            title="Source IP",
+            scale=alt.Scale(domain=drawn, range=[colors[name] for name in drawn]),
+            legend=alt.Legend(orient="right", labelLimit=220),
+        ),
         tooltip=[
             alt.Tooltip("time:N", title=f"Minute ({zone})"),
             alt.Tooltip("category:N", title="Source IP"),
@@ -169,13 +209,7 @@ def busiest_line(
     return alt.layer(line, dots.add_params(pick)).properties(height=320)
 
 
-SEVERITY_COLORS = {
-    "critical": "#8b0000",
-    "high": "#e45756",
-    "medium": "#f58518",
-    "low": "#eeca3b",
-    "info": "#9e9e9e",
-}
+SEVERITY_COLORS = palette.SEVERITY
 
 
 def severity_timeline(
