@@ -305,3 +305,34 @@ def test_detections_page_lists_a_hit_with_its_events_and_keeps_the_decision(star
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
     assert Triage(tmp_path / "state" / "detections.json").status(hit) == "acknowledged"
+
+
+def test_times_are_shown_in_the_browsers_zone_unless_the_user_asks_for_utc(app, monkeypatch):
+    from ui import view
+
+    monkeypatch.setattr(view, "browser_zone", lambda: "Asia/Tokyo")
+    at = app("status")
+    sources = at.dataframe[0].value
+    assert sources.loc["Last poll", "files"].endswith(" JST")
+    assert any(c.value.startswith("Data as of the last poll") and " JST." in c.value for c in at.caption)
+    at.session_state["view_local_time"] = False  # the sidebar's switch
+    at.run()
+    assert at.dataframe[0].value.loc["Last poll", "files"].endswith(" UTC")
+
+
+def test_a_custom_range_is_entered_as_the_local_wall_clock(app, monkeypatch):
+    import datetime as dt
+
+    from ui import view
+
+    monkeypatch.setattr(view, "browser_zone", lambda: "Asia/Tokyo")
+    at = app(  # AppTest keeps the sidebar of the first run only: the range is set before it
+        "overview",
+        view_range=view.CUSTOM,
+        view_from_day=dt.date(2024, 8, 2),
+        view_from_time=dt.time(17, 30),
+        view_to_day=dt.date(2024, 8, 2),
+        view_to_time=dt.time(19, 30),
+    )
+    assert at.sidebar.date_input(key="view_from_day").label == "From (Asia/Tokyo)"
+    assert at.session_state["view_custom"] == (1_722_587_400, 1_722_594_600)  # 08:30 to 10:30 UTC

@@ -49,3 +49,15 @@ def test_local_time_shows_the_zone_wall_clock():
     frame = engine.buffer.snapshot().frame()
     shown = rows(frame, View("Last hour", None, (), (), "Europe/Paris"), limit=10)
     assert shown["Time"][0] == "2024-08-02 10:30:00"  # CEST, UTC+2 in August
+
+
+def test_downloads_carry_each_time_with_its_utc_offset():
+    engine = Engine(retention_seconds=None)
+    engine.ingest(batch_of([make_record("a", "2024-08-02T08:30:00Z"), make_record("b", "2024-12-02T08:30:00Z")]))
+    frame = engine.buffer.snapshot().frame()
+    paris = rows(frame, View("Last hour", None, (), (), "Europe/Paris"), for_file=True)
+    assert paris["Time"].tolist() == ["2024-12-02T09:30:00+01:00", "2024-08-02T10:30:00+02:00"]
+    utc = rows(frame, View("Last hour", None, (), (), "UTC"), for_file=True)
+    assert utc["Time"].tolist() == ["2024-12-02T08:30:00+00:00", "2024-08-02T08:30:00+00:00"]
+    back = pd.read_csv(io.BytesIO(to_csv(paris)))
+    assert pd.to_datetime(back["Time"], utc=True).tolist() == pd.to_datetime(frame["eventTime"][::-1]).tolist()

@@ -39,7 +39,7 @@ def test_live_and_custom_ranges():
     assert live.bounds(1000) == (100, 1001)
     assert live.scoped and live.live
     assert live.label() == "last 15 minutes"
-    custom = View("Custom (UTC)", (T0, T0 + 7200), (), (), "UTC")
+    custom = View("Custom range", (T0, T0 + 7200), (), (), "UTC")
     assert custom.bounds(0) == (T0, T0 + 7200)
     assert custom.label() == "02 Aug 08:30 to 02 Aug 10:30 UTC"
     assert custom.filter().start == T0
@@ -50,3 +50,9 @@ def test_local_time_is_the_zone_wall_clock_and_named_with_its_offset():
     times = pd.Series(pd.to_datetime([T0], unit="s", utc=True))
     assert view.wall(times).iloc[0] == pd.Timestamp("2024-08-02 17:30:00", tz="UTC")
     assert view.zone_title == "Asia/Tokyo, UTC+09:00"
+
+
+def test_a_custom_range_is_labelled_in_the_zone_it_is_shown_in():
+    tokyo = View("Custom range", (T0, T0 + 7200), (), (), "Asia/Tokyo")
+    assert tokyo.label() == "02 Aug 17:30 to 02 Aug 19:30 JST"
+    assert tokyo.text(T0) == "2024-08-02 17:30:00"

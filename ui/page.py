@@ -70,7 +70,10 @@ def colors_for(kind: str, names) -> dict[str, str]:
 
 def updated_caption(shared: Runtime, setting: str) -> None:
     health = shared.collector.health
-    last = time.strftime("%H:%M:%S UTC", time.gmtime(health.last_success)) if health.last_success else "never"
+    shown = view.current()
+    last = "never"
+    if health.last_success:
+        last = f"{shown.text(health.last_success, '%H:%M:%S')} {shown.zone_abbreviation}"
     st.caption(f"Data as of the last poll, {last}. Refreshes every {shared.settings[setting]} s.")
 
 

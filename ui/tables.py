@@ -33,11 +33,16 @@ SHOWN = {
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def rows(frame: pd.DataFrame, view: View, limit: int) -> pd.DataFrame:
-    """The newest ``limit`` events as displayed: named columns, times in the view's zone."""
-    newest = frame.iloc[::-1].head(limit)
+def rows(frame: pd.DataFrame, view: View, limit: int | None = None, *, for_file: bool = False) -> pd.DataFrame:
+    """The newest ``limit`` events (all: ``None``) as displayed: named columns, times as the
+    wall clock of the view's zone; ``for_file``: times with their UTC offset, as a file read
+    elsewhere needs them."""
+    newest = frame.iloc[::-1] if limit is None else frame.iloc[::-1].head(limit)
     out = newest[list(SHOWN)].rename(columns=SHOWN)
-    out["Time"] = view.wall(newest["eventTime"]).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy()
+    times = (
+        view.iso(newest["eventTime"]) if for_file else view.wall(newest["eventTime"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
+    out["Time"] = times.to_numpy()
     out["Service"] = out["Service"].astype(object).str.replace(".amazonaws.com", "", regex=False)
     for column in out.columns:
         if isinstance(out[column].dtype, pd.CategoricalDtype):
@@ -87,18 +92,26 @@ def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, l
         hide_index=True,
         width="stretch",
         height=min(420, 38 + 35 * max(len(shown), 1)),
-        column_config={"Read-only": st.column_config.CheckboxColumn("Read-only")},
+        column_config={
+            "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title),
+            "Read-only": st.column_config.CheckboxColumn("Read-only"),
+        },
     )
     picked = state.selection.rows if state else []
     left, middle, right, _ = st.columns([1, 1, 1.4, 3])
     stem = f"events-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
     # Callables: a file is built only when its button is pressed.
     left.download_button(
-        "CSV", lambda: to_csv(shown), f"{stem}.csv", "text/csv", key=f"{key}-csv", icon=":material/download:"
+        "CSV",
+        lambda: to_csv(rows(frame, view, limit, for_file=True)),
+        f"{stem}.csv",
+        "text/csv",
+        key=f"{key}-csv",
+        icon=":material/download:",
     )
     middle.download_button(
         "JSON",
-        lambda: to_json(shown),
+        lambda: to_json(rows(frame, view, limit, for_file=True)),
         f"{stem}.json",
         "application/json",
         key=f"{key}-json",

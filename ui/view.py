@@ -15,7 +15,7 @@ from metrics.explore import EventFilter
 from metrics.windows import window_start
 
 RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
-CUSTOM = "Custom (UTC)"
+CUSTOM = "Custom range"
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class View:
     def label(self) -> str:
         if self.custom is None:
             return self.range_name.lower()
-        start, end = (pd.Timestamp(s, unit="s", tz="UTC").strftime("%d %b %H:%M") for s in self.custom)
-        return f"{start} to {end} UTC"
+        start, end = (self.text(s, "%d %b %H:%M") for s in self.custom)
+        return f"{start} to {end} {self.zone_abbreviation}"
 
     def filter(self, now: float | None = None, step: int | None = None, **criteria) -> EventFilter:
         """The events of the view; with ``step``, exactly those of the metric windows of that
@@ -63,6 +63,22 @@ class View:
             return times
         return times.dt.tz_convert(self.zone).dt.tz_localize(None).dt.tz_localize("UTC")
 
+    def text(self, seconds: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """An instant (epoch seconds) as the wall clock of the chosen zone."""
+        return dt.datetime.fromtimestamp(seconds, ZoneInfo(self.zone)).strftime(fmt)
+
+    def iso(self, times: pd.Series) -> pd.Series:
+        """UTC timestamps as text in the chosen zone with its offset, as a file should carry
+        them: '2026-11-27T11:17:40+01:00'."""
+        local = times if self.zone == "UTC" else times.dt.tz_convert(self.zone)
+        text = local.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return text.str.replace(r"([+-]\d\d)(\d\d)$", r"\1:\2", regex=True)
+
+    @property
+    def zone_abbreviation(self) -> str:
+        """'UTC', 'CET', 'JST': short enough for a caption."""
+        return "UTC" if self.zone == "UTC" else dt.datetime.now(ZoneInfo(self.zone)).strftime("%Z")
+
     @property
     def zone_title(self) -> str:
         if self.zone == "UTC":
@@ -78,12 +94,18 @@ def _zone(name: str | None) -> str | None:
         return None
 
 
+def browser_zone() -> str | None:
+    """The browser's IANA time zone, when it sent a valid one."""
+    return _zone(st.context.timezone)
+
+
 def current() -> View:
-    """The view chosen in the sidebar (defaults before the sidebar has rendered)."""
+    """The view chosen in the sidebar (defaults before the sidebar has rendered). Times are
+    shown in the browser's zone unless the user switches to UTC."""
     state = st.session_state
     range_name = state.get("view_range", "Last hour")
     custom = state.get("view_custom") if range_name == CUSTOM else None
-    zone = _zone(st.context.timezone) if state.get("view_local_time") else None
+    zone = browser_zone() if state.get("view_local_time", True) else None
     return View(
         range_name if range_name in RANGES else "Last hour",
         custom,
@@ -101,24 +123,28 @@ def sidebar(regions: list[str], accounts: list[str]) -> View:
             _custom_range()
         st.multiselect("Regions", regions, key="view_regions", placeholder="All regions")
         st.multiselect("Accounts", accounts, key="view_accounts", placeholder="All accounts")
-        zone = _zone(st.context.timezone)
+        zone = browser_zone()
         st.toggle(
             f"Show local time ({zone})" if zone else "Show local time",
+            value=True,
             key="view_local_time",
             disabled=zone is None or zone == "UTC",
-            help="Times are in UTC, like CloudTrail's. Switch to your browser's time zone.",
+            help="Times are shown in your browser's time zone. Switch off for UTC, CloudTrail's own.",
         )
     return current()
 
 
 def _custom_range() -> None:
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    start_day = st.date_input("From (UTC)", value=(now - dt.timedelta(hours=1)).date(), key="view_from_day")
+    """From and to, entered as the wall clock of the zone the times are shown in."""
+    shown = current()
+    zone = ZoneInfo(shown.zone)
+    now = dt.datetime.now(zone).replace(second=0, microsecond=0, tzinfo=None)
+    start_day = st.date_input(f"From ({shown.zone})", value=(now - dt.timedelta(hours=1)).date(), key="view_from_day")
     start_time = st.time_input("From time", value=(now - dt.timedelta(hours=1)).time(), key="view_from_time")
-    end_day = st.date_input("To (UTC)", value=now.date(), key="view_to_day")
+    end_day = st.date_input(f"To ({shown.zone})", value=now.date(), key="view_to_day")
     end_time = st.time_input("To time", value=now.time(), key="view_to_time")
-    start = dt.datetime.combine(start_day, start_time, dt.UTC)
-    end = dt.datetime.combine(end_day, end_time, dt.UTC)
+    start = dt.datetime.combine(start_day, start_time, zone)
+    end = dt.datetime.combine(end_day, end_time, zone)
     if end <= start:
         st.error("The range must end after it starts.")
         st.session_state["view_custom"] = None
