@@ -7,7 +7,7 @@ login itself, because Streamlit can serve a file of ``pages/`` on its own.
 import streamlit as st
 
 from settings import SettingsError
-from ui import data, login, view
+from ui import data, link, login, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
@@ -19,6 +19,7 @@ except SettingsError as error:
     st.stop()
 
 shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
+link.remember_request()  # before the gate: a link opened signed out comes back after sign-in
 login.gate(shared.settings)
 
 PAGES = {
@@ -37,6 +38,7 @@ PAGES = {
     ],
 }
 navigation = st.navigation(PAGES)
+link.apply_request({page.url_path: page for group in PAGES.values() for page in group}, navigation.url_path)
 
 regions, accounts = data.scope_options(shared.engine)
 view.sidebar(regions, accounts)
@@ -52,3 +54,4 @@ share = progress() if callable(progress) else None
 if share is not None and share < 1:
     st.progress(share, text=f"Reading the look-back history, newest first: {share:.0%}. Charts fill from now back.")
 navigation.run()
+link.write(navigation.url_path)

@@ -67,4 +67,4 @@ if events.empty:
     else:
         st.info(f"None of the {len(in_range):,} events in this range matches these filters.")
 else:
-    events_table(shared.engine, events, current, key="explorer-table")
+    events_table(shared.engine, events, current, key="explorer-table", choose_columns=True, remember="open_event")

@@ -90,8 +90,8 @@ def app(start_app, tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in known_records(time.time())) + "\n")
     os.utime(path, (time.time() - 5, time.time() - 5))
 
-    def start(page: str = "overview", signed_in: bool = True, **session) -> AppTest:
-        return start_app(page, signed_in, session, source="files", files_path=folder)
+    def start(page: str = "overview", signed_in: bool = True, query: dict | None = None, **session) -> AppTest:
+        return start_app(page, signed_in, session, query, source="files", files_path=folder)
 
     return start
 
@@ -336,3 +336,63 @@ def test_a_custom_range_is_entered_as_the_local_wall_clock(app, monkeypatch):
     )
     assert at.sidebar.date_input(key="view_from_day").label == "From (Asia/Tokyo)"
     assert at.session_state["view_custom"] == (1_722_587_400, 1_722_594_600)  # 08:30 to 10:30 UTC
+
+
+def test_the_url_carries_the_view_and_a_link_opens_it_again(app):
+    at = app("overview", view_range="Last 6 hours", view_regions=["eu-west-1"])
+    assert dict(at.query_params) == {"range": "6h", "region": "eu-west-1"}
+    link = {"range": "6h", "region": "eu-west-1", "user": "bob", "q": "RunInstances"}
+    again = app("overview", query=link)  # a reload, or a colleague opening the link
+    assert again.session_state["view_range"] == "Last 6 hours"
+    assert again.session_state["view_regions"] == ["eu-west-1"]
+    assert again.session_state["ex_users"] == ["bob"]
+    assert again.session_state["ex_text"] == "RunInstances"
+    tiles = {m.label: m.value for m in again.metric}
+    assert tiles["API calls, last 6 hours"] == "4"  # bob's calls in eu-west-1
+
+
+def test_the_explorer_filters_go_in_its_own_link_only():
+    from ui import link
+
+    state = {"ex_users": ["bob"], "ex_errors": ["AccessDenied"], "ex_text": "AKIA", "open_event": "e1"}
+    assert link.to_params(state, "explorer") == {"user": ["bob"], "error": ["AccessDenied"], "q": "AKIA", "event": "e1"}
+    assert link.to_params(state, "services") == {}
+
+
+def test_a_custom_range_and_the_opened_detection_travel_in_the_url():
+    from ui import link, view
+
+    state = {"view_range": view.CUSTOM, "view_custom": (1_722_587_400, 1_722_594_600), "det_open": "h1"}
+    params = link.to_params(state, "detections")
+    assert params == {"range": "custom", "start": "2024-08-02T08:30:00Z", "end": "2024-08-02T10:30:00Z", "hit": "h1"}
+    assert "hit" not in link.to_params(state, "overview")  # a page's own selection stays on its page
+    back = link.to_state({name: [value] for name, value in params.items()}, "Asia/Tokyo")
+    assert back["view_custom"] == state["view_custom"]
+    assert (str(back["view_from_day"]), str(back["view_from_time"])) == ("2024-08-02", "17:30:00")
+    assert back["det_open"] == "h1"
+    assert link.to_state({"range": ["custom"], "start": ["nonsense"], "end": ["2024"]}, "UTC") == {}
+
+
+def test_the_explorer_pages_through_every_match_and_offers_all_of_them_for_download(app, monkeypatch):
+    from ui import tables
+
+    monkeypatch.setattr(tables, "PAGE_SIZE", 5)
+    at = app("explorer")
+    assert list(at.dataframe[0].value["Event ID"]) == ["r1", "r0", "b3", "b2", "a5"]  # the newest 5
+    assert at.number_input(key="explorer-table-page").label == "Page (of 3)"
+    assert "CSV (all 12)" in [b.label for b in at.get("download_button")]
+    at.number_input(key="explorer-table-page").set_value(3).run()
+    assert list(at.dataframe[0].value["Event ID"]) == ["a1", "a0"]  # the oldest
+
+
+def test_the_explorer_column_chooser_keeps_only_the_chosen_columns(app):
+    at = app("explorer")
+    at.multiselect(key="explorer-table-columns").set_value(["Time", "User", "API"]).run()
+    assert list(at.dataframe[0].value.columns) == ["Time", "User", "API", "Event ID"]
+
+
+def test_an_event_named_in_the_link_opens_in_a_dialog(app):
+    at = app("explorer", open_event="b0")
+    assert not at.exception
+    assert "Event ID b0" in [t.value for t in at.text]
+    assert at.json[0].value and '"b0"' in at.json[0].value
