@@ -42,7 +42,7 @@ def test_top_bars_keep_the_largest_n_and_labels_stay_data():
     spec = charts.top_bars(frame(rows), "category", "API").to_dict()
     values = dataset(spec)
     assert len(values) == 10
-    assert values[0] == {"category": PAYLOAD, "value": 99}
+    assert values[0] == {"category": PAYLOAD, "value": 99, "shown": PAYLOAD}
     assert spec["encoding"]["y"]["sort"] == "-x"
     assert spec["encoding"]["x"]["title"] == "Calls"
     assert spec["params"][0]["select"]["fields"] == ["category"]
@@ -75,3 +75,23 @@ def test_local_time_is_drawn_as_the_zone_wall_clock():
     assert row["time"] == "2024-08-02 10:30:00"
     assert row["t"] == 1722587400  # the selection keeps the true window start
     assert spec["layer"][0]["encoding"]["x"]["axis"]["title"] == "Time (Europe/Paris)"
+
+
+def test_long_names_are_shortened_in_the_middle_and_kept_whole_in_the_tooltip_and_the_click():
+    arn = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_AdministratorAccess_0123456789abcdef/alice"
+    assert charts.middle(arn) == "arn:aws:sts::111122…23456789abcdef/alice"
+    assert len(charts.middle(arn)) == 40
+    assert charts.middle("short") == "short"
+    spec = charts.top_bars(frame([("2024-08-02T08:30:00Z", arn, "", 3)]), "category", "User").to_dict()
+    assert spec["encoding"]["y"]["field"] == "shown"
+    assert spec["encoding"]["tooltip"][0]["field"] == "category"
+    assert dataset(spec)[0]["category"] == arn
+    assert spec["params"][0]["select"]["fields"] == ["category"]
+
+
+def test_the_matches_histogram_has_every_bin_of_the_range_and_a_click_on_a_bar():
+    times = pd.Series(pd.to_datetime([1722587400, 1722587401, 1722587465], unit="s", utc=True))
+    spec = charts.matches_histogram(times, start=1722587400, end=1722587400 + 180, seconds=60).to_dict()
+    assert [(row["t"], row["value"]) for row in dataset(spec)] == [(1722587400, 2), (1722587460, 1), (1722587520, 0)]
+    assert spec["params"][0]["select"]["fields"] == ["t"]
+    assert spec["encoding"]["y"]["title"] == "Matches per 1 min"

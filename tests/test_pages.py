@@ -23,7 +23,7 @@ PAGES = {
     "users": ("Users", 1),
     "ips": ("Source IPs", 2),
     "ec2": ("EC2", 1),
-    "explorer": ("Events explorer", 0),
+    "explorer": ("Events explorer", 1),  # the matches over time
     "status": ("Status", 0),
     "detections": ("Detections", None),  # a timeline only when something was detected
 }
@@ -219,11 +219,11 @@ def test_a_scope_without_events_explains_itself(app):
 
 def test_explorer_filters_and_searches(app):
     at = app("explorer")
-    assert len(at.dataframe[0].value) == 12
+    assert len(at.dataframe[-1].value) == 12
     at.multiselect(key="ex_users").select("bob").run()
-    assert set(at.dataframe[0].value["Event ID"]) == {"b0", "b1", "b2", "b3"}
+    assert set(at.dataframe[-1].value["Event ID"]) == {"b0", "b1", "b2", "b3"}
     at.multiselect(key="ex_errors").select("(none: succeeded)").run()
-    assert list(at.dataframe[0].value["Event ID"]) == ["b3"]
+    assert list(at.dataframe[-1].value["Event ID"]) == ["b3"]
     at.text_input(key="ex_text").input("nothing matches this").run()
     assert any(i.value == "None of the 12 events in this range matches these filters." for i in at.info)
 
@@ -378,17 +378,17 @@ def test_the_explorer_pages_through_every_match_and_offers_all_of_them_for_downl
 
     monkeypatch.setattr(tables, "PAGE_SIZE", 5)
     at = app("explorer")
-    assert list(at.dataframe[0].value["Event ID"]) == ["r1", "r0", "b3", "b2", "a5"]  # the newest 5
+    assert list(at.dataframe[-1].value["Event ID"]) == ["r1", "r0", "b3", "b2", "a5"]  # the newest 5
     assert at.number_input(key="explorer-table-page").label == "Page (of 3)"
     assert "CSV (all 12)" in [b.label for b in at.get("download_button")]
     at.number_input(key="explorer-table-page").set_value(3).run()
-    assert list(at.dataframe[0].value["Event ID"]) == ["a1", "a0"]  # the oldest
+    assert list(at.dataframe[-1].value["Event ID"]) == ["a1", "a0"]  # the oldest
 
 
 def test_the_explorer_column_chooser_keeps_only_the_chosen_columns(app):
     at = app("explorer")
     at.multiselect(key="explorer-table-columns").set_value(["Time", "User", "API"]).run()
-    assert list(at.dataframe[0].value.columns) == ["Time", "User", "API", "Event ID"]
+    assert list(at.dataframe[-1].value.columns) == ["Time", "User", "API", "Event ID"]
 
 
 def test_an_event_named_in_the_link_opens_in_a_dialog(app):
@@ -396,3 +396,24 @@ def test_an_event_named_in_the_link_opens_in_a_dialog(app):
     assert not at.exception
     assert "Event ID b0" in [t.value for t in at.text]
     assert at.json[0].value and '"b0"' in at.json[0].value
+
+
+def test_the_explorer_shows_the_matches_over_time_and_the_top_values_of_the_main_fields(app):
+    at = app("explorer")
+    histogram = chart_data(at)[0]
+    assert sum(row["value"] for row in histogram) == 12
+    users = next(d.value for d in at.dataframe if "User" in d.value.columns and "Events" in d.value.columns)
+    assert list(zip(users["User"], users["Events"])) == [("alice", 6), ("bob", 4), ("deployer", 2)]
+    errors = next(d.value for d in at.dataframe if "Error code" in d.value.columns and "Events" in d.value.columns)
+    assert list(zip(errors["Error code"], errors["Events"])) == [
+        ("(none: succeeded)", 9),
+        ("Client.UnauthorizedOperation", 3),
+    ]
+
+
+def test_a_value_left_out_hides_its_events_and_travels_in_the_link(app):
+    at = app("explorer", query={"not": ["users:alice", "error_codes:"]})
+    assert set(at.dataframe[-1].value["Event ID"]) == {"b0", "b1", "b2"}  # no alice, and only failures
+    assert at.multiselect(key="ex_left_out_0").value == ["User: alice", "Error code: (none: succeeded)"]
+    at.multiselect(key="ex_left_out_0").unselect("Error code: (none: succeeded)").run()
+    assert set(at.dataframe[-1].value["Event ID"]) == {"b0", "b1", "b2", "b3", "r0", "r1"}

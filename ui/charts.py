@@ -18,6 +18,26 @@ PICK = "pick"
 BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
 
 
+def middle(text: str, limit: int = 40) -> str:
+    """A long name shortened in the middle, where names differ least from their neighbours'
+    ends: 'arn:aws:iam::1111…:role/deployer'. Shown with the full name in a tooltip."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def _legend() -> alt.Legend:
+    """A legend whose long names are shortened in the middle, like ``middle`` (the points'
+    tooltips carry the full name)."""
+    return alt.Legend(
+        orient="right",
+        labelLimit=0,
+        labelExpr="length(datum.label) > 40 ? slice(datum.label, 0, 19) + '…' + slice(datum.label, -20) : datum.label",
+    )
+
+
 def timed(frame: pd.DataFrame, wall=None) -> pd.DataFrame:
     """Adds ``t`` (window start, epoch seconds), ``when`` (the time drawn) and ``time``
     (its text, for tooltips, which Vega would otherwise give in the browser's zone)."""
@@ -125,7 +145,7 @@ def lines_by(
         data = data.iloc[ranks.argsort(kind="stable")].reset_index(drop=True)
     else:
         scale = alt.Scale(scheme="tableau20")
-    color = alt.Color(f"{field}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
+    color = alt.Color(f"{field}:N", title=title, scale=scale, legend=_legend())
     tooltip = [
         alt.Tooltip("time:N", title=f"Window start ({zone})"),
         alt.Tooltip(f"{field}:N", title=title),
@@ -160,13 +180,14 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     extra columns carried into the selection (what a click on a bar means)."""
     fields = [label, *[k for k in keys if k != label]]
     totals = frame.groupby(fields, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
+    totals = totals.assign(shown=totals[label].map(middle))  # the full name is in the tooltip
     pick = alt.selection_point(name=PICK, fields=fields, on="click", clear="dblclick")
     return (
         alt.Chart(totals)
         .mark_bar(color=BLUE)
         .encode(
             x=alt.X("value:Q", title="Calls", axis=alt.Axis(format=",d")),
-            y=alt.Y(f"{label}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
+            y=alt.Y("shown:N", sort="-x", title=title, axis=alt.Axis(labelLimit=340, labelOverlap=False)),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
             tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
         )
@@ -198,7 +219,7 @@ def busiest_line(
             "ip:N",
             title="Source IP",
             scale=alt.Scale(domain=drawn, range=[colors[name] for name in drawn]),
-            legend=alt.Legend(orient="right", labelLimit=220),
+            legend=_legend(),
         ),
         tooltip=[
             alt.Tooltip("time:N", title=f"Minute ({zone})"),
@@ -254,4 +275,40 @@ def severity_timeline(
             ],
         )
         .properties(height=200)
+    )
+
+
+def matches_histogram(
+    times: pd.Series, *, start: int, end: int, seconds: int, zone: str = "UTC", wall=None
+) -> alt.Chart:
+    """How many matching events fell in each bin of ``seconds`` over [start, end): bars whose
+    click picks the bin (``t``, its start in epoch seconds), to narrow the range to it."""
+    epoch = times.astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
+    first = start - start % seconds
+    counts = pd.Series(epoch - epoch % seconds).value_counts()
+    starts = range(first, end, seconds)
+    # Every bin, zero included, so that quiet stretches show as gaps.
+    bins = pd.DataFrame(
+        {
+            "window_start": pd.to_datetime(starts, unit="s", utc=True),
+            "value": counts.reindex(starts, fill_value=0).to_numpy(),
+        }
+    )
+    data = timed(bins, wall)
+    per = _bin_label(seconds)
+    pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
+    return (
+        alt.Chart(data)
+        .mark_bar(color=BLUE)
+        .encode(
+            x=_x(zone),
+            y=alt.Y("value:Q", title=f"Matches per {per}", axis=alt.Axis(format=",d", tickMinStep=1)),
+            opacity=alt.condition(pick, alt.value(0.85), alt.value(0.5)),
+            tooltip=[
+                alt.Tooltip("time:N", title=f"From ({zone})"),
+                alt.Tooltip("value:Q", title="Matching events", format=","),
+            ],
+        )
+        .add_params(pick)
+        .properties(height=120)
     )

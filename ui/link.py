@@ -30,9 +30,10 @@ LISTS = {  # session key: query parameter, several values
 }
 TEXTS = {"ex_text": "q", "det_open": "hit", "open_event": "event"}  # session key: parameter, one value
 PAGE_KEYS = {  # the keys that belong to one page's URL only
-    "explorer": {"ex_services", "ex_apis", "ex_users", "ex_ips", "ex_errors", "ex_text", "open_event"},
+    "explorer": {"ex_services", "ex_apis", "ex_users", "ex_ips", "ex_errors", "ex_text", "ex_excluded", "open_event"},
     "detections": {"det_open"},
 }
+LEFT_OUT = {"services", "apis", "users", "ips", "error_codes"}  # ``not=users:bob``; ``not=error_codes:`` none
 WANTED = "link_wanted"  # the first URL of the session: (page, params), until it has been applied
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -66,6 +67,8 @@ def to_params(state: dict, page: str) -> dict[str, str | list[str]]:
     for key, name in TEXTS.items():
         if key in own and state.get(key):
             params[name] = str(state[key])
+    if "ex_excluded" in own and state.get("ex_excluded"):
+        params["not"] = [f"{field}:{'' if value is None else value}" for field, value in state["ex_excluded"]]
     return params
 
 
@@ -95,6 +98,9 @@ def to_state(params: dict[str, list[str]], zone: str) -> dict:
     for key, name in TEXTS.items():
         if first.get(name):
             state[key] = first[name]
+    pairs = [text.partition(":") for text in params.get("not", [])]
+    if left_out := [[field, value or None] for field, _, value in pairs if field in LEFT_OUT]:
+        state["ex_excluded"] = left_out
     return state
 
 
