@@ -11,6 +11,11 @@ from ui.tables import events_table
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 STATUSES = ("new", "acknowledged", "suppressed")
+SORTS = {  # label: (columns, ascending)
+    "Newest first": (["when"], [False]),
+    "Oldest first": (["when"], [True]),
+    "Most severe first": (["rank", "when"], [True, False]),
+}
 
 shared, _ = page.start(
     "Detections",
@@ -46,6 +51,8 @@ def _hits_frame(current: view.View, at: int) -> pd.DataFrame:
                 "Failed": hit.failed,
                 "Events": len(hit.event_ids),
                 "Status": triage.status(hit),
+                "Assignee": triage.assignee(hit.id),
+                "Note": triage.note(hit.id),
                 "Summary": hit.summary,
                 "rule": hit.rule_id,
             }
@@ -63,22 +70,32 @@ def hits() -> None:
         else:
             st.info(f"No detection in {current.label()} for this scope.")
         return
-    left, middle, right = st.columns([2, 2, 3])
+    left, middle, right, order = st.columns([2, 2, 3, 1.4])
     severities = left.multiselect("Severity", SEVERITIES, default=list(SEVERITIES[:4]), key="det_severity")
     statuses = middle.multiselect("Status", STATUSES, default=["new", "acknowledged"], key="det_status")
     rules = right.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
+    sort = order.selectbox("Sort", list(SORTS), key="det_sort")
     shown = frame[frame["Severity"].isin(severities) & frame["Status"].isin(statuses)]
     if rules:
         shown = shown[shown["Detection"].isin(rules)]
     st.subheader(f"Timeline, {current.label()}")
     start, end = current.bounds(at)
     timeline = charts.severity_timeline(shown, start=start, end=end, zone=current.zone_title, wall=current.wall)
-    st.altair_chart(timeline, width="stretch")
+    shown = _picked_bin(
+        st.altair_chart(timeline, on_select="rerun", selection_mode=charts.PICK, key="det_timeline", width="stretch"),
+        shown,
+        charts.timeline_seconds(start, end),
+        current,
+    )
     if shown.empty:
         st.info("No detection matches these filters.")
         return
-    shown = shown.sort_values("when", ascending=False, kind="stable").reset_index(drop=True)
-    table = shown.drop(columns=["id", "rule"]).assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
+    columns, ascending = SORTS[sort]
+    shown = shown.assign(rank=shown["Severity"].map({s: i for i, s in enumerate(SEVERITIES)}))
+    shown = shown.sort_values(columns, ascending=ascending, kind="stable").reset_index(drop=True)
+    _bulk(shown)
+    table = shown.drop(columns=["id", "rule", "rank"])
+    table = table.assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
     picked = st.dataframe(
         table.rename(columns={"when": f"Time ({current.zone_title})"}),
         key="det_table",
@@ -91,6 +108,30 @@ def hits() -> None:
     rows = picked.selection.rows if picked else []
     if rows and rows[0] < len(shown):
         st.session_state["det_open"] = shown["id"].iloc[rows[0]]
+
+
+def _picked_bin(state, shown: pd.DataFrame, seconds: int, current: view.View) -> pd.DataFrame:
+    """The hits of the timeline's clicked bar, or all of them when none is clicked."""
+    points = (state.selection.get(charts.PICK) if state is not None else None) or []
+    if not points:
+        return shown
+    t = int(points[0]["t"])
+    st.caption(f"Only the bar {page.window_text(current, t, seconds)}. Double-click the timeline to see all.")
+    epoch = shown["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
+    return shown[(epoch >= t) & (epoch < t + seconds)]
+
+
+def _bulk(shown: pd.DataFrame) -> None:
+    """One decision for every detection the filters show."""
+    count = len(shown)
+    with st.popover(f"Decide for all {count:,} shown", icon=":material/checklist:"):
+        st.caption("Applies to every detection the filters above show, on every page of the table.")
+        if st.button(f"Acknowledge all {count:,}", key="det_bulk_ack", icon=":material/done_all:"):
+            triage.acknowledge_many(shown["id"].tolist(), user)
+            st.rerun(scope="app")
+        if st.button(f"Suppress all {count:,}", key="det_bulk_suppress", icon=":material/visibility_off:"):
+            triage.suppress_many(shown["id"].tolist(), user)
+            st.rerun(scope="app")
 
 
 def _hit_by_id(hit_id: str):
@@ -126,6 +167,15 @@ def opened() -> None:
         triage.reopen(hit.id)
         triage.lift_rule(hit.rule_id, hit.principal or "")
         st.rerun()
+    with st.form(f"det_note_{hit.id}", border=True):
+        st.caption("Who is on it, and what was found: kept with the decisions, for everyone.")
+        who, text = st.columns([1, 3])
+        assignee = who.text_input("Assignee", value=triage.assignee(hit.id), max_chars=80)
+        note = text.text_area("Note", value=triage.note(hit.id), max_chars=2000, height=80)
+        if st.form_submit_button("Save the note and assignee", icon=":material/save:"):
+            triage.assign(hit.id, assignee, user)
+            triage.set_note(hit.id, note, user)
+            st.rerun()
     events = data.events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
     if events.empty:
         st.info("Its events have left the buffer (older than the retention period).")

@@ -417,3 +417,73 @@ def test_a_value_left_out_hides_its_events_and_travels_in_the_link(app):
     assert at.multiselect(key="ex_left_out_0").value == ["User: alice", "Error code: (none: succeeded)"]
     at.multiselect(key="ex_left_out_0").unselect("Error code: (none: succeeded)").run()
     assert set(at.dataframe[-1].value["Event ID"]) == {"b0", "b1", "b2", "b3", "r0", "r1"}
+
+
+@pytest.fixture
+def two_hits(start_app, tmp_path):
+    """A critical StopLogging hit 10 minutes ago and a medium root hit 2 minutes ago."""
+    now = time.time()
+
+    def at(seconds_ago: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
+
+    mallory = {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/mallory", "userName": "mallory"}
+    root = {"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"}
+    records = [
+        make_record(
+            "stop-1",
+            at(600),
+            eventSource="cloudtrail.amazonaws.com",
+            eventName="StopLogging",
+            userIdentity=mallory,
+            readOnly=False,
+        ),
+        make_record("root-1", at(120), eventSource="s3.amazonaws.com", eventName="ListBuckets", userIdentity=root),
+    ]
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "r.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    os.utime(folder / "r.jsonl", (now - 5, now - 5))
+    return lambda **session: start_app("detections", True, session, source="files", files_path=folder)
+
+
+def test_detections_sort_by_time_or_severity(two_hits):
+    at = two_hits()
+    assert list(at.dataframe[0].value["Severity"]) == ["medium", "critical"]  # newest first
+    at = two_hits(det_sort="Most severe first")
+    assert list(at.dataframe[0].value["Severity"]) == ["critical", "medium"]
+
+
+def test_one_click_acknowledges_every_detection_shown(two_hits, tmp_path):
+    from metrics.triage import Triage
+
+    at = two_hits()
+    at.button(key="det_bulk_ack").click().run()
+    assert not at.exception
+    triage = Triage(tmp_path / "state" / "detections.json")
+    assert len(triage.acknowledged) == 2
+    assert set(at.dataframe[0].value["Status"]) == {"acknowledged"}
+
+
+def test_a_note_and_an_assignee_are_kept_per_detection_and_shown_in_the_table(two_hits, tmp_path):
+    from metrics.triage import Triage
+    from ui.runtime import runtime
+
+    at = two_hits()
+    hit = next(h for h in runtime().detector.hits() if h.rule_id == "cloudtrail-stopped")
+    at.session_state["det_open"] = hit.id
+    at.run()
+    next(t for t in at.text_input if t.label == "Assignee").input("carol")
+    next(t for t in at.text_area if t.label == "Note").input("Logging restarted at 10:05.")
+    next(b for b in at.button if b.label == "Save the note and assignee").click().run()
+    assert not at.exception
+    triage = Triage(tmp_path / "state" / "detections.json")
+    assert (triage.assignee(hit.id), triage.note(hit.id)) == ("carol", "Logging restarted at 10:05.")
+    table = at.dataframe[0].value
+    row = table[table["Detection"] == hit.title].iloc[0]
+    assert (row["Assignee"], row["Note"]) == ("carol", "Logging restarted at 10:05.")
+
+
+def test_the_detections_timeline_is_clickable(two_hits):
+    spec = json.loads(two_hits().get("vega_lite_chart")[0].proto.spec)
+    assert spec["params"][0]["select"] == {"type": "point", "fields": ["t"], "on": "click", "clear": "dblclick"}

@@ -233,12 +233,17 @@ def busiest_line(
 SEVERITY_COLORS = palette.SEVERITY
 
 
+def timeline_seconds(start: int, end: int, bins: int = 60) -> int:
+    """The bin of the detections timeline: whole minutes, ``bins`` of them at most."""
+    return max(60, -(-(end - start) // bins) // 60 * 60)
+
+
 def severity_timeline(
     hits: pd.DataFrame, *, start: int, end: int, zone: str = "UTC", wall=None, bins: int = 60
 ) -> alt.Chart:
     """Detections per time bin over [start, end), stacked by severity (the most severe at the
-    bottom)."""
-    seconds = max(60, -(-(end - start) // bins) // 60 * 60)
+    bottom); a click on a bar picks its bin (``t``, its start), to list that bin's hits."""
+    seconds = timeline_seconds(start, end, bins)
     if len(hits):
         epoch = hits["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
         floored = pd.Series(pd.to_datetime(epoch - epoch % seconds, unit="s", utc=True))
@@ -249,6 +254,8 @@ def severity_timeline(
     shown = wall(data["bin"]) if wall is not None and len(data) else data["bin"]
     data = data.assign(when=shown, time=shown.dt.strftime("%Y-%m-%d %H:%M") if len(data) else [])
     data["order"] = data["severity"].map({s: i for i, s in enumerate(SEVERITY_COLORS)})
+    data["t"] = data["bin"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000 if len(data) else []
+    pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
     domain = [pd.Timestamp(t, unit="s", tz="UTC") for t in (start, end)]
     if wall is not None:
         domain = list(wall(pd.Series(domain)))
@@ -268,12 +275,14 @@ def severity_timeline(
                 scale=alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values())),
             ),
             order=alt.Order("order:Q"),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.4)),
             tooltip=[
                 alt.Tooltip("time:N", title=f"From ({zone})"),
                 alt.Tooltip("severity:N", title="Severity"),
                 alt.Tooltip("detections:Q", title="Detections"),
             ],
         )
+        .add_params(pick)
         .properties(height=200)
     )
 
