@@ -33,6 +33,22 @@ def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill
     return Drill(flt, f"{what}, window {page.window_text(current, t, seconds)}")
 
 
+def _detections(current: view.View, at: int) -> pd.DataFrame | None:
+    """The detections in the view's range and scope that are not suppressed, to mark on the chart."""
+    if shared.detector is None:
+        return None
+    start, end = current.bounds(at)
+    rows = [
+        {"when": pd.Timestamp(hit.time, unit="s", tz="UTC"), "severity": hit.severity, "title": hit.title}
+        for hit in shared.detector.hits()
+        if start <= hit.time < end
+        and (not current.regions or hit.region in current.regions)
+        and (not current.accounts or hit.account in current.accounts)
+        and not (shared.triage is not None and shared.triage.is_suppressed(hit))
+    ]
+    return pd.DataFrame(rows, columns=["when", "severity", "title"])
+
+
 @page.refreshing("line_refresh_seconds")
 def live() -> None:
     at, current = page.now(), view.current()
@@ -59,6 +75,7 @@ def live() -> None:
         step=seconds,
         zone=current.zone_title,
         wall=current.wall,
+        detections=_detections(current, at),
     )
     drill.chart(chart, page=PAGE, key="overview-activity", to_drill=lambda p: _window_drill(current, p["t"], seconds))
     scope_note = " The score is computed over all regions and accounts." if current.scoped else ""
@@ -66,7 +83,8 @@ def live() -> None:
         f"Bars: calls per {seconds} s by the event's own time; the newest minutes fill in as CloudTrail delivers late "
         f"events. Line: the Random Cut Forest score of the last 200 s of volume (dashed: the threshold, "
         f"{settings['score_threshold']:g}), drawn up to {settings['score_delay_seconds']} s ago; the forest starts "
-        f"scoring after about 14 minutes of history.{scope_note}"
+        f"scoring after about 14 minutes of history. Dotted rules: detections, in their severity's colour. "
+        f"Drag across the chart to zoom to that range.{scope_note}"
     )
 
     st.subheader("Succeeded and failed calls")

@@ -487,3 +487,14 @@ def test_a_note_and_an_assignee_are_kept_per_detection_and_shown_in_the_table(tw
 def test_the_detections_timeline_is_clickable(two_hits):
     spec = json.loads(two_hits().get("vega_lite_chart")[0].proto.spec)
     assert spec["params"][0]["select"] == {"type": "point", "fields": ["t"], "on": "click", "clear": "dblclick"}
+
+
+def test_a_range_dragged_on_a_chart_becomes_the_custom_range_of_every_page(app):
+    from ui import view
+
+    start = int(time.time()) // 60 * 60 - 600
+    at = app("overview", view_zoom=(start, start + 300))  # what drill.chart leaves for the next run
+    assert at.session_state["view_range"] == view.CUSTOM
+    assert at.session_state["view_custom"] == (start, start + 300)
+    labels = [m.label for m in at.metric]
+    assert any(label.startswith("API calls, ") and " to " in label for label in labels), labels

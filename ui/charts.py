@@ -15,6 +15,8 @@ import pandas as pd
 from ui import colors as palette
 
 PICK = "pick"
+ZOOM = "zoom"  # an interval dragged along the time axis: the range to zoom to
+LEGEND = "legend"  # a click on a legend entry isolates that series
 BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
 
 
@@ -26,6 +28,33 @@ def middle(text: str, limit: int = 40) -> str:
         return text
     head = (limit - 1) // 2
     return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def _zoom() -> alt.Parameter:
+    """Drag along x to choose a range (double-click clears it)."""
+    return alt.selection_interval(name=ZOOM, encodings=["x"], clear="dblclick")
+
+
+def has_zoom(chart) -> bool:
+    """Whether ``chart`` (or one of its layers) carries the ``ZOOM`` interval."""
+    params = [getattr(p, "name", None) for p in (getattr(chart, "params", None) or []) if p is not alt.Undefined]
+    layers = getattr(chart, "layer", None) or []
+    return ZOOM in params or any(has_zoom(layer) for layer in layers if layer is not alt.Undefined)
+
+
+def zoomed_range(interval: dict, zone: str) -> tuple[int, int] | None:
+    """The [start, end) in epoch seconds of a ``ZOOM`` selection, whose times are the wall
+    clock of ``zone`` drawn as UTC (see ``timed``); whole minutes, at least one."""
+    values = interval.get("when") if isinstance(interval, dict) else None
+    if not values or len(values) != 2:
+        return None
+    wall = [pd.Timestamp(v, unit="ms") if isinstance(v, (int, float)) else pd.Timestamp(v) for v in values]
+    wall = [w.tz_localize(None) if w.tzinfo is not None else w for w in wall]
+    start, end = (
+        int(w.tz_localize(zone, ambiguous=True, nonexistent="shift_forward").timestamp()) for w in sorted(wall)
+    )
+    start, end = start - start % 60, -(-end // 60) * 60
+    return (start, max(end, start + 60))
 
 
 def _legend() -> alt.Legend:
@@ -76,10 +105,19 @@ def _bin_label(seconds: int) -> str:
 
 
 def activity(
-    totals: pd.DataFrame, scores: pd.DataFrame, *, threshold: float, step: int = 10, zone: str = "UTC", wall=None
+    totals: pd.DataFrame,
+    scores: pd.DataFrame,
+    *,
+    threshold: float,
+    step: int = 10,
+    zone: str = "UTC",
+    wall=None,
+    detections: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
     """Calls per window as bars (click one to see its events), the anomaly score as a line
-    on its own axis, the threshold as a dashed rule and windows above it as red dots."""
+    on its own axis, the threshold as a dashed rule and windows above it as red dots.
+    ``detections`` (``when``, ``severity``, ``title``) are marked as thin vertical rules in
+    their severity's colour."""
     per = _bin_label(step)
     data = (
         totals[["window_start", "value"]]
@@ -103,7 +141,7 @@ def activity(
             opacity=alt.condition(pick, alt.value(0.55), alt.value(0.25)),
             tooltip=tooltip,
         )
-        .add_params(pick)
+        .add_params(pick, _zoom())
     )
     score_axis = alt.Y("score:Q", title="Anomaly score (RCF)", axis=alt.Axis(titleColor=RED))
     line = base.mark_line(color=RED, strokeWidth=2).encode(y=score_axis, tooltip=tooltip)
@@ -113,7 +151,30 @@ def activity(
         .mark_rule(color=RED, strokeDash=[6, 4], opacity=0.7)
         .encode(y=alt.Y("score:Q"), tooltip=[alt.Tooltip("score:Q", title="Threshold")])
     )
-    return alt.layer(bars, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
+    calls = alt.layer(bars, _detection_rules(detections, zone, wall)) if detections is not None else bars
+    return alt.layer(calls, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
+
+
+def _detection_rules(detections: pd.DataFrame, zone: str, wall) -> alt.Chart:
+    shown = wall(detections["when"]) if wall is not None and len(detections) else detections["when"]
+    data = detections.assign(when=shown, time=shown.dt.strftime("%Y-%m-%d %H:%M:%S") if len(detections) else [])
+    return (
+        alt.Chart(data)
+        .mark_rule(strokeWidth=2, opacity=0.75, strokeDash=[2, 2])
+        .encode(
+            x=_x(zone),
+            color=alt.Color(
+                "severity:N",
+                title="Detections",
+                scale=alt.Scale(domain=list(palette.SEVERITY), range=list(palette.SEVERITY.values())),
+            ),
+            tooltip=[
+                alt.Tooltip("time:N", title=f"Detection at ({zone})"),
+                alt.Tooltip("severity:N", title="Severity"),
+                alt.Tooltip("title:N", title="Detection"),
+            ],
+        )
+    )
 
 
 def lines_by(
@@ -157,12 +218,15 @@ def lines_by(
         scale=_lifted_zero(data["value"], log),
         axis=alt.Axis(labelExpr="datum.value < 0 ? '' : datum.label"),
     )
+    legend = alt.selection_point(name=LEGEND, fields=[field], bind="legend")
     base = alt.Chart(data).encode(x=_x(zone), y=y, color=color)
-    lines = base.mark_line(interpolate="monotone", strokeWidth=1.8)
+    lines = base.mark_line(interpolate="monotone", strokeWidth=1.8).encode(
+        opacity=alt.when(legend).then(alt.value(1.0)).otherwise(alt.value(0.12))
+    )
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
-    return alt.layer(lines, points.add_params(pick)).properties(height=height)
+    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick)).properties(height=height)
 
 
 def _lifted_zero(values: pd.Series, log: bool) -> alt.Scale:
@@ -213,7 +277,7 @@ def busiest_line(
     per = _bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
     base = alt.Chart(data).encode(x=_x(zone), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
-    line = base.mark_line(color=GREY, strokeWidth=1.2)
+    line = base.mark_line(color=GREY, strokeWidth=1.2).add_params(_zoom())
     dots = base.mark_circle(size=45).encode(
         color=alt.Color(
             "ip:N",

@@ -115,8 +115,29 @@ def current() -> View:
     )
 
 
+ZOOM = "view_zoom"  # a range dragged on a chart, applied before the sidebar's widgets exist
+
+
+def zoom_to(start: int, end: int) -> None:
+    """Makes [start, end) the custom range of every page, from the next run on."""
+    st.session_state[ZOOM] = (start, end)
+    st.rerun(scope="app")  # the whole app: the sidebar shows the new range
+
+
+def _apply_zoom() -> None:
+    pending = st.session_state.pop(ZOOM, None)
+    if pending is None:
+        return
+    state, zone = st.session_state, ZoneInfo(current().zone)
+    state["view_range"], state["view_custom"] = CUSTOM, pending
+    for prefix, seconds in (("view_from", pending[0]), ("view_to", pending[1])):
+        wall = dt.datetime.fromtimestamp(seconds, zone).replace(tzinfo=None)
+        state[f"{prefix}_day"], state[f"{prefix}_time"] = wall.date(), wall.time()
+
+
 def sidebar(regions: list[str], accounts: list[str]) -> View:
     """The shared controls, in the sidebar of every page."""
+    _apply_zoom()
     with st.sidebar:
         st.selectbox("Time range", [*RANGES, CUSTOM], index=1, key="view_range")
         if st.session_state["view_range"] == CUSTOM:
