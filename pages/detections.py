@@ -167,7 +167,7 @@ def opened() -> None:
         triage.reopen(hit.id)
         triage.lift_rule(hit.rule_id, hit.principal or "")
         st.rerun()
-    with st.form(f"det_note_{hit.id}", border=True):
+    with st.form(f"det_note_{hit.id}", border=True, width=760):
         st.caption("Who is on it, and what was found: kept with the decisions, for everyone.")
         who, text = st.columns([1, 3])
         assignee = who.text_input("Assignee", value=triage.assignee(hit.id), max_chars=80)

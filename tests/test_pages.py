@@ -498,3 +498,10 @@ def test_a_range_dragged_on_a_chart_becomes_the_custom_range_of_every_page(app):
     assert at.session_state["view_custom"] == (start, start + 300)
     labels = [m.label for m in at.metric]
     assert any(label.startswith("API calls, ") and " to " in label for label in labels), labels
+
+
+def test_the_sign_in_form_keeps_a_readable_width_on_a_wide_screen(app):
+    at = app(signed_in=False)
+    form = next(b for b in at.main.children.values() if type(b).__name__ == "Block" and b.proto.HasField("form"))
+    assert form.proto.form.form_id == "login"
+    assert 0 < form.proto.width_config.pixel_width <= 480

@@ -32,6 +32,7 @@ from auth.throttle import Throttle, client_key
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
 CHANGE_TITLE = "Choose a new password"
 WRONG_CREDENTIALS = "Wrong user name or password."
+FORM_WIDTH = 440  # pixels: a sign-in form as wide as the page is hard to read at 1440 px
 
 # Our keys in st.session_state; the library owns name, username, authentication_status, email,
 # roles, logout and password_hint.
@@ -201,7 +202,7 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
             "on the line containing `password:`. You will choose a new password right after signing in.",
             icon=":material/key:",
         )
-    with st.form("login"):
+    with st.form("login", width=FORM_WIDTH):
         name = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         submitted = st.form_submit_button("Log in", type="primary")
@@ -239,7 +240,7 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
         f"You signed in with a one-time password. Choose your own before going on: at least "
         f"{users.MIN_PASSWORD_LENGTH} characters, and different from the current one."
     )
-    with st.form("change_password"):
+    with st.form("change_password", width=FORM_WIDTH):
         current = st.text_input("Current password", type="password", autocomplete="current-password")
         new = st.text_input(
             "New password",
