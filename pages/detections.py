@@ -70,11 +70,17 @@ def hits() -> None:
         else:
             st.info(f"No detection in {current.label()} for this scope.")
         return
-    left, middle, right, order = st.columns([2, 2, 3, 1.4])
-    severities = left.multiselect("Severity", SEVERITIES, default=list(SEVERITIES[:4]), key="det_severity")
-    statuses = middle.multiselect("Status", STATUSES, default=["new", "acknowledged"], key="det_status")
-    rules = right.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
-    sort = order.selectbox("Sort", list(SORTS), key="det_sort")
+    # Pills wrap to their content: no filter is cut off at 1440 px.
+    left, right = st.columns(2)
+    severities = left.pills(
+        "Severity", SEVERITIES, selection_mode="multi", default=list(SEVERITIES[:4]), key="det_severity"
+    )
+    statuses = right.pills(
+        "Status", STATUSES, selection_mode="multi", default=["new", "acknowledged"], key="det_status"
+    )
+    left, right = st.columns([3, 1])
+    rules = left.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
+    sort = right.selectbox("Sort", list(SORTS), key="det_sort")
     shown = frame[frame["Severity"].isin(severities) & frame["Status"].isin(statuses)]
     if rules:
         shown = shown[shown["Detection"].isin(rules)]
@@ -94,7 +100,7 @@ def hits() -> None:
     shown = shown.assign(rank=shown["Severity"].map({s: i for i, s in enumerate(SEVERITIES)}))
     shown = shown.sort_values(columns, ascending=ascending, kind="stable").reset_index(drop=True)
     _bulk(shown)
-    table = shown.drop(columns=["id", "rule", "rank"])
+    table = shown.drop(columns=["id", "rule", "rank", "Summary"])  # the summary is in the opened panel
     table = table.assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
     picked = st.dataframe(
         table.rename(columns={"when": f"Time ({current.zone_title})"}),
@@ -103,6 +109,15 @@ def hits() -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        column_config={
+            "Severity": st.column_config.TextColumn(width=75),
+            "Detection": st.column_config.TextColumn(width="medium"),
+            "Account": st.column_config.TextColumn(width=110),
+            "Region": st.column_config.TextColumn(width=100),
+            "Failed": st.column_config.CheckboxColumn(width=60),
+            "Events": st.column_config.NumberColumn(width=60),
+            "Status": st.column_config.TextColumn(width=105),
+        },
     )
     st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
     rows = picked.selection.rows if picked else []

@@ -102,12 +102,11 @@ def top_values() -> None:
         mode = st.segmented_control(
             "A click on a value", ["Keeps only it", "Leaves it out"], default="Keeps only it", key="ex_click_mode"
         )
-        slots = st.columns(len(FILTERS))
+        slots = [*st.columns(3), *st.columns(3)]  # three to a row: values stay readable at 1440 px
         for slot, (key, (label, column, field)) in zip(slots, FILTERS.items()):
             counts = events[column].value_counts(dropna=column != "errorCode").head(5)
-            table = pd.DataFrame(
-                {label: [NO_CODE if pd.isna(v) else str(v) for v in counts.index], "Events": counts.to_numpy()}
-            )
+            values = [NO_CODE if pd.isna(v) else str(v) for v in counts.index]
+            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": counts.to_numpy()})
             generation = state.get("ex_top_generation", 0)
             picked = slot.dataframe(
                 table,
@@ -116,11 +115,14 @@ def top_values() -> None:
                 selection_mode="single-row",
                 hide_index=True,
                 width="stretch",
-                column_config={"Events": st.column_config.NumberColumn(width="small")},
+                column_config={
+                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle."),
+                    "Events": st.column_config.NumberColumn(width=70),
+                },
             )
             rows = picked.selection.rows if picked else []
             if rows and rows[0] < len(table):
-                value = table[label].iloc[rows[0]]
+                value = values[rows[0]]
                 state["ex_top_generation"] = generation + 1  # fresh tables: the click is used once
                 if mode == "Leaves it out":
                     left_out = None if value == NO_CODE else value

@@ -244,14 +244,16 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     extra columns carried into the selection (what a click on a bar means)."""
     fields = [label, *[k for k in keys if k != label]]
     totals = frame.groupby(fields, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
-    totals = totals.assign(shown=totals[label].map(middle))  # the full name is in the tooltip
+    totals = totals.assign(shown=totals[label].map(lambda name: middle(name, 36)))  # whole in the tooltip
     pick = alt.selection_point(name=PICK, fields=fields, on="click", clear="dblclick")
     return (
         alt.Chart(totals)
         .mark_bar(color=BLUE)
         .encode(
             x=alt.X("value:Q", title="Calls", axis=alt.Axis(format=",d")),
-            y=alt.Y("shown:N", sort="-x", title=title, axis=alt.Axis(labelLimit=340, labelOverlap=False)),
+            y=alt.Y(
+                "shown:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False, titlePadding=12)
+            ),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
             tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
         )
@@ -375,7 +377,7 @@ def matches_histogram(
         .mark_bar(color=BLUE)
         .encode(
             x=_x(zone),
-            y=alt.Y("value:Q", title=f"Matches per {per}", axis=alt.Axis(format=",d", tickMinStep=1)),
+            y=alt.Y("value:Q", title=f"Matches per {per}", axis=alt.Axis(format=",d", tickCount=3)),
             opacity=alt.condition(pick, alt.value(0.85), alt.value(0.5)),
             tooltip=[
                 alt.Tooltip("time:N", title=f"From ({zone})"),
@@ -383,5 +385,5 @@ def matches_histogram(
             ],
         )
         .add_params(pick)
-        .properties(height=120)
+        .properties(height=170)
     )

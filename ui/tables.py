@@ -78,6 +78,7 @@ def raw_json(engine: Engine, event_ids: list[str]) -> bytes:
 
 
 PAGE_SIZE = 500
+OPTIONAL = ("Session", "Read-only", "User agent", "Event ID")  # offered by the column chooser
 
 
 def _record_dialog(engine: Engine, event_id: str) -> None:
@@ -125,10 +126,14 @@ def events_table(
     (head[0] if head is not None else st).caption(
         f"{note}. Times in {view.zone_title}. Select a row to open its full record."
     )
-    columns = list(SHOWN.values())
+    columns = [c for c in SHOWN.values() if c not in OPTIONAL]  # what fits 1440 px uncut
     if choose_columns:
         columns = st.multiselect(
-            "Columns", columns, default=columns, key=f"{key}-columns", help="The columns of the table below."
+            "Columns",
+            list(SHOWN.values()),
+            default=columns,
+            key=f"{key}-columns",
+            help="The columns of the table below; every field is in the full record.",
         ) or ["Time"]
     state = st.dataframe(
         shown[[c for c in columns if c in shown.columns] + ([] if "Event ID" in columns else ["Event ID"])],
@@ -141,8 +146,9 @@ def events_table(
         column_config={
             "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title),
             "Read-only": st.column_config.CheckboxColumn("Read-only", width="small"),
-            "Region": st.column_config.TextColumn("Region", width="small"),
-            "Account": st.column_config.TextColumn("Account", width="small"),
+            "Region": st.column_config.TextColumn("Region", width=110),
+            "Account": st.column_config.TextColumn("Account", width=120),
+            "Service": st.column_config.TextColumn("Service", width=90),
             **({} if "Event ID" in columns else {"Event ID": None}),
         },
     )
