@@ -11,13 +11,9 @@ from ui import data, link, login, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
-# A fixed style sheet, no record value in it: the title starts near the top instead of under an
-# empty band (Streamlit's top padding plus the sign-in cookie's invisible component).
-st.html(
-    "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"
-    "[data-testid='stElementContainer']:has(iframe[title*='cookie_manager'])"
-    "{height:0;min-height:0;margin:0;overflow:hidden;position:absolute}</style>"
-)
+# A fixed style sheet, no record value in it: the title starts near the top instead of under
+# Streamlit's empty top band.
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
 
 try:
     shared = runtime()

@@ -100,7 +100,8 @@ def hits() -> None:
     shown = shown.assign(rank=shown["Severity"].map({s: i for i, s in enumerate(SEVERITIES)}))
     shown = shown.sort_values(columns, ascending=ascending, kind="stable").reset_index(drop=True)
     _bulk(shown)
-    table = shown.drop(columns=["id", "rule", "rank", "Summary"])  # the summary is in the opened panel
+    # The summary, account and region are in the opened panel: the rest fits 1440 px uncut.
+    table = shown.drop(columns=["id", "rule", "rank", "Summary", "Account", "Region"])
     table = table.assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
     picked = st.dataframe(
         table.rename(columns={"when": f"Time ({current.zone_title})"}),
@@ -110,13 +111,15 @@ def hits() -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "Severity": st.column_config.TextColumn(width=75),
-            "Detection": st.column_config.TextColumn(width="medium"),
-            "Account": st.column_config.TextColumn(width=110),
-            "Region": st.column_config.TextColumn(width=100),
-            "Failed": st.column_config.CheckboxColumn(width=60),
-            "Events": st.column_config.NumberColumn(width=60),
-            "Status": st.column_config.TextColumn(width=105),
+            "Severity": st.column_config.TextColumn(width=70),
+            "Detection": st.column_config.TextColumn(width=200),
+            "Principal": st.column_config.TextColumn(width=120),
+            "Source IP": st.column_config.TextColumn(width=110),
+            "Failed": st.column_config.CheckboxColumn(width=55),
+            "Events": st.column_config.NumberColumn(width=55),
+            "Status": st.column_config.TextColumn(width=100),
+            "Assignee": st.column_config.TextColumn(width=90),
+            "Note": st.column_config.TextColumn(width=100),
         },
     )
     st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
@@ -161,6 +164,7 @@ def opened() -> None:
     rule = RULES_BY_ID.get(hit.rule_id)
     st.subheader("The selected detection")
     st.text(f"{hit.title} · {hit.severity} · {hit.technique} · {triage.status(hit)}")
+    st.text(f"Account {hit.account or '(none)'} · region {hit.region or '(none)'}")
     st.text(hit.summary)
     if rule is not None and rule.description:
         st.caption(rule.description)

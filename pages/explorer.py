@@ -116,7 +116,7 @@ def top_values() -> None:
                 hide_index=True,
                 width="stretch",
                 column_config={
-                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle."),
+                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=220),
                     "Events": st.column_config.NumberColumn(width=70),
                 },
             )

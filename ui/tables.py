@@ -144,11 +144,16 @@ def events_table(
         width="stretch",
         height=min(420, 38 + 35 * max(len(shown), 1)),
         column_config={
-            "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title),
+            "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title, width=140),
             "Read-only": st.column_config.CheckboxColumn("Read-only", width="small"),
-            "Region": st.column_config.TextColumn("Region", width=110),
-            "Account": st.column_config.TextColumn("Account", width=120),
-            "Service": st.column_config.TextColumn("Service", width=90),
+            # Widths that add up to the main column at 1440 px with the sidebar open.
+            "Region": st.column_config.TextColumn("Region", width=100),
+            "Account": st.column_config.TextColumn("Account", width=110),
+            "Service": st.column_config.TextColumn("Service", width=80),
+            "API": st.column_config.TextColumn("API", width=170),
+            "User": st.column_config.TextColumn("User", width=170),
+            "Source IP": st.column_config.TextColumn("Source IP", width=110),
+            "Error code": st.column_config.TextColumn("Error code", width=100),
             **({} if "Event ID" in columns else {"Event ID": None}),
         },
     )
