@@ -7,10 +7,13 @@ login itself, because Streamlit can serve a file of ``pages/`` on its own.
 import streamlit as st
 
 from settings import SettingsError
-from ui import data, login, server, startup, view
+from ui import data, link, login, server, startup, view
 from ui.runtime import runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
+# A fixed style sheet, no record value in it: the title starts near the top instead of under
+# Streamlit's empty top band.
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
 
 if server.browser_connected() and not server.installed():
     st.error("Start the app with `streamlit run server.py`: it refuses what the web server must refuse.")
@@ -23,6 +26,7 @@ except SettingsError as error:
     st.stop()
 
 shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
+link.remember_request()  # before the gate: a link opened signed out comes back after sign-in
 login.gate(shared.settings)
 
 PAGES = {
@@ -41,6 +45,7 @@ PAGES = {
     ],
 }
 navigation = st.navigation(PAGES)
+link.apply_request({page.url_path: page for group in PAGES.values() for page in group}, navigation.url_path)
 
 regions, accounts = data.scope_options(shared.engine)
 view.sidebar(regions, accounts, data.span(shared.engine))
@@ -53,3 +58,4 @@ if shared.is_demo:
     )
 startup.progress(shared)
 navigation.run()
+link.write(navigation.url_path)

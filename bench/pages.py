@@ -133,7 +133,7 @@ def main() -> None:
         for label, seconds in ranges.items():
             timings = []
             for regions in ((), ("eu-west-1",)):
-                view = View("Custom (UTC)", (T_END - seconds, T_END), regions, (), "UTC")
+                view = View("Custom range", (T_END - seconds, T_END), regions, (), "UTC")
                 start = time.perf_counter()
                 page(engine, view, T_END)
                 timings.append(time.perf_counter() - start)

@@ -43,6 +43,7 @@ class EventFilter:
     outcome: str = ""  # "succeeded" (no errorCode), "failed" (any errorCode) or "" (both)
     text: str = ""  # a search in ``metrics.query``'s language
     event_ids: tuple[str, ...] = ()  # exactly these events (a detection's)
+    excluded: tuple[tuple[str, str | None], ...] = ()  # (criterion, value) pairs left out, e.g. ("users", "bob")
 
     def narrowed(self, **criteria) -> EventFilter:
         return replace(self, **criteria)
@@ -83,6 +84,8 @@ def matching(frame: pd.DataFrame, flt: EventFilter, raws: Callable[[list[str]], 
             keep &= _one_of(frame[column], values)
     if flt.event_ids:
         keep &= frame["eventID"].isin(flt.event_ids).to_numpy()
+    for criterion, value in flt.excluded:
+        keep &= ~_one_of(frame[{**CRITERIA, "error_codes": "errorCode"}[criterion]], (value,))
     if flt.outcome:
         failed = frame["errorCode"].notna().to_numpy()
         keep &= failed if flt.outcome == "failed" else ~failed

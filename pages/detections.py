@@ -11,6 +11,11 @@ from ui.tables import events_table
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 STATUSES = ("new", "acknowledged", "suppressed")
+SORTS = {  # label: (columns, ascending)
+    "Newest first": (["when"], [False]),
+    "Oldest first": (["when"], [True]),
+    "Most severe first": (["rank", "when"], [True, False]),
+}
 
 shared, _ = page.start(
     "Detections",
@@ -47,6 +52,8 @@ def _hits_frame(current: view.View, at: int) -> pd.DataFrame:
                 "Events": len(hit.event_ids),
                 "IaC": hit.iac,
                 "Status": triage.status(hit),
+                "Assignee": triage.assignee(hit.id),
+                "Note": triage.note(hit.id),
                 "Summary": hit.summary,
                 "rule": hit.rule_id,
             }
@@ -64,22 +71,39 @@ def hits() -> None:
         else:
             st.info(f"No detection in {current.label()} for this scope.")
         return
-    left, middle, right = st.columns([2, 2, 3])
-    severities = left.multiselect("Severity", SEVERITIES, default=list(SEVERITIES[:4]), key="det_severity")
-    statuses = middle.multiselect("Status", STATUSES, default=["new", "acknowledged"], key="det_status")
-    rules = right.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
+    # Pills wrap to their content: no filter is cut off at 1440 px.
+    left, right = st.columns(2)
+    severities = left.pills(
+        "Severity", SEVERITIES, selection_mode="multi", default=list(SEVERITIES[:4]), key="det_severity"
+    )
+    statuses = right.pills(
+        "Status", STATUSES, selection_mode="multi", default=["new", "acknowledged"], key="det_status"
+    )
+    left, right = st.columns([3, 1])
+    rules = left.multiselect("Detection", sorted(frame["Detection"].unique()), key="det_rules", placeholder="All")
+    sort = right.selectbox("Sort", list(SORTS), key="det_sort")
     shown = frame[frame["Severity"].isin(severities) & frame["Status"].isin(statuses)]
     if rules:
         shown = shown[shown["Detection"].isin(rules)]
     st.subheader(f"Timeline, {current.label()}")
     start, end = current.bounds(at)
     timeline = charts.severity_timeline(shown, start=start, end=end, zone=current.zone_title, wall=current.wall)
-    st.altair_chart(timeline, width="stretch")
+    shown = _picked_bin(
+        st.altair_chart(timeline, on_select="rerun", selection_mode=charts.PICK, key="det_timeline", width="stretch"),
+        shown,
+        charts.timeline_seconds(start, end),
+        current,
+    )
     if shown.empty:
         st.info("No detection matches these filters.")
         return
-    shown = shown.sort_values("when", ascending=False, kind="stable").reset_index(drop=True)
-    table = shown.drop(columns=["id", "rule"]).assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
+    columns, ascending = SORTS[sort]
+    shown = shown.assign(rank=shown["Severity"].map({s: i for i, s in enumerate(SEVERITIES)}))
+    shown = shown.sort_values(columns, ascending=ascending, kind="stable").reset_index(drop=True)
+    _bulk(shown)
+    # The summary, account and region are in the opened panel: the rest fits 1440 px uncut.
+    table = shown.drop(columns=["id", "rule", "rank", "Summary", "Account", "Region"])
+    table = table.assign(when=current.wall(shown["when"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
     picked = st.dataframe(
         visible_frame(table.rename(columns={"when": f"Time ({current.zone_title})"})),
         key="det_table",
@@ -87,6 +111,17 @@ def hits() -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        column_config={
+            "Severity": st.column_config.TextColumn(width=70),
+            "Detection": st.column_config.TextColumn(width=200),
+            "Principal": st.column_config.TextColumn(width=120),
+            "Source IP": st.column_config.TextColumn(width=110),
+            "Failed": st.column_config.CheckboxColumn(width=55),
+            "Events": st.column_config.NumberColumn(width=55),
+            "Status": st.column_config.TextColumn(width=100),
+            "Assignee": st.column_config.TextColumn(width=90),
+            "Note": st.column_config.TextColumn(width=100),
+        },
     )
     st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
     rows = picked.selection.rows if picked else []
@@ -96,6 +131,30 @@ def hits() -> None:
         st.rerun()  # the whole page: the selected detection's panel is outside this fragment
     if not rows:
         st.session_state.pop("det_table-seen", None)
+
+
+def _picked_bin(state, shown: pd.DataFrame, seconds: int, current: view.View) -> pd.DataFrame:
+    """The hits of the timeline's clicked bar, or all of them when none is clicked."""
+    points = (state.selection.get(charts.PICK) if state is not None else None) or []
+    if not points:
+        return shown
+    t = int(points[0]["t"])
+    st.caption(f"Only the bar {page.window_text(current, t, seconds)}. Double-click the timeline to see all.")
+    epoch = shown["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
+    return shown[(epoch >= t) & (epoch < t + seconds)]
+
+
+def _bulk(shown: pd.DataFrame) -> None:
+    """One decision for every detection the filters show."""
+    count = len(shown)
+    with st.popover(f"Decide for all {count:,} shown", icon=":material/checklist:"):
+        st.caption("Applies to every detection the filters above show, on every page of the table.")
+        if st.button(f"Acknowledge all {count:,}", key="det_bulk_ack", icon=":material/done_all:"):
+            triage.acknowledge_many(shown["id"].tolist(), user)
+            st.rerun(scope="app")
+        if st.button(f"Suppress all {count:,}", key="det_bulk_suppress", icon=":material/visibility_off:"):
+            triage.suppress_many(shown["id"].tolist(), user)
+            st.rerun(scope="app")
 
 
 def _hit_by_id(hit_id: str):
@@ -110,6 +169,7 @@ def opened() -> None:
     rule = next((r for r in detector.rules if r.id == hit.rule_id), None)  # the table's or a Sigma rule
     st.subheader("The selected detection")
     st.text(visible(f"{hit.title} · {hit.severity} · {hit.technique or 'no ATT&CK technique'} · {triage.status(hit)}"))
+    st.text(visible(f"Account {hit.account or '(none)'} · region {hit.region or '(none)'}"))
     st.text(visible(hit.summary))
     if hit.iac:
         st.caption(f"Every event of it came from an infrastructure-as-code run ({visible(hit.iac)}).")
@@ -135,6 +195,15 @@ def opened() -> None:
         triage.reopen(hit.id)
         triage.lift_rule(hit.rule_id, hit.principal or "")
         st.rerun()
+    with st.form(f"det_note_{hit.id}", border=True, width=760):
+        st.caption("Who is on it, and what was found: kept with the decisions, for everyone.")
+        who, text = st.columns([1, 3])
+        assignee = who.text_input("Assignee", value=triage.assignee(hit.id), max_chars=80)
+        note = text.text_area("Note", value=triage.note(hit.id), max_chars=2000, height=80)
+        if st.form_submit_button("Save the note and assignee", icon=":material/save:"):
+            triage.assign(hit.id, assignee, user)
+            triage.set_note(hit.id, note, user)
+            st.rerun()
     events = data.events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
     if events.empty:
         st.info("Its events have left the buffer (older than the retention period).")

@@ -9,7 +9,7 @@ from ui.drill import Drill
 
 PAGE = "ec2"
 STEP = 10
-SUCCESS = "Success (no error code)"
+SUCCESS = page.SUCCESS
 
 shared, _ = page.start("EC2", "Calls to EC2: a line for the calls that succeeded and one per error code.")
 
@@ -21,7 +21,7 @@ def live() -> None:
     if frame.empty:
         page.explain_empty(shared, current, "EC2 calls")
         return
-    seconds = page.bin_for(current, STEP, at)
+    seconds = page.bin_for(current, STEP, at, points=page.LINE_POINTS)
     frame = frame.assign(outcome=frame["subcategory"].replace("", SUCCESS))
     st.subheader(f"EC2 calls by outcome, {current.label()}")
 
@@ -34,17 +34,21 @@ def live() -> None:
             flt.narrowed(start=t, end=t + seconds), f"EC2 calls {what}, window {page.window_text(current, t, seconds)}"
         )
 
+    binned = rebin(frame.drop(columns="outcome"), seconds)
+    binned = binned.assign(outcome=binned["subcategory"].replace("", SUCCESS))
+    # Success first, so that the error codes are drawn over it.
+    names = [SUCCESS, *sorted(set(binned["outcome"]) - {SUCCESS})]
     drill.chart(
         charts.lines_by(
-            rebin(frame.drop(columns="outcome"), seconds).assign(
-                outcome=lambda f: f["subcategory"].replace("", SUCCESS)
-            ),
+            binned,
             "outcome",
             "Outcome",
             step=seconds,
             zone=current.zone_title,
             wall=current.wall,
             span=current.bounds(at),
+            colors=page.colors_for("outcome", names),
+            log=True,
         ),
         page=PAGE,
         key="ec2-lines",

@@ -1,11 +1,13 @@
 """Events explorer: the events themselves, filtered every way an analyst needs, with the full
 record of any one and downloads of what is shown."""
 
+import pandas as pd
 import streamlit as st
 
-from metrics.explore import NO_ERROR
+from metrics.explore import NO_ERROR, bin_seconds
 from metrics.query import QueryError
-from ui import data, drill, page, view
+from ui import charts, data, drill, page, view
+from ui.charts import PICK
 from ui.tables import events_table
 
 NO_CODE = "(none: succeeded)"
@@ -62,7 +64,20 @@ st.caption(
     "`user:alice` (`field:*`: the field has a value). `*` stands for any characters: `eventName:Describe*`. "
     "Terms side by side must all match; combine with `AND`, `OR`, `NOT` and parentheses."
 )
-flt = base.narrowed(**chosen, text=text)
+excluded = [tuple(pair) for pair in state.get("ex_excluded", [])]
+if excluded:
+    labels = {field: label for label, _, field in FILTERS.values()}
+    # Record values as multiselect options: shown as text, never as markdown.
+    names = [f"{labels[field]}: {NO_CODE if value is None else value}" for field, value in excluded]
+    generation = state.get("ex_top_generation", 0)
+    kept = st.multiselect(
+        "Left out", names, default=names, key=f"ex_left_out_{generation}", help="Remove one to bring its events back."
+    )
+    if len(kept) < len(names):
+        state["ex_excluded"] = [list(pair) for pair, name in zip(excluded, names) if name in kept]
+        state["ex_top_generation"] = generation + 1
+        st.rerun()
+flt = base.narrowed(**chosen, text=text, excluded=tuple(excluded))
 
 top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
@@ -72,10 +87,69 @@ try:
 except QueryError as error:
     st.error(f"The search cannot be read: {error}.")
     st.stop()
+
+
+def histogram() -> None:
+    """The matches over the range; a click on a bar narrows the range to that bar."""
+    start, end = flt.start, flt.end
+    seconds = bin_seconds(end - start, 10, points=80)
+    chart = charts.matches_histogram(
+        events["eventTime"], start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
+    )
+    picked = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key="ex_histogram", width="stretch")
+    points = (picked.selection.get(PICK) if picked is not None else None) or []
+    if points and points[0] != state.get("ex_histogram_seen"):
+        state["ex_histogram_seen"] = points[0]
+        t = int(points[0]["t"])
+        state["ex_window"] = (t, t + seconds, f"the bar {page.window_text(current, t, seconds)}")
+        st.rerun()
+    st.caption("Matching events over the range. Click a bar to narrow the range to it.")
+
+
+def top_values() -> None:
+    """The five commonest values of the main fields among the matches: a click on one keeps
+    only it, or leaves it out."""
+    with st.expander("Top values of the matches", expanded=True):
+        mode = st.segmented_control(
+            "A click on a value", ["Keeps only it", "Leaves it out"], default="Keeps only it", key="ex_click_mode"
+        )
+        slots = [*st.columns(3), *st.columns(3)]  # three to a row: values stay readable at 1440 px
+        for slot, (key, (label, column, field)) in zip(slots, FILTERS.items()):
+            counts = events[column].value_counts(dropna=column != "errorCode").head(5)
+            values = [NO_CODE if pd.isna(v) else str(v) for v in counts.index]
+            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": counts.to_numpy()})
+            generation = state.get("ex_top_generation", 0)
+            picked = slot.dataframe(
+                table,
+                key=f"ex_top_{key}_{generation}",
+                on_select="rerun",
+                selection_mode="single-row",
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=220),
+                    "Events": st.column_config.NumberColumn(width=70),
+                },
+            )
+            rows = picked.selection.rows if picked else []
+            if rows and rows[0] < len(table):
+                value = values[rows[0]]
+                state["ex_top_generation"] = generation + 1  # fresh tables: the click is used once
+                if mode == "Leaves it out":
+                    left_out = None if value == NO_CODE else value
+                    state["ex_excluded"] = [*state.get("ex_excluded", []), [field, left_out]]
+                    state[key] = [v for v in state.get(key, []) if v != value]
+                else:
+                    state[key] = [value]
+                st.rerun()
+
+
 if events.empty:
     if in_range.empty:
         page.explain_empty(shared, current)
     else:
         st.info(f"None of the {len(in_range):,} events in this range matches these filters.")
 else:
-    events_table(shared.engine, events, current, key="explorer-table")
+    histogram()
+    top_values()
+    events_table(shared.engine, events, current, key="explorer-table", choose_columns=True, remember="open_event")

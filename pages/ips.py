@@ -3,7 +3,7 @@
 import streamlit as st
 
 from metrics.explore import busiest_per_window, rebin
-from ui import charts, data, drill, page, view
+from ui import charts, colors, data, drill, page, view
 from ui.drill import Drill
 
 PAGE = "ips"
@@ -54,7 +54,14 @@ def busiest() -> None:
         return Drill(flt, f"Calls from {ip}, window {page.window_text(current, t, seconds)}")
 
     drill.chart(
-        charts.busiest_line(peaks, step=seconds, zone=current.zone_title, wall=current.wall, span=current.bounds(at)),
+        charts.busiest_line(
+            peaks,
+            step=seconds,
+            zone=current.zone_title,
+            wall=current.wall,
+            span=current.bounds(at),
+            colors=page.colors_for("ip", [*charts.busiest_leaders(peaks), colors.OTHERS]),
+        ),
         page=PAGE,
         key="ips-busiest",
         to_drill=to_drill,

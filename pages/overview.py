@@ -9,7 +9,6 @@ from ui import charts, data, drill, page, view
 from ui.drill import Drill
 
 PAGE = "overview"
-OUTCOME_COLORS = {"Succeeded": charts.BLUE, "Failed": charts.RED}
 STEP = 10
 
 shared, _ = page.start(
@@ -32,6 +31,22 @@ def _window_drill(current: view.View, t: int, seconds: int, **criteria) -> Drill
         criteria.get("outcome", ""), "All calls"
     )
     return Drill(flt, f"{what}, window {page.window_text(current, t, seconds)}")
+
+
+def _detections(current: view.View, at: int) -> pd.DataFrame | None:
+    """The detections in the view's range and scope that are not suppressed, to mark on the chart."""
+    if shared.detector is None:
+        return None
+    start, end = current.bounds(at)
+    rows = [
+        {"when": pd.Timestamp(hit.time, unit="s", tz="UTC"), "severity": hit.severity, "title": hit.title}
+        for hit in shared.detector.hits()
+        if start <= hit.time < end
+        and (not current.regions or hit.region in current.regions)
+        and (not current.accounts or hit.account in current.accounts)
+        and not (shared.triage is not None and shared.triage.is_suppressed(hit))
+    ]
+    return pd.DataFrame(rows, columns=["when", "severity", "title"])
 
 
 @page.refreshing("line_refresh_seconds")
@@ -75,6 +90,7 @@ def live() -> None:
         zone=current.zone_title,
         wall=current.wall,
         span=current.bounds(at),
+        detections=_detections(current, at),
     )
     drill.chart(chart, page=PAGE, key="overview-activity", to_drill=lambda p: _window_drill(current, p["t"], seconds))
     scope_note = " The score is computed over all regions and accounts." if current.scoped else ""
@@ -83,15 +99,16 @@ def live() -> None:
         "CloudTrail delivers late events. Line: the Random Cut Forest score of the last 200 s of volume "
         "(dashed: the threshold, "
         f"{settings['score_threshold']:g}), drawn up to {settings['score_delay_seconds']} s ago; the forest starts "
-        f"scoring after about 14 minutes of history.{scope_note}"
+        f"scoring after about 14 minutes of history. Dotted rules: detections, in their severity's colour. "
+        f"Drag across the chart to zoom to that range.{scope_note}"
     )
 
     st.subheader("Succeeded and failed calls")
     outcomes = pd.concat(
         [
-            successes.assign(category="Succeeded"),
+            successes.assign(category=page.SUCCESS),
             totals.assign(
-                category="Failed",
+                category=page.FAILED,
                 value=totals["value"]
                 - successes.set_index("window_start")["value"]
                 .reindex(totals["window_start"])
@@ -112,7 +129,8 @@ def live() -> None:
             wall=current.wall,
             span=current.bounds(at),
             height=240,
-            colors=OUTCOME_COLORS,
+            colors=page.colors_for("outcome", [page.SUCCESS, page.FAILED]),
+            log=True,
         ),
         page=PAGE,
         key="overview-outcomes",

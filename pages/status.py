@@ -1,11 +1,9 @@
 """Status: is the collector healthy, how far behind is it, and what did it reject."""
 
-import time
-
 import pandas as pd
 import streamlit as st
 
-from ui import page
+from ui import page, view
 
 shared, _ = page.start(
     "Status", "The collector's health, the buffer, and the records that could not be used.", uses_range=False
@@ -13,7 +11,11 @@ shared, _ = page.start(
 
 
 def _when(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds)) if seconds else "never"
+    """A time as the wall clock of the zone the user chose, named."""
+    if not seconds:
+        return "never"
+    shown = view.current()
+    return f"{shown.text(seconds)} {shown.zone_abbreviation}"
 
 
 @page.refreshing("line_refresh_seconds")

@@ -53,7 +53,7 @@ def top() -> None:
     )
     table = pd.DataFrame(
         {
-            "User": sessions["category"],
+            "User": sessions["category"].map(lambda name: charts.middle(name, 44)),
             "Session": sessions["subcategory"].replace("", "(none: long-term credentials)"),
             "Calls": sessions["calls"],
             "First call": current.wall(sessions["first"]).dt.strftime("%H:%M:%S"),
@@ -61,7 +61,16 @@ def top() -> None:
         }
     )
     state = st.dataframe(
-        table, key="users-sessions", on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch"
+        table,
+        key="users-sessions",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "User": st.column_config.TextColumn("User", width="large", help="Long names shortened in the middle."),
+            "Session": st.column_config.TextColumn("Session", width="large"),
+        },
     )
     st.caption(f"Times in {current.zone_title}, to the 10-second window. Select a row to list that session's events.")
     picked = state.selection.rows if state else []

@@ -77,9 +77,10 @@ def engine():
 @pytest.fixture
 def start_app(tmp_path, monkeypatch):
     """Runs app.py in AppTest with the given settings (``INSIGHTS_*`` names in lower case),
-    signed in as a user with a registered session unless ``signed_in=False``; ``page`` switches
-    to ``pages/<page>.py`` after the first run. The runtime is started and its collector's first
-    poll (in its thread) awaited first, as a server that reports ready would have it; stops the
+    signed in as a user with a registered session unless ``signed_in=False``, the URL's query
+    string ``query``; ``page`` switches to ``pages/<page>.py`` after the first run. The runtime is
+    started and its collector's first poll (in its thread) awaited first, as a server that reports
+    ready would have it; stops the
     collector afterwards."""
     from auth import users
     from auth.sessions import SessionRegistry, session_key
@@ -90,7 +91,13 @@ def start_app(tmp_path, monkeypatch):
     user_file = str(state_dir / "users.yaml")
     started = []
 
-    def start(page: str = "overview", signed_in: bool = True, session: dict | None = None, **settings):
+    def start(
+        page: str = "overview",
+        signed_in: bool = True,
+        session: dict | None = None,
+        query: dict | None = None,
+        **settings,
+    ):
         from streamlit.testing.v1 import AppTest
 
         monkeypatch.setenv("INSIGHTS_POLL_SECONDS", "3600")  # the first poll is enough
@@ -119,6 +126,7 @@ def start_app(tmp_path, monkeypatch):
             at.session_state["auth_file"] = user_file
         for name, value in (session or {}).items():
             at.session_state[name] = value
+        at.query_params.update(query or {})  # the link the browser opened
         started.append(at)
         at.run()
         if page != "overview":

@@ -42,7 +42,7 @@ def test_top_bars_keep_the_largest_n_and_labels_stay_data():
     spec = charts.top_bars(frame(rows), "category", "API").to_dict()
     values = dataset(spec)
     assert len(values) == 10
-    assert values[0] == {"category": PAYLOAD, "value": 99}
+    assert values[0] == {"category": PAYLOAD, "value": 99, "shown": PAYLOAD}
     assert spec["encoding"]["y"]["sort"] == "-x"
     assert spec["encoding"]["x"]["title"] == "Calls"
     assert spec["params"][0]["select"]["fields"] == ["category"]
@@ -58,7 +58,7 @@ def test_lines_by_draw_one_line_per_value_and_drop_to_zero_in_gaps():
     lines, points = spec["layer"]
     assert lines["encoding"]["color"]["field"] == "category_shown"  # the label shown; the value is kept
     assert lines["encoding"]["y"]["title"] == "Calls per 10 s"
-    assert spec["params"][0]["select"]["fields"] == ["t", "category"]
+    assert next(p for p in spec["params"] if p["name"] == "pick")["select"]["fields"] == ["t", "category"]
     values = {(r["t"], r["category"]): r["value"] for r in dataset(spec)}
     assert len(values) == 8  # 4 windows x 2 services
     assert values[(1722587410, "iam.amazonaws.com")] == 0
@@ -132,3 +132,58 @@ def test_the_detections_timeline_over_months_uses_round_day_bins():
     spec = charts.severity_timeline(hits, start=start, end=start + 124 * 86400).to_dict()
     assert spec["encoding"]["y"]["title"] == "Detections per 1 day"
     assert spec["encoding"]["x"]["axis"]["format"] == "%d %b %Y"
+
+
+def test_long_names_are_shortened_in_the_middle_and_kept_whole_in_the_tooltip_and_the_click():
+    arn = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_AdministratorAccess_0123456789abcdef/alice"
+    assert charts.middle(arn) == "arn:aws:sts::111122…23456789abcdef/alice"
+    assert len(charts.middle(arn)) == 40
+    assert charts.middle("short") == "short"
+    spec = charts.top_bars(frame([("2024-08-02T08:30:00Z", arn, "", 3)]), "category", "User").to_dict()
+    assert spec["encoding"]["y"]["field"] == "shown"
+    assert spec["encoding"]["tooltip"][0]["field"] == "category"
+    assert dataset(spec)[0]["category"] == arn
+    assert spec["params"][0]["select"]["fields"] == ["category"]
+
+
+def test_the_matches_histogram_has_every_bin_of_the_range_and_a_click_on_a_bar():
+    times = pd.Series(pd.to_datetime([1722587400, 1722587401, 1722587465], unit="s", utc=True))
+    spec = charts.matches_histogram(times, start=1722587400, end=1722587400 + 180, seconds=60).to_dict()
+    assert [(row["t"], row["value"]) for row in dataset(spec)] == [(1722587400, 2), (1722587460, 1), (1722587520, 0)]
+    assert spec["params"][0]["select"]["fields"] == ["t"]
+    assert spec["encoding"]["y"]["title"] == "Matches per 1 min"
+
+
+def test_time_charts_zoom_on_a_drag_and_lines_isolate_a_series_from_the_legend():
+    rows = [("2024-08-02T08:30:00Z", "s3.amazonaws.com", "", 2), ("2024-08-02T08:30:00Z", "iam.amazonaws.com", "", 1)]
+    lines = charts.lines_by(frame(rows), "category", "Service").to_dict()
+    params = {p["name"]: p for p in lines["params"]}
+    assert params["zoom"]["select"] == {"type": "interval", "encodings": ["x"], "clear": "dblclick"}
+    assert params["legend"]["bind"] == "legend" and params["legend"]["select"]["fields"] == ["category"]
+    assert lines["layer"][0]["encoding"]["opacity"]["condition"][0]["param"] == "legend"
+    totals = frame([("2024-08-02T08:30:00Z", "", "", 3)])
+    activity = charts.activity(totals, totals.assign(value=[0.0]), threshold=1.8).to_dict()
+    assert {p["name"] for p in activity["params"]} == {"pick", "zoom"}
+    assert charts.has_zoom(charts.activity(totals, totals, threshold=1.8))
+    assert not charts.has_zoom(charts.top_bars(frame(rows), "category", "Service"))
+
+
+def test_a_dragged_range_is_read_back_in_true_utc_whole_minutes():
+    # 17:30:20 to 18:29:50 on a Tokyo wall clock drawn as UTC: 08:30 to 09:30 UTC
+    start, end = 1722619820_000, 1722623390_000
+    assert charts.zoomed_range({"when": [end, start]}, "Asia/Tokyo") == (1722587400, 1722591000)
+    assert charts.zoomed_range({"when": [start, start]}, "UTC") == (1722619800, 1722619860)
+    assert charts.zoomed_range({}, "UTC") is None
+
+
+def test_detections_are_marked_on_the_calls_chart_in_their_severity_colour():
+    totals = frame([("2024-08-02T08:30:00Z", "", "", 3)])
+    found = pd.DataFrame(
+        {"when": pd.to_datetime(["2024-08-02T08:30:04Z"], utc=True), "severity": ["critical"], "title": [PAYLOAD]}
+    )
+    spec = charts.activity(totals, totals.assign(value=[0.0]), threshold=1.8, detections=found).to_dict()
+    bars, rules = spec["layer"][0]["layer"]
+    assert rules["mark"] == "rule" or rules["mark"]["type"] == "rule"
+    assert rules["encoding"]["color"]["scale"]["range"][0] == "#8b0000"
+    marked = [d for d in spec["datasets"].values() if d and "title" in d[0]]
+    assert marked[0][0]["title"] == PAYLOAD  # as data, drawn as text

@@ -81,3 +81,15 @@ def test_every_cell_of_every_csv_download_of_hostile_records_is_defused():
     cells = [cell for column in back.columns for cell in back[column]]
     assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
     assert "'=cmd|' /C calc'!A0" in cells and "'-alice" in cells and "'=evt-1" in cells
+
+
+def test_downloads_carry_each_time_with_its_utc_offset():
+    engine = Engine(retention_seconds=None)
+    engine.ingest(batch_of([make_record("a", "2024-08-02T08:30:00Z"), make_record("b", "2024-12-02T08:30:00Z")]))
+    frame = engine.buffer.snapshot().frame()
+    paris = rows(frame, View("Last hour", None, (), (), "Europe/Paris"), for_file=True)
+    assert paris["Time"].tolist() == ["2024-12-02T09:30:00+01:00", "2024-08-02T10:30:00+02:00"]
+    utc = rows(frame, View("Last hour", None, (), (), "UTC"), for_file=True)
+    assert utc["Time"].tolist() == ["2024-12-02T08:30:00+00:00", "2024-08-02T08:30:00+00:00"]
+    back = pd.read_csv(io.BytesIO(to_csv(paris)))
+    assert pd.to_datetime(back["Time"], utc=True).tolist() == pd.to_datetime(frame["eventTime"][::-1]).tolist()

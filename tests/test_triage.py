@@ -129,3 +129,38 @@ def test_analysis_failures_are_recorded_and_the_events_kept():
     assert collector.analysis_errors == {"Broken": "ValueError: boom"}
     assert len(collector.engine.buffer) == 1
     assert json.dumps(collector.health.as_dict(), default=str)
+
+
+def test_a_note_and_an_assignee_per_hit_survive_a_restart_and_empty_clears_them(tmp_path):
+    path = tmp_path / "detections.json"
+    triage = Triage(path, clock=lambda: 1000.0)
+    triage.set_note("h1", "  Key rotated, user warned.  ", "analyst")
+    triage.assign("h1", "carol", "analyst")
+    again = Triage(path)
+    assert again.note("h1") == "Key rotated, user warned."
+    assert again.assignee("h1") == "carol"
+    assert again.notes["h1"] == {"text": "Key rotated, user warned.", "by": "analyst", "at": 1000.0}
+    again.set_note("h1", "", "analyst")
+    again.assign("h1", " ", "analyst")
+    assert Triage(path).note("h1") == "" and Triage(path).assignee("h1") == ""
+
+
+def test_bulk_decisions_cover_every_hit_given_in_one_write(tmp_path):
+    path = tmp_path / "detections.json"
+    hits = Detector().observe([stop_logging(f"s{i}", time.time() - 60 + i, f"user{i}") for i in range(3)])
+    triage = Triage(path)
+    triage.acknowledge_many([h.id for h in hits[:2]], "analyst")
+    triage.suppress_many([hits[2].id], "analyst")
+    again = Triage(path)
+    assert [again.status(h) for h in hits] == ["acknowledged", "acknowledged", "suppressed"]
+
+
+def test_a_decisions_file_from_before_notes_and_assignees_still_loads(tmp_path):
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps({"acknowledged": {"h1": {"by": "a", "at": 1}}, "suppressed_hits": {}}))
+    triage = Triage(path)
+    assert triage.load_error is None
+    assert "h1" in triage.acknowledged and triage.note("h1") == "" and triage.assignee("h1") == ""
+    triage.set_note("h1", "checked", "a")
+    saved = json.loads(path.read_text())
+    assert saved["acknowledged"] == {"h1": {"by": "a", "at": 1}} and saved["notes"]["h1"]["text"] == "checked"

@@ -39,7 +39,7 @@ def test_live_and_custom_ranges():
     assert live.bounds(1000) == (100, 1001)
     assert live.scoped and live.live
     assert live.label() == "last 15 minutes"
-    custom = View("Custom (UTC)", (T0, T0 + 7200), (), (), "UTC")
+    custom = View("Custom range", (T0, T0 + 7200), (), (), "UTC")
     assert custom.bounds(0) == (T0, T0 + 7200)
     assert custom.label() == "02 Aug 2024 08:30 to 02 Aug 2024 10:30 UTC"  # not this year: the year shows
     assert custom.filter().start == T0
@@ -61,3 +61,9 @@ def test_a_custom_range_is_cut_at_now_and_at_the_retention_with_a_message():
         "The range was shortened: it ends now: no event comes from the future; "
         "it covers at most the 24 h of events kept in memory."
     )
+
+
+def test_a_custom_range_is_labelled_in_the_zone_it_is_shown_in():
+    tokyo = View("Custom range", (T0, T0 + 7200), (), (), "Asia/Tokyo")
+    assert tokyo.label() == "02 Aug 17:30 to 02 Aug 19:30 JST"
+    assert tokyo.text(T0) == "2024-08-02 17:30:00"

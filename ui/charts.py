@@ -14,9 +14,59 @@ import pandas as pd
 
 from metrics.explore import bin_seconds
 from metrics.visible import vega_visible, visible
+from ui import colors as palette
 
 PICK = "pick"
-BLUE, RED, GREY = "#4c78a8", "#e45756", "#9e9e9e"
+ZOOM = "zoom"  # an interval dragged along the time axis: the range to zoom to
+LEGEND = "legend"  # a click on a legend entry isolates that series
+BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
+
+
+def middle(text: str, limit: int = 40) -> str:
+    """A long name shortened in the middle, where names differ least from their neighbours'
+    ends: 'arn:aws:iam::1111…:role/deployer'. Shown with the full name in a tooltip."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def _zoom() -> alt.Parameter:
+    """Drag along x to choose a range (double-click clears it)."""
+    return alt.selection_interval(name=ZOOM, encodings=["x"], clear="dblclick")
+
+
+def has_zoom(chart) -> bool:
+    """Whether ``chart`` (or one of its layers) carries the ``ZOOM`` interval."""
+    params = [getattr(p, "name", None) for p in (getattr(chart, "params", None) or []) if p is not alt.Undefined]
+    layers = getattr(chart, "layer", None) or []
+    return ZOOM in params or any(has_zoom(layer) for layer in layers if layer is not alt.Undefined)
+
+
+def zoomed_range(interval: dict, zone: str) -> tuple[int, int] | None:
+    """The [start, end) in epoch seconds of a ``ZOOM`` selection, whose times are the wall
+    clock of ``zone`` drawn as UTC (see ``timed``); whole minutes, at least one."""
+    values = interval.get("when") if isinstance(interval, dict) else None
+    if not values or len(values) != 2:
+        return None
+    wall = [pd.Timestamp(v, unit="ms") if isinstance(v, (int, float)) else pd.Timestamp(v) for v in values]
+    wall = [w.tz_localize(None) if w.tzinfo is not None else w for w in wall]
+    start, end = (
+        int(w.tz_localize(zone, ambiguous=True, nonexistent="shift_forward").timestamp()) for w in sorted(wall)
+    )
+    start, end = start - start % 60, -(-end // 60) * 60
+    return (start, max(end, start + 60))
+
+
+def _legend() -> alt.Legend:
+    """A legend whose long names are shortened in the middle, like ``middle`` (the points'
+    tooltips carry the full name)."""
+    return alt.Legend(
+        orient="right",
+        labelLimit=0,
+        labelExpr="length(datum.label) > 40 ? slice(datum.label, 0, 19) + '…' + slice(datum.label, -20) : datum.label",
+    )
 
 
 def timed(frame: pd.DataFrame, wall=None) -> pd.DataFrame:
@@ -102,9 +152,12 @@ def activity(
     zone: str = "UTC",
     wall=None,
     span: tuple[int, int] | None = None,
+    detections: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
     """Calls per window as bars (click one to see its events), the anomaly score as a line
-    on its own axis, the threshold as a dashed rule and windows above it as red dots."""
+    on its own axis, the threshold as a dashed rule and windows above it as red dots.
+    ``detections`` (``when``, ``severity``, ``title``) are marked as thin vertical rules in
+    their severity's colour."""
     per = bin_label(step)
     data = (
         totals[["window_start", "value"]]
@@ -132,7 +185,7 @@ def activity(
             opacity=alt.condition(pick, alt.value(0.55), alt.value(0.25)),
             tooltip=tooltip,
         )
-        .add_params(pick)
+        .add_params(pick, _zoom())
     )
     score_axis = alt.Y("score:Q", title="Anomaly score (RCF)", axis=alt.Axis(titleColor=RED))
     line = base.mark_line(color=RED, strokeWidth=2, point=len(data) == 1).encode(y=score_axis, tooltip=tooltip)
@@ -142,7 +195,30 @@ def activity(
         .mark_rule(color=RED, strokeDash=[6, 4], opacity=0.7)
         .encode(y=alt.Y("score:Q"), tooltip=[alt.Tooltip("score:Q", title="Threshold")])
     )
-    return alt.layer(bars, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
+    calls = alt.layer(bars, _detection_rules(detections, zone, wall)) if detections is not None else bars
+    return alt.layer(calls, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
+
+
+def _detection_rules(detections: pd.DataFrame, zone: str, wall) -> alt.Chart:
+    shown = wall(detections["when"]) if wall is not None and len(detections) else detections["when"]
+    data = detections.assign(when=shown, time=shown.dt.strftime("%Y-%m-%d %H:%M:%S") if len(detections) else [])
+    return (
+        alt.Chart(data)
+        .mark_rule(strokeWidth=2, opacity=0.75, strokeDash=[2, 2])
+        .encode(
+            x=_x(zone),
+            color=alt.Color(
+                "severity:N",
+                title="Detections",
+                scale=alt.Scale(domain=list(palette.SEVERITY), range=list(palette.SEVERITY.values())),
+            ),
+            tooltip=[
+                alt.Tooltip("time:N", title=f"Detection at ({zone})"),
+                alt.Tooltip("severity:N", title="Severity"),
+                alt.Tooltip("title:N", title="Detection"),
+            ],
+        )
+    )
 
 
 def lines_by(
@@ -156,33 +232,63 @@ def lines_by(
     height: int = 320,
     colors: dict[str, str] | None = None,
     span: tuple[int, int] | None = None,
+    log: bool = False,
 ) -> alt.LayerChart:
     """One line per value of ``field`` over time, zero where a value had no calls; clicking
-    near a point picks its window and value (the picked point is drawn as a dot)."""
+    near a point picks its window and value (the picked point is drawn as a dot).
+
+    ``colors`` fixes each value's colour (``ui.colors``), the lines drawn in that order, the
+    last on top. ``log`` draws a symmetric-log axis, so that a few errors beside many
+    successes still rise visibly off the zero line."""
     data = timed(zero_filled(frame, field, step), wall)
     per = bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", field], on="click", nearest=True, clear="dblclick")
-    # tableau20: enough distinct colours that two lines rarely share one.
-    scale = alt.Scale(domain=list(colors), range=list(colors.values())) if colors else alt.Scale(scheme="tableau20")
     shown = f"{field}_shown"  # the label as displayed (metrics.visible); the selection keeps the value
-    color = alt.Color(f"{shown}:N", title=title, scale=scale, legend=alt.Legend(orient="right", labelLimit=220))
+    if colors:
+        drawn = [name for name in colors if name in set(data[field])]
+        scale = alt.Scale(domain=[visible(name) for name in drawn], range=[colors[name] for name in drawn])
+        # Vega draws the lines in the order their values first appear: the last drawn is on top.
+        ranks = data[field].map({name: i for i, name in enumerate(drawn)})
+        data = data.iloc[ranks.argsort(kind="stable")].reset_index(drop=True)
+    else:
+        scale = alt.Scale(scheme="tableau20")  # enough distinct colours that two lines rarely share one
+    color = alt.Color(f"{shown}:N", title=title, scale=scale, legend=_legend())
     tooltip = [
         alt.Tooltip("time:N", title=f"Window start ({zone})"),
         alt.Tooltip(f"{shown}:N", title=title),
         alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
     ]
+    y = alt.Y(
+        "value:Q",
+        title=f"Calls per {per}" + (" (log scale)" if log else ""),
+        scale=_lifted_zero(data["value"], log),
+        axis=alt.Axis(labelExpr="datum.value < 0 ? '' : datum.label"),
+    )
+    legend = alt.selection_point(name=LEGEND, fields=[shown], bind="legend")
     base = (
         alt.Chart(data)
         .transform_calculate(**{shown: vega_visible(field)})
-        .encode(x=_x(zone, span, wall, data), y=alt.Y("value:Q", title=f"Calls per {per}"), color=color)
+        .encode(x=_x(zone, span, wall, data), y=y, color=color)
     )
     # Straight segments: a smoothed curve invents values between windows. A single window
     # has no segment to draw, so its points show.
-    lines = base.mark_line(strokeWidth=1.8, point=data["t"].nunique() == 1 if len(data) else False)
+    lines = base.mark_line(strokeWidth=1.8, point=data["t"].nunique() == 1 if len(data) else False).encode(
+        opacity=alt.when(legend).then(alt.value(1.0)).otherwise(alt.value(0.12))
+    )
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
-    return alt.layer(lines, points.add_params(pick)).properties(height=height)
+    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick)).properties(height=height)
+
+
+def _lifted_zero(values: pd.Series, log: bool) -> alt.Scale:
+    """The y scale starts a little below zero, so that a line at zero is drawn above the
+    axis instead of on it (the labels below zero are left blank)."""
+    top = float(values.max()) if len(values) else 0.0
+    if log:
+        return alt.Scale(type="symlog", domainMin=-0.15)
+    top = max(top, 1.0)
+    return alt.Scale(domain=[-top * 0.03, top * 1.05], nice=False, zero=False)
 
 
 def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: tuple[str, ...] = ()) -> alt.Chart:
@@ -190,6 +296,7 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     extra columns carried into the selection (what a click on a bar means)."""
     fields = [label, *[k for k in keys if k != label]]
     totals = frame.groupby(fields, as_index=False, observed=True)["value"].sum().nlargest(n, "value")
+    totals = totals.assign(shown=totals[label].map(lambda name: middle(visible(name), 36)))  # whole in the tooltip
     pick = alt.selection_point(name=PICK, fields=fields, on="click", clear="dblclick")
     shown = f"{label}_shown"  # the label as displayed (metrics.visible); the selection keeps the value
     return (
@@ -198,7 +305,9 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
         .mark_bar(color=BLUE)
         .encode(
             x=alt.X("value:Q", title="Calls", axis=alt.Axis(format=",d")),
-            y=alt.Y(f"{shown}:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
+            y=alt.Y(
+                "shown:N", sort="-x", title=title, axis=alt.Axis(labelLimit=300, labelOverlap=False, titlePadding=12)
+            ),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
             tooltip=[alt.Tooltip(f"{shown}:N", title=title), alt.Tooltip("value:Q", title="Calls", format=",")],
         )
@@ -207,20 +316,27 @@ def top_bars(frame: pd.DataFrame, label: str, title: str, *, n: int = 10, keys: 
     )
 
 
+def busiest_leaders(frame: pd.DataFrame, n: int = 8) -> list[str]:
+    """The ``n`` IPs that lead most often, named in the legend of ``busiest_line``."""
+    return sorted(frame["category"].value_counts().head(n).index)
+
+
 def busiest_line(
     frame: pd.DataFrame,
     *,
     step: int = 60,
     zone: str = "UTC",
     wall=None,
-    colors: int = 8,
+    colors: dict[str, str] | None = None,
     span: tuple[int, int] | None = None,
 ) -> alt.LayerChart:
     """Per window, the calls of the busiest source IP: a line, and a dot coloured by which IP
-    it was (the ``colors`` IPs that lead most often by name, the rest grey)."""
+    it was (``colors``: the leaders of ``busiest_leaders`` and ``ui.colors.OTHERS``)."""
     data = timed(frame, wall)
-    leaders = data["category"].value_counts().head(colors).index
-    data = data.assign(ip=data["category"].where(data["category"].isin(leaders), "other IPs").map(visible))
+    colors = colors or {}
+    data = data.assign(ip=data["category"].where(data["category"].isin(list(colors)), palette.OTHERS))
+    drawn = [name for name in colors if name in set(data["ip"])]
+    data = data.assign(ip=data["ip"].map(visible))
     per = bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
     base = (
@@ -228,9 +344,14 @@ def busiest_line(
         .transform_calculate(category_shown=vega_visible("category"))
         .encode(x=_x(zone, span, wall, data), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
     )
-    line = base.mark_line(color=GREY, strokeWidth=1.2)
+    line = base.mark_line(color=GREY, strokeWidth=1.2).add_params(_zoom())
     dots = base.mark_circle(size=45).encode(
-        color=alt.Color("ip:N", title="Source IP", legend=alt.Legend(orient="right", labelLimit=220)),
+        color=alt.Color(
+            "ip:N",
+            title="Source IP",
+            scale=alt.Scale(domain=[visible(name) for name in drawn], range=[colors[name] for name in drawn]),
+            legend=_legend(),
+        ),
         tooltip=[
             alt.Tooltip("time:N", title=f"Window start ({zone})"),
             alt.Tooltip("category_shown:N", title="Source IP"),
@@ -240,21 +361,20 @@ def busiest_line(
     return alt.layer(line, dots.add_params(pick)).properties(height=320)
 
 
-SEVERITY_COLORS = {
-    "critical": "#8b0000",
-    "high": "#e45756",
-    "medium": "#f58518",
-    "low": "#eeca3b",
-    "info": "#9e9e9e",
-}
+SEVERITY_COLORS = palette.SEVERITY
+
+
+def timeline_seconds(start: int, end: int, bins: int = 60) -> int:
+    """The bin of the detections timeline: a human unit (1 min, 5 min, 1 h, 1 day...), ``bins`` of them at most."""
+    return bin_seconds(end - start, 60, points=bins)
 
 
 def severity_timeline(
     hits: pd.DataFrame, *, start: int, end: int, zone: str = "UTC", wall=None, bins: int = 60
 ) -> alt.Chart:
     """Detections per time bin over [start, end), stacked by severity (the most severe at the
-    bottom)."""
-    seconds = bin_seconds(end - start, 60, points=bins)
+    bottom); a click on a bar picks its bin (``t``, its start), to list that bin's hits."""
+    seconds = timeline_seconds(start, end, bins)
     if len(hits):
         epoch = hits["when"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
         floored = pd.Series(pd.to_datetime(epoch - epoch % seconds, unit="s", utc=True))
@@ -265,6 +385,8 @@ def severity_timeline(
     shown = wall(data["bin"]) if wall is not None and len(data) else data["bin"]
     data = data.assign(when=shown, time=shown.dt.strftime("%Y-%m-%d %H:%M") if len(data) else [])
     data["order"] = data["severity"].map({s: i for i, s in enumerate(SEVERITY_COLORS)})
+    data["t"] = data["bin"].astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000 if len(data) else []
+    pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
     domain = [pd.Timestamp(t, unit="s", tz="UTC") for t in (start, end)]
     if wall is not None:
         domain = list(wall(pd.Series(domain)))
@@ -286,11 +408,49 @@ def severity_timeline(
                 scale=alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values())),
             ),
             order=alt.Order("order:Q"),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.4)),
             tooltip=[
                 alt.Tooltip("time:N", title=f"From ({zone})"),
                 alt.Tooltip("severity:N", title="Severity"),
                 alt.Tooltip("detections:Q", title="Detections"),
             ],
         )
+        .add_params(pick)
         .properties(height=200)
+    )
+
+
+def matches_histogram(
+    times: pd.Series, *, start: int, end: int, seconds: int, zone: str = "UTC", wall=None
+) -> alt.Chart:
+    """How many matching events fell in each bin of ``seconds`` over [start, end): bars whose
+    click picks the bin (``t``, its start in epoch seconds), to narrow the range to it."""
+    epoch = times.astype("datetime64[ns, UTC]").array.asi8 // 1_000_000_000
+    first = start - start % seconds
+    counts = pd.Series(epoch - epoch % seconds).value_counts()
+    starts = range(first, end, seconds)
+    # Every bin, zero included, so that quiet stretches show as gaps.
+    bins = pd.DataFrame(
+        {
+            "window_start": pd.to_datetime(starts, unit="s", utc=True),
+            "value": counts.reindex(starts, fill_value=0).to_numpy(),
+        }
+    )
+    data = timed(bins, wall)
+    per = bin_label(seconds)
+    pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
+    return (
+        alt.Chart(data)
+        .mark_bar(color=BLUE)
+        .encode(
+            x=_x(zone),
+            y=alt.Y("value:Q", title=f"Matches per {per}", axis=alt.Axis(format=",d", tickCount=3)),
+            opacity=alt.condition(pick, alt.value(0.85), alt.value(0.5)),
+            tooltip=[
+                alt.Tooltip("time:N", title=f"From ({zone})"),
+                alt.Tooltip("value:Q", title="Matching events", format=","),
+            ],
+        )
+        .add_params(pick)
+        .properties(height=170)
     )

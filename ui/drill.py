@@ -15,8 +15,8 @@ import streamlit as st
 
 from metrics.explore import EventFilter
 from metrics.visible import visible
-from ui import data
-from ui.charts import PICK
+from ui import data, view
+from ui.charts import PICK, ZOOM, has_zoom, zoomed_range
 from ui.tables import events_table
 
 EXPLORER_FILTER = "explorer_drill"
@@ -39,8 +39,20 @@ def chart(
     key: str,
     to_drill: Callable[[dict], Drill | None],
 ) -> None:
-    """Draws ``chart``; a new click on it opens the matching events under the page's charts."""
-    state = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key=key, width="stretch")
+    """Draws ``chart``; a new click on it opens the matching events under the page's charts,
+    and a range dragged along its time axis becomes the range of every page."""
+    zoomable = has_zoom(chart)
+    modes = [PICK, ZOOM] if zoomable else PICK
+    state = st.altair_chart(chart, on_select="rerun", selection_mode=modes, key=key, width="stretch")
+    if zoomable:
+        interval = (state.selection.get(ZOOM) if state is not None else None) or {}
+        zoom_key = f"{key}:zoomed"
+        if interval and interval != st.session_state.get(zoom_key):
+            st.session_state[zoom_key] = interval
+            span = zoomed_range(interval, view.current().zone)
+            if span is not None:
+                view.zoom_to(*span)
+        st.session_state[zoom_key] = interval or None
     points = (state.selection.get(PICK) if state is not None else None) or []
     seen_key = f"{key}:seen"
     point = points[0] if points else None

@@ -45,6 +45,8 @@ ACCESS_REFUSED = (
     "your e-mail address, domain or group to INSIGHTS_SSO_ALLOW."
 )
 
+FORM_WIDTH = 440  # pixels: a sign-in form as wide as the page is hard to read at 1440 px
+
 # Our keys in st.session_state; the library owns name, username, authentication_status, email,
 # roles, logout and password_hint.
 _FILE = "auth_file"
@@ -357,7 +359,7 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
         f"On a new install, the one-time password of the user `{users.BOOTSTRAP_USER}` is in the server's log, "
         "on the line containing `password:`; you choose your own right after signing in with it."
     )
-    with st.form("login"):
+    with st.form("login", width=FORM_WIDTH):
         name = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         submitted = st.form_submit_button("Log in", type="primary")
@@ -396,7 +398,7 @@ def _change_password_page(path: str, authenticator: stauth.Authenticate, registr
         f"You signed in with a one-time password. Choose your own before going on: at least "
         f"{users.MIN_PASSWORD_LENGTH} characters, and different from the current one."
     )
-    with st.form("change_password"):
+    with st.form("change_password", width=FORM_WIDTH):
         current = st.text_input("Current password", type="password", autocomplete="current-password")
         new = st.text_input(
             "New password",

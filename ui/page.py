@@ -9,8 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import bin_seconds
-from ui import data, login, view
+from ui import colors, data, login, view
 from ui.runtime import Runtime, runtime
+
+SUCCESS = "Succeeded"
+FAILED = "Failed"
+LINE_POINTS = 100  # bins at most on a chart of several lines: 1 min bins for an hour, 15 min for a day
 
 
 def start(title: str, about: str, *, uses_range: bool = True) -> tuple[Runtime, view.View]:
@@ -56,14 +60,32 @@ def now() -> int:
     return int(time.time())
 
 
-def bin_for(current: view.View, step: int, at: int) -> int:
+def bin_for(current: view.View, step: int, at: int, points: int = 400) -> int:
+    """The chart's bin for the view's range: ``points`` bins at most (line charts with many
+    series ask for fewer, coarser ones, so that each line stays readable)."""
     start, end = current.bounds(at)
-    return bin_seconds(end - start, step)
+    return bin_seconds(end - start, step, points)
+
+
+def colors_for(kind: str, names) -> dict[str, str]:
+    """The session's colours for series of one kind (``"service"``, ``"ip"``, ``"outcome"``):
+    a series keeps its colour on every page and through every refresh of the session.
+    Outcomes: success in its fixed blue, overall failure red, each error code its own warm colour."""
+    key = f"colors:{kind}"
+    if key not in st.session_state:
+        if kind == "outcome":
+            st.session_state[key] = colors.error_palette(SUCCESS, FAILED)
+        else:
+            st.session_state[key] = colors.series_palette()
+    return st.session_state[key].of(names)
 
 
 def updated_caption(shared: Runtime, setting: str) -> None:
     health = shared.collector.health
-    last = time.strftime("%H:%M:%S UTC", time.gmtime(health.last_success)) if health.last_success else "never"
+    shown = view.current()
+    last = "never"
+    if health.last_success:
+        last = f"{shown.text(health.last_success, '%H:%M:%S')} {shown.zone_abbreviation}"
     st.caption(f"Data as of the last poll, {last}. Refreshes every {shared.settings[setting]} s.")
 
 

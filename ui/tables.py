@@ -35,11 +35,16 @@ SHOWN = {
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def rows(frame: pd.DataFrame, view: View, limit: int) -> pd.DataFrame:
-    """The newest ``limit`` events as displayed: named columns, times in the view's zone."""
-    newest = frame.iloc[::-1].head(limit)
+def rows(frame: pd.DataFrame, view: View, limit: int | None = None, *, for_file: bool = False) -> pd.DataFrame:
+    """The newest ``limit`` events (all: ``None``) as displayed: named columns, times as the
+    wall clock of the view's zone; ``for_file``: times with their UTC offset, as a file read
+    elsewhere needs them."""
+    newest = frame.iloc[::-1] if limit is None else frame.iloc[::-1].head(limit)
     out = newest[list(SHOWN)].rename(columns=SHOWN)
-    out["Time"] = view.wall(newest["eventTime"]).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy()
+    times = (
+        view.iso(newest["eventTime"]) if for_file else view.wall(newest["eventTime"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
+    out["Time"] = times.to_numpy()
     out["Service"] = out["Service"].astype(object).str.replace(".amazonaws.com", "", regex=False)
     for column in out.columns:
         if isinstance(out[column].dtype, pd.CategoricalDtype):
@@ -77,58 +82,127 @@ def raw_json(engine: Engine, event_ids: list[str]) -> bytes:
     return orjson.dumps({"Records": records})
 
 
-def events_table(engine: Engine, frame: pd.DataFrame, view: View, *, key: str, limit: int = 1000) -> None:
-    """A table of the newest matching events; selecting a row shows its full record."""
-    total = len(frame)
-    shown = rows(frame, view, limit)
+PAGE_SIZE = 500
+OPTIONAL = ("Session", "Read-only", "User agent", "Event ID")  # offered by the column chooser
+
+
+def _record_dialog(engine: Engine, event_id: str) -> None:
+    @st.dialog("Full record", width="large")
+    def show() -> None:
+        st.text(f"Event ID {event_id}")
+        raw = engine.buffer.raw_record(event_id)
+        if raw is None:
+            st.info("This event has left the buffer (older than the retention period).")
+        else:
+            st.json(orjson.loads(raw), expanded=2)
+
+    show()
+
+
+def events_table(
+    engine: Engine,
+    frame: pd.DataFrame,
+    view: View,
+    *,
+    key: str,
+    page_size: int | None = None,
+    choose_columns: bool = False,
+    remember: str | None = None,
+) -> None:
+    """Every matching event, newest first, a page at a time; selecting a row opens its full
+    record in a dialog. The downloads hold every match, not only the page shown.
+
+    ``choose_columns`` offers a column chooser; ``remember`` is the session key that keeps the
+    opened event (the explorer puts it in the URL)."""
+    total, page_size = len(frame), page_size or PAGE_SIZE
+    pages = max(1, -(-total // page_size))
+    number = 1
+    head = st.columns([4, 1.2]) if pages > 1 else None
+    if head is not None:
+        number = head[1].number_input(
+            f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1, key=f"{key}-page"
+        )
+    first = (number - 1) * page_size
+    newest = frame.iloc[::-1].iloc[first : first + page_size].iloc[::-1]
+    shown = rows(newest, view)
     note = f"{total:,} matching event{'s' if total != 1 else ''}"
-    note += f"; the newest {limit:,} are shown." if total > limit else "."
-    st.caption(f"{note} Times in {view.zone_title}. Select a row to see its full record.")
+    if pages > 1:
+        note += f", newest first: {first + 1:,} to {first + len(shown):,} shown"
+    (head[0] if head is not None else st).caption(
+        f"{note}. Times in {view.zone_title}. Select a row to open its full record."
+    )
+    columns = [c for c in SHOWN.values() if c not in OPTIONAL]  # what fits 1440 px uncut
+    if choose_columns:
+        columns = st.multiselect(
+            "Columns",
+            list(SHOWN.values()),
+            default=columns,
+            key=f"{key}-columns",
+            help="The columns of the table below; every field is in the full record.",
+        ) or ["Time"]
     state = st.dataframe(
-        visible_frame(shown),  # bidi controls shown as escapes; the downloads keep values exact
+        visible_frame(
+            shown[[c for c in columns if c in shown.columns] + ([] if "Event ID" in columns else ["Event ID"])]
+        ),
         key=key,
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
         height=min(420, 38 + 35 * max(len(shown), 1)),
-        column_config={"Read-only": st.column_config.CheckboxColumn("Read-only")},
+        column_config={
+            "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title, width=140),
+            "Read-only": st.column_config.CheckboxColumn("Read-only", width="small"),
+            # Widths that add up to the main column at 1440 px with the sidebar open.
+            "Region": st.column_config.TextColumn("Region", width=100),
+            "Account": st.column_config.TextColumn("Account", width=110),
+            "Service": st.column_config.TextColumn("Service", width=80),
+            "API": st.column_config.TextColumn("API", width=170),
+            "User": st.column_config.TextColumn("User", width=170),
+            "Source IP": st.column_config.TextColumn("Source IP", width=110),
+            "Error code": st.column_config.TextColumn("Error code", width=100),
+            **({} if "Event ID" in columns else {"Event ID": None}),
+        },
     )
     picked = state.selection.rows if state else []
-    left, middle, right, _ = st.columns([1, 1, 1.4, 3])
+    left, middle, right, _ = st.columns([1.3, 1.3, 1.6, 2])
     stem = f"events-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
+    every = f" (all {total:,})" if pages > 1 else ""
     # Callables: a file is built only when its button is pressed, for this session while it is
     # signed in (login.download).
     left.download_button(
-        "CSV",
-        login.download(lambda: to_csv(shown)),
+        f"CSV{every}",
+        login.download(lambda: to_csv(rows(frame, view, for_file=True))),
         f"{stem}.csv",
         "text/csv",
         key=f"{key}-csv",
         icon=":material/download:",
+        help="Every matching event, times with their UTC offset.",
     )
     middle.download_button(
-        "JSON",
-        login.download(lambda: to_json(shown)),
+        f"JSON{every}",
+        login.download(lambda: to_json(rows(frame, view, for_file=True))),
         f"{stem}.json",
         "application/json",
         key=f"{key}-json",
         icon=":material/download:",
+        help="Every matching event, values exact, times with their UTC offset.",
     )
     right.download_button(
-        "Raw records",
-        login.download(lambda: raw_json(engine, shown["Event ID"].tolist())),
+        f"Raw records{every}",
+        login.download(lambda: raw_json(engine, frame["eventID"].tolist())),
         f"{stem}-records.json",
         "application/json",
         key=f"{key}-raw",
         icon=":material/download:",
-        help="The full CloudTrail records of the events shown, as a trail file.",
+        help="The full CloudTrail records of every matching event, as a trail file.",
     )
-    if picked and picked[0] < len(shown):
-        event_id = shown["Event ID"].iloc[picked[0]]
-        raw = engine.buffer.raw_record(event_id)
-        st.subheader("Full record")
-        if raw is None:
-            st.info("This event has left the buffer (older than the retention period).")
-        else:
-            st.json(orjson.loads(raw), expanded=2)
+    seen_key = f"{key}:opened"
+    event_id = shown["Event ID"].iloc[picked[0]] if picked and picked[0] < len(shown) else None
+    if event_id is None and remember and st.session_state.get(remember) != st.session_state.get(seen_key):
+        event_id = st.session_state.get(remember)  # from a link: open it once
+    if event_id is not None and event_id != st.session_state.get(seen_key):
+        st.session_state[seen_key] = event_id
+        if remember:
+            st.session_state[remember] = event_id
+        _record_dialog(engine, event_id)

@@ -15,7 +15,7 @@ from metrics.explore import EventFilter
 from metrics.windows import window_start
 
 RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
-CUSTOM = "Custom (UTC)"
+CUSTOM = "Custom range"
 INVALID_RANGE = "The custom range ends before it starts: choose a later end, or an earlier start, in the sidebar."
 
 
@@ -45,12 +45,10 @@ class View:
         # The year only when it is not this one: "05 Aug 2024 11:10".
         this_year = dt.datetime.now(dt.UTC).year
         start, end = (
-            pd.Timestamp(s, unit="s", tz="UTC").strftime(
-                "%d %b %H:%M" if pd.Timestamp(s, unit="s").year == this_year else "%d %b %Y %H:%M"
-            )
+            self.text(s, "%d %b %H:%M" if pd.Timestamp(s, unit="s").year == this_year else "%d %b %Y %H:%M")
             for s in self.custom
         )
-        return f"{start} to {end} UTC"
+        return f"{start} to {end} {self.zone_abbreviation}"
 
     def filter(self, now: float | None = None, step: int | None = None, **criteria) -> EventFilter:
         """The events of the view; with ``step``, exactly those of the metric windows of that
@@ -72,6 +70,22 @@ class View:
             return times
         return times.dt.tz_convert(self.zone).dt.tz_localize(None).dt.tz_localize("UTC")
 
+    def text(self, seconds: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """An instant (epoch seconds) as the wall clock of the chosen zone."""
+        return dt.datetime.fromtimestamp(seconds, ZoneInfo(self.zone)).strftime(fmt)
+
+    def iso(self, times: pd.Series) -> pd.Series:
+        """UTC timestamps as text in the chosen zone with its offset, as a file should carry
+        them: '2026-11-27T11:17:40+01:00'."""
+        local = times if self.zone == "UTC" else times.dt.tz_convert(self.zone)
+        text = local.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return text.str.replace(r"([+-]\d\d)(\d\d)$", r"\1:\2", regex=True)
+
+    @property
+    def zone_abbreviation(self) -> str:
+        """'UTC', 'CET', 'JST': short enough for a caption."""
+        return "UTC" if self.zone == "UTC" else dt.datetime.now(ZoneInfo(self.zone)).strftime("%Z")
+
     @property
     def zone_title(self) -> str:
         if self.zone == "UTC":
@@ -87,12 +101,18 @@ def _zone(name: str | None) -> str | None:
         return None
 
 
+def browser_zone() -> str | None:
+    """The browser's IANA time zone, when it sent a valid one."""
+    return _zone(st.context.timezone)
+
+
 def current() -> View:
-    """The view chosen in the sidebar (defaults before the sidebar has rendered)."""
+    """The view chosen in the sidebar (defaults before the sidebar has rendered). Times are
+    shown in the browser's zone unless the user switches to UTC."""
     state = st.session_state
     range_name = state.get("view_range", "Last hour")
     custom = state.get("view_custom") if range_name == CUSTOM else None
-    zone = _zone(st.context.timezone) if state.get("view_local_time") else None
+    zone = browser_zone() if state.get("view_local_time", True) else None
     # A custom range that ends before it starts shows nothing rather than the last hour.
     error = INVALID_RANGE if range_name == CUSTOM and custom is None else ""
     return View(
@@ -103,6 +123,26 @@ def current() -> View:
         zone or "UTC",
         error,
     )
+
+
+ZOOM = "view_zoom"  # a range dragged on a chart, applied before the sidebar's widgets exist
+
+
+def zoom_to(start: int, end: int) -> None:
+    """Makes [start, end) the custom range of every page, from the next run on."""
+    st.session_state[ZOOM] = (start, end)
+    st.rerun(scope="app")  # the whole app: the sidebar shows the new range
+
+
+def _apply_zoom() -> None:
+    pending = st.session_state.pop(ZOOM, None)
+    if pending is None:
+        return
+    state, zone = st.session_state, ZoneInfo(current().zone)
+    state["view_range"], state["view_custom"] = CUSTOM, pending
+    for prefix, seconds in (("view_from", pending[0]), ("view_to", pending[1])):
+        wall = dt.datetime.fromtimestamp(seconds, zone).replace(tzinfo=None)
+        state[f"{prefix}_day"], state[f"{prefix}_time"] = wall.date(), wall.time()
 
 
 def default_to_data(span: tuple[int, int] | None, now: float | None = None) -> None:
@@ -116,8 +156,9 @@ def default_to_data(span: tuple[int, int] | None, now: float | None = None) -> N
     first, last = span
     if last >= now - RANGES["Last hour"]:
         return
-    start = dt.datetime.fromtimestamp(first - first % 60, dt.UTC)
-    end = dt.datetime.fromtimestamp(last - last % 60 + 60, dt.UTC)
+    zone = ZoneInfo(current().zone)  # the custom range's widgets are the wall clock of the shown zone
+    start = dt.datetime.fromtimestamp(first - first % 60, zone).replace(tzinfo=None)
+    end = dt.datetime.fromtimestamp(last - last % 60 + 60, zone).replace(tzinfo=None)
     state["view_range"] = CUSTOM
     state["view_from_day"], state["view_from_time"] = start.date(), start.time()
     state["view_to_day"], state["view_to_time"] = end.date(), end.time()
@@ -126,6 +167,7 @@ def default_to_data(span: tuple[int, int] | None, now: float | None = None) -> N
 def sidebar(regions: list[str], accounts: list[str], span: tuple[int, int] | None = None) -> View:
     """The shared controls, in the sidebar of every page. ``span``: the first and last second
     of the events held, for the first range of a session."""
+    _apply_zoom()
     default_to_data(span)
     st.session_state.setdefault("view_range", "Last hour")
     with st.sidebar:
@@ -134,12 +176,13 @@ def sidebar(regions: list[str], accounts: list[str], span: tuple[int, int] | Non
             _custom_range()
         st.multiselect("Regions", regions, key="view_regions", placeholder="All regions")
         st.multiselect("Accounts", accounts, key="view_accounts", placeholder="All accounts")
-        zone = _zone(st.context.timezone)
+        zone = browser_zone()
         st.toggle(
             f"Show local time ({zone})" if zone else "Show local time",
+            value=True,
             key="view_local_time",
             disabled=zone is None or zone == "UTC",
-            help="Times are in UTC, like CloudTrail's. Switch to your browser's time zone.",
+            help="Times are shown in your browser's time zone. Switch off for UTC, CloudTrail's own.",
         )
     return current()
 
@@ -158,20 +201,23 @@ def capped_range(start: int, end: int, now: int, longest: int) -> tuple[int, int
 
 
 def _custom_range() -> None:
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    """From and to, entered as the wall clock of the zone the times are shown in."""
+    shown = current()
+    zone = ZoneInfo(shown.zone)
+    now = dt.datetime.now(zone).replace(second=0, microsecond=0, tzinfo=None)
     state = st.session_state
     # Defaults through the session rather than value=, so that a range set elsewhere (the data's
-    # span) is not fought by a widget default.
+    # span, a zoom) is not fought by a widget default.
     state.setdefault("view_from_day", (now - dt.timedelta(hours=1)).date())
     state.setdefault("view_from_time", (now - dt.timedelta(hours=1)).time())
     state.setdefault("view_to_day", now.date())
     state.setdefault("view_to_time", now.time())
-    start_day = st.date_input("From (UTC)", key="view_from_day")
+    start_day = st.date_input(f"From ({shown.zone})", key="view_from_day")
     start_time = st.time_input("From time", key="view_from_time")
-    end_day = st.date_input("To (UTC)", key="view_to_day")
+    end_day = st.date_input(f"To ({shown.zone})", key="view_to_day")
     end_time = st.time_input("To time", key="view_to_time")
-    start = dt.datetime.combine(start_day, start_time, dt.UTC)
-    end = dt.datetime.combine(end_day, end_time, dt.UTC)
+    start = dt.datetime.combine(start_day, start_time, zone)
+    end = dt.datetime.combine(end_day, end_time, zone)
     if end <= start:
         st.error("The range must end after it starts.")  # the page says so too, and shows nothing
         st.session_state["view_custom"] = None

@@ -179,8 +179,9 @@ def test_hostile_strings_are_shown_as_text_and_never_run(server):
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the row's selection box
     settle(page)
-    expect(page.get_by_role("heading", name="Full record")).to_be_visible()
-    record = page.locator('[data-testid="stJson"]').inner_text()
+    dialog = page.get_by_role("dialog")  # the record opens in view, over the table
+    expect(dialog.get_by_text("Full record")).to_be_visible()
+    record = dialog.locator('[data-testid="stJson"]').inner_text()
     for payload in (PAYLOADS["user"], PAYLOADS["userAgent"]):
         assert payload.split("=")[0] in record  # the markup is there, as text
     assert page.locator("b", has_text="bold").count() == 0  # and was not turned into elements
