@@ -1,5 +1,7 @@
 """Status: is the collector healthy, how far behind is it, and what did it reject."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
