@@ -147,9 +147,7 @@ class Engine:
             span = self._dense_span(start, end, dense_until)
             if span is None:
                 return state.frame(start, end, None)
-            size = len(state.windows)
-            windows = np.fromiter(state.windows.keys(), dtype=np.int64, count=size)
-            values = np.fromiter((sum(b.values()) for b in state.windows.values()), dtype=np.int64, count=size)
+            windows, values = state.window_totals()
         inside = (windows >= span[0]) & (windows <= span[1])
         first, last = window_start(span[0], seconds), window_start(span[1], seconds)
         bins = np.arange(first, last + seconds, seconds, dtype=np.int64)

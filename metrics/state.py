@@ -120,6 +120,14 @@ class WindowedCounts:
     def total(self, window: int) -> int:
         return self._totals.get(window, 0)
 
+    def window_totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every window held (its start) and its total count over all groups, unordered."""
+        with self._lock:
+            size = len(self._totals)
+            windows = np.fromiter(self._totals.keys(), dtype=np.int64, count=size)
+            values = np.fromiter(self._totals.values(), dtype=np.int64, count=size)
+        return windows, values
+
     def _ranks(self) -> np.ndarray:
         """Each group's place when groups are sorted by their labels as ``counts_frame`` sorts
         them (a missing label as "")."""
