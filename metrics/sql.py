@@ -140,14 +140,14 @@ def _plan(pumps: tuple[Pump, ...]):
     for pump in pumps:
         if pump.where is not None and pump.where not in flags:
             flags[pump.where] = f"flag_{len(flags)}"
-    windows = sorted({p.step for p in pumps})
-    columns = [f"w_{s}" for s in windows] + sorted(set(PUMP_COLUMNS.values())) + list(flags.values())
     sets = []
     for pump in pumps:
         members = [f"w_{pump.step}"] + [PUMP_COLUMNS[c] for c in (pump.category, pump.subcategory) if c]
         if pump.where is not None:
             members.append(flags[pump.where])
         sets.append(members)
+    # Spark wants grouping_id's columns in the order the grouping sets first name them.
+    columns = list(dict.fromkeys(c for members in sets for c in members))
     if len({frozenset(s) for s in sets}) != len(sets):
         raise ValueError("two pumps have the same grouping set; give one a filter or another column")
     return columns, sets, flags
@@ -254,8 +254,10 @@ def _for_spark(node: exp.Expression) -> exp.Expression:
         inner = node.this
         if isinstance(inner, exp.ParseJSON):
             return exp.func("try_parse_json", inner.this)
-        if isinstance(inner, exp.StrToTime | exp.TimeStrToTime | exp.Cast) or _is_iso_parse(inner):
-            return exp.TryCast(this=_iso_argument(inner), to=exp.DataType.build("timestamp"))
+        if isinstance(inner, exp.FromISO8601Timestamp):
+            return exp.TryCast(this=inner.this, to=exp.DataType.build("timestamp"), safe=True)
+        if isinstance(inner, exp.Cast):
+            return exp.TryCast(this=inner.this, to=inner.to, safe=True)
         raise ValueError(f"no safe Spark form for TRY({inner.sql('trino')})")
     if isinstance(node, exp.JSONFormat) and isinstance(node.this, exp.JSONExtract):
         extract = node.this
@@ -265,14 +267,6 @@ def _for_spark(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Grouping) and len(node.expressions) > 1:
         return exp.func("grouping_id", *node.expressions)
     return node
-
-
-def _is_iso_parse(node: exp.Expression) -> bool:
-    return isinstance(node, exp.Anonymous) and node.name.lower() == "from_iso8601_timestamp"
-
-
-def _iso_argument(node: exp.Expression) -> exp.Expression:
-    return node.expressions[0] if isinstance(node, exp.Anonymous) else node.this
 
 
 def _path(node: exp.Expression) -> exp.Expression:
