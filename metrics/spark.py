@@ -6,14 +6,15 @@ import this module.
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession, functions as F
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 # A trail file is one JSON document {"Records": [...]}; an array file is the records; anything
 # else is read as JSON Lines. Each record stays JSON text: from_json keeps an object that meets
 # a STRING field as its raw text, so the query sees every value's own type.
 _RECORDS = """CASE
   WHEN ltrim(value) LIKE '[%' THEN from_json(value, 'ARRAY<STRING>')
-  WHEN from_json(value, 'Records ARRAY<STRING>').Records IS NOT NULL THEN from_json(value, 'Records ARRAY<STRING>').Records
+  WHEN trail_records IS NOT NULL THEN trail_records
   ELSE filter(split(value, '\\n'), line -> trim(line) <> '')
 END"""
 
@@ -34,5 +35,6 @@ def trail_view(spark: SparkSession, paths: list[str], name: str = "trail") -> No
     """Register ``name`` with one ``record`` column over the record files ``paths``
     (local paths or s3a:// URLs; folders are read recursively, gzip by extension)."""
     documents = spark.read.option("recursiveFileLookup", "true").text(paths, wholetext=True)
+    documents = documents.withColumn("trail_records", F.expr("from_json(value, 'Records ARRAY<STRING>').Records"))
     records = documents.select(F.explode(F.expr(_RECORDS)).alias("record"))
     records.createOrReplaceTempView(name)
