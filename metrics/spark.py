@@ -6,6 +6,7 @@ import this module.
 
 from __future__ import annotations
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -20,11 +21,13 @@ END"""
 
 
 def session(master: str | None = None, app_name: str = "account-activity-insights") -> SparkSession:
-    """A session in UTC (a naive eventTime means UTC, as in the normaliser)."""
+    """A session in UTC (a naive eventTime means UTC, as in the normaliser): on ``master``,
+    else spark-submit's, else ``local[*]``."""
+    builder = SparkSession.builder.appName(app_name)
+    if master or not SparkConf().contains("spark.master"):  # spark-submit sets its own
+        builder = builder.master(master or "local[*]")
     return (
-        SparkSession.builder.master(master or "local[*]")
-        .appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
+        builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")
         .getOrCreate()

@@ -133,13 +133,13 @@ def _rejected() -> list[object]:
     ]
 
 
-def write_edge_trail(root: Path) -> list[Path]:
+def write_edge_trail(root: Path, org: str = "o-edge") -> list[Path]:
     """Two trail files and a JSON Lines file; a record duplicated within and across files."""
     accepted, rejected = _accepted(), _rejected()
     duplicate = make_record("dup-1", "2024-08-02T08:30:38Z")
     files = {
-        "AWSLogs/o-edge/111122223333/CloudTrail/us-east-1/2024/08/02/a.json.gz": accepted[:12] + [duplicate, duplicate],
-        "AWSLogs/o-edge/111122223333/CloudTrail/eu-west-1/2024/08/02/b.json.gz": accepted[12:] + rejected + [duplicate],
+        f"AWSLogs/{org}/111122223333/CloudTrail/us-east-1/2024/08/02/a.json.gz": accepted[:12] + [duplicate, duplicate],
+        f"AWSLogs/{org}/111122223333/CloudTrail/eu-west-1/2024/08/02/b.json.gz": accepted[12:] + rejected + [duplicate],
     }
     written = []
     for key, records in files.items():
