@@ -88,9 +88,9 @@ def _fields() -> list[str]:
     return out
 
 
-def _valid(latest_seconds: int) -> str:
+def _valid(latest_seconds: int, earliest_seconds: int | None) -> str:
     """The normaliser's reject rules, as one condition on the extracted fields."""
-    earliest = EARLIEST_EVENT_NS // NS_PER_SECOND
+    earliest = max(EARLIEST_EVENT_NS // NS_PER_SECOND, earliest_seconds or 0)
     rules = [
         f"{_is_string('eventid')} AND length(eventid) <= {EVENT_ID_CHARS}",
         "event_seconds IS NOT NULL",
@@ -159,10 +159,14 @@ def _grouping_id(columns: list[str], members: list[str]) -> int:
     return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c not in members)
 
 
-def trail_sql(latest_seconds: int, pumps: tuple[Pump, ...] = PUMPS, source: str = "trail") -> str:
+def trail_sql(
+    latest_seconds: int, pumps: tuple[Pump, ...] = PUMPS, source: str = "trail", earliest_seconds: int | None = None
+) -> str:
     """The single-scan query of every pump over ``source`` (a relation with a ``record``
     column), in Trino's dialect. An eventTime after ``latest_seconds`` is rejected, as the
-    normaliser rejects one more than a day ahead of the clock."""
+    normaliser rejects one more than a day ahead of the clock; ``earliest_seconds`` (a
+    multiple of every pump's step) keeps only the events from then on, for a re-query of the
+    latest windows."""
     columns, sets, flags = _plan(pumps)
     user, session = _attribution()
     windows = ",\n    ".join(f"event_seconds - event_seconds % {c[2:]} AS {c}" for c in columns if c.startswith("w_"))
@@ -207,7 +211,7 @@ events AS (
     {user} AS user_name,
     {session} AS session_name
   FROM timed
-  WHERE {_valid(latest_seconds)}
+  WHERE {_valid(latest_seconds, earliest_seconds)}
 ),
 unique_events AS (
   SELECT * FROM (

@@ -35,6 +35,14 @@ class WindowedCounts:
             self.first = low if self.first is None else min(self.first, low)
             self.last = high if self.last is None else max(self.last, high)
 
+    def replace_range(self, start: int, end: int, counts: WindowCounts) -> None:
+        """Windows starting in [start, end) become exactly ``counts`` (a re-query's answer)."""
+        for w in [w for w in self.windows if start <= w < end]:
+            del self.windows[w]
+        self.first = min(self.windows, default=None)
+        self.last = max(self.windows, default=None)
+        self.add(counts)
+
     def total(self, window: int) -> int:
         bucket = self.windows.get(window)
         return sum(bucket.values()) if bucket else 0
