@@ -214,8 +214,12 @@ class AthenaWindows:
 
     name = "athena"
 
-    def __init__(self, runner: AthenaRunner, table: str, *, regions=(), accounts=(), lookback=LOOKBACK_SECONDS):
+    def __init__(
+        self, runner: AthenaRunner, table: str, *, regions=(), accounts=(), lookback=LOOKBACK_SECONDS, every=60.0
+    ):
         self.runner = runner
+        self.every = every  # seconds between two queries: each one is billed
+        self.last_query: float | None = None
         self.table = table
         self.regions = tuple(regions)
         self.accounts = tuple(accounts)
@@ -225,8 +229,11 @@ class AthenaWindows:
     def refresh(self, engine, now: float) -> int:
         """Replace every window from ``lookback`` seconds ago on with Athena's count of them;
         returns how many window rows came back."""
+        if self.last_query is not None and now - self.last_query < self.every:
+            return 0
+        self.last_query = now
         step = max(p.step for p in PUMPS)
-        start = int(now) - self.lookback
+        start = int(now) - int(self.lookback)
         start -= start % step
         latest = latest_seconds(int(now * 1_000_000_000))
         sql = window_query(self.table, start, latest, regions=self.regions, accounts=self.accounts)
@@ -237,6 +244,10 @@ class AthenaWindows:
         if len(frame):
             self.newest_window = max(self.newest_window or 0, int(frame["window_start"].max()))
         return len(frame)
+
+    def watermark(self, now: float) -> float:
+        """Windows older than the re-queried span are final: the forest may learn them."""
+        return now - self.lookback
 
     def status(self, now: float) -> dict:
         stats = self.runner.stats

@@ -146,3 +146,29 @@ def test_replacing_windows_twice_counts_once():
     engine.replace_windows("TotalCalls", counts, NOW - 60, NOW + 60)
     engine.replace_windows("TotalCalls", counts, NOW - 60, NOW + 60)
     assert engine.totals.total(NOW) == 7
+
+
+def test_the_collector_hands_athena_windows_to_the_engine_at_most_once_a_minute():
+    import pandas as pd
+
+    from collectors.collector import Collector
+
+    class Runner:
+        stats = AthenaRunner(None, workgroup="w", database="d").stats
+
+        def __init__(self):
+            self.queries = []
+
+        def run(self, sql):
+            self.queries.append(sql)
+            return pd.DataFrame([[str(v) for v in ("TotalCalls", NOW - 60, "", "", 9)]], columns=HEADER)
+
+    runner = Runner()
+    engine = Engine(retention_seconds=None)
+    collector = Collector(AthenaWindows(runner, "db.t"), engine, clock=lambda: NOW)
+    collector.poll_once(NOW)
+    collector.poll_once(NOW + 30)  # too soon: no second billed query
+    assert len(runner.queries) == 1 and engine.totals.total(NOW - 60) == 9
+    assert collector.health.polls == 2 and collector.health.lag_seconds == 90  # the newest window, 90 s ago
+    collector.poll_once(NOW + 60)
+    assert len(runner.queries) == 2 and engine.totals.total(NOW - 60) == 9  # replaced, not added
