@@ -14,6 +14,33 @@ def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds)) if seconds else "never"
 
 
+def _athena(collector) -> None:
+    status = getattr(collector.source, "status", None)
+    if not callable(status):
+        return
+    info = status(time.time())
+    st.subheader("Athena queries")
+    if info["last_failure"]:
+        st.warning(f"The last failed query: {info['last_failure']}")
+    lag = info["lag_seconds"]
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Queries": [f"{info['queries']:,}"],
+                "Last state": [info["last_state"] or "–"],
+                "Last query scanned": [f"{info['last_bytes_scanned'] / 1e6:,.1f} MB"],
+                "Scanned in all": [f"{info['bytes_scanned'] / 1e9:,.3f} GB"],
+                "Cost estimate": [f"${info['cost_dollars']:,.4f}"],
+                "Failed": [f"{info['failures']:,}"],
+                "Throttled calls": [f"{info['throttles']:,}"],
+                "Lag of the newest window": ["–" if lag is None else f"{lag:,.0f} s"],
+            }
+        ),
+        hide_index=True,
+    )
+    st.caption("Cost estimate: $5 per TB scanned with a 10 MB minimum per query (Athena's price page).")
+
+
 @page.refreshing("line_refresh_seconds")
 def health() -> None:
     collector, engine, settings = shared.collector, shared.engine, shared.settings
@@ -173,30 +200,3 @@ def _saved_state(collector) -> None:
 
 
 health()
-
-
-def _athena(collector) -> None:
-    status = getattr(collector.source, "status", None)
-    if not callable(status):
-        return
-    info = status(time.time())
-    st.subheader("Athena queries")
-    if info["last_failure"]:
-        st.warning(f"The last failed query: {info['last_failure']}")
-    lag = info["lag_seconds"]
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "Queries": [f"{info['queries']:,}"],
-                "Last state": [info["last_state"] or "–"],
-                "Last query scanned": [f"{info['last_bytes_scanned'] / 1e6:,.1f} MB"],
-                "Scanned in all": [f"{info['bytes_scanned'] / 1e9:,.3f} GB"],
-                "Cost estimate": [f"${info['cost_dollars']:,.4f}"],
-                "Failed": [f"{info['failures']:,}"],
-                "Throttled calls": [f"{info['throttles']:,}"],
-                "Lag of the newest window": ["–" if lag is None else f"{lag:,.0f} s"],
-            }
-        ),
-        hide_index=True,
-    )
-    st.caption("Cost estimate: $5 per TB scanned with a 10 MB minimum per query (Athena's price page).")

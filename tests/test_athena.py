@@ -172,3 +172,49 @@ def test_the_collector_hands_athena_windows_to_the_engine_at_most_once_a_minute(
     assert collector.health.polls == 2 and collector.health.lag_seconds == 90  # the newest window, 90 s ago
     collector.poll_once(NOW + 60)
     assert len(runner.queries) == 2 and engine.totals.total(NOW - 60) == 9  # replaced, not added
+
+
+def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
+    import time
+
+    from tests.cloudtrail_endpoint import moto_server
+
+    with moto_server() as url:
+        for name, value in {
+            "AWS_ENDPOINT_URL_ATHENA": url,
+            "AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        now = int(time.time())
+        seeded = {"results": [{"rows": result_rows([("TotalCalls", now - now % 10 - 60, "", "", 4)])}]}
+        assert requests.post(f"{url}/moto-api/static/athena/query-results", json=seeded).ok
+        at = start_app("status", source="athena", athena_output_location="s3://results/")
+        assert not at.exception
+        from ui.runtime import runtime
+
+        deadline = time.time() + 20
+        while runtime().collector.health.polls < 1 and time.time() < deadline:
+            time.sleep(0.1)
+        at.run()
+        assert not at.exception
+        assert "Athena queries" in [h.value for h in at.subheader]
+        athena = next(d.value for d in at.dataframe if "Cost estimate" in d.value.columns)
+        assert athena["Last state"].iloc[0] == "SUCCEEDED" and athena["Queries"].iloc[0] == "1"
+        assert athena["Cost estimate"].iloc[0] == "$0.0001"
+        assert runtime().engine.totals.total(now - now % 10 - 60) == 4
+
+
+def test_the_iam_policy_allows_exactly_the_athena_calls_the_source_makes():
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    policy = json.loads((root / "deploy" / "iam-policy-athena.json").read_text())
+    allowed = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    called = set(re.findall(r'_call\(\s*"(\w+)"', (root / "collectors" / "athena.py").read_text()))
+    wanted = {"athena:" + "".join(part.title() for part in name.split("_")) for name in called}
+    assert {a for a in allowed if a.startswith("athena:")} == wanted
