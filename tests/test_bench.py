@@ -37,3 +37,16 @@ def test_the_core_benchmark_runs_and_prints_every_figure():
         "RCF rrcf",
     ):
         assert label in result.stdout, label
+
+
+def test_the_scale_benchmark_runs_memory_and_duckdb_on_a_small_trail():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--events", "3000", "--engines", "memory,duckdb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "identical CSV from every engine: yes" in result.stdout
+    assert "MiB peak" in result.stdout
