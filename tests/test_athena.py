@@ -138,10 +138,9 @@ def test_results_are_read_page_after_page_and_throttling_waits():
 
 
 def test_replacing_windows_twice_counts_once():
-    engine = Engine(retention_seconds=None)
-    counts = WindowCounts.empty()
     import numpy as np
 
+    engine = Engine(retention_seconds=None)
     counts = WindowCounts(np.array([NOW], dtype=np.int64), np.array([None]), np.array([None]), np.array([7]))
     engine.replace_windows("TotalCalls", counts, NOW - 60, NOW + 60)
     engine.replace_windows("TotalCalls", counts, NOW - 60, NOW + 60)

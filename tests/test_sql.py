@@ -10,7 +10,7 @@ import sqlglot
 from bench.trail_layout import demo_trail
 from metrics.__main__ import main
 from metrics.engine import Engine
-from metrics.engines import duckdb_windows, engine_of_windows, record_files
+from metrics.engines import duckdb_windows, engine_of_windows, record_files, windows_from_frame
 from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import PUMPS, Condition, Pump
 from metrics.records import iter_paths
@@ -63,17 +63,11 @@ def test_stratus_records_through_duckdb_give_the_same_windows_as_the_engine():
     ours = Engine(retention_seconds=None)
     ours.ingest(normalise_all((record for _, record in iter_paths([STRATUS])), rejects))
     theirs = Engine(retention_seconds=None)
-    for metric, counts in _windows(duckdb_windows(record_files([STRATUS]))).items():
+    for metric, counts in windows_from_frame(duckdb_windows(record_files([STRATUS]))).items():
         theirs.add_windows(metric, counts)
     for pump in PUMPS:
         assert theirs.states[pump.name].windows == ours.states[pump.name].windows, pump.name
     assert ours.totals.windows
-
-
-def _windows(frame):
-    from metrics.engines import windows_from_frame
-
-    return windows_from_frame(frame)
 
 
 def test_each_reject_rule_is_applied_by_the_query(edge_trail):
