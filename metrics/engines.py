@@ -158,10 +158,9 @@ def engine_from_arguments(parser, args) -> Engine | None:
     else:
         if not args.paths:
             parser.error(f"--engine {args.engine} needs PATH(s) to read")
-        frame = duckdb_windows(record_files(args.paths)) if args.engine == "duckdb" else None
-        if frame is None:
-            frame = spark_windows(record_files(args.paths), args.spark_master)
-        origin = f"{args.engine} over {len(record_files(args.paths))} file(s)"
+        files = record_files(args.paths)
+        frame = duckdb_windows(files) if args.engine == "duckdb" else spark_windows(files, args.spark_master)
+        origin = f"{args.engine} over {len(files)} file(s)"
     print(f"{len(frame)} window row(s) from {origin}", file=sys.stderr)
     if not len(frame):
         print("nothing could be read", file=sys.stderr)
