@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         for engine in engines:
             results[engine] = run_cli([trail], engine)
             outputs[engine] = results[engine][2]
+            print(f"  {engine}: {results[engine][0]:.1f} s, {results[engine][1]:,.0f} MiB peak", flush=True)
         events = sum(
             int(line.rsplit(",", 1)[1]) for line in outputs[engines[0]].splitlines() if line.startswith("TotalCalls,")
         )
