@@ -97,10 +97,35 @@ SETTINGS = (
         "source",
         "demo",
         "Where events come from: `demo` (synthetic, no AWS account needed), `cloudtrail` (LookupEvents in every "
-        "enabled region of each account), `s3` (a trail's log files in `INSIGHTS_S3_BUCKET`) or `files` "
-        "(CloudTrail files dropped into `INSIGHTS_FILES_PATH`, read as they appear) or `eventbridge` (an SQS queue "
-        "that EventBridge rules fill within seconds, `INSIGHTS_SQS_QUEUE_URL`).",
-        choices=("demo", "cloudtrail", "s3", "files", "eventbridge"),
+        "enabled region of each account), `s3` (a trail's log files in `INSIGHTS_S3_BUCKET`), `files` "
+        "(CloudTrail files dropped into `INSIGHTS_FILES_PATH`, read as they appear), `eventbridge` (an SQS queue "
+        "that EventBridge rules fill within seconds, `INSIGHTS_SQS_QUEUE_URL`) or `athena` (windows "
+        "counted by Amazon Athena over an organisation trail's table, see `INSIGHTS_ATHENA_*`).",
+        choices=("demo", "cloudtrail", "s3", "files", "eventbridge", "athena"),
+    ),
+    Setting("athena_workgroup", "primary", "For `athena`: the workgroup the queries run in (its result location)."),
+    Setting("athena_database", "default", "For `athena`: the database of the trail's table."),
+    Setting(
+        "athena_table",
+        "cloudtrail_records",
+        "For `athena`: the table `python -m collectors athena-ddl` created over the trail.",
+    ),
+    Setting(
+        "athena_output_location",
+        "",
+        "For `athena`: an `s3://` location for query results, if the workgroup does not set one.",
+    ),
+    Setting(
+        "athena_accounts",
+        "",
+        "For `athena`: account ids to query, comma-separated (needed when the table injects the account); "
+        "empty: every account the table projects.",
+    ),
+    Setting(
+        "athena_lookback_minutes",
+        20.0,
+        "For `athena`: minutes of the latest windows re-queried and replaced on each refresh.",
+        _positive(float),
     ),
     Setting(
         "role_arns",

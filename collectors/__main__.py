@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collectors import cloudtrail
+from collectors import athena, cloudtrail
 from metrics.normalise import Unreadable, parse_event_time
 
 GIVE_UP_AFTER = 5  # consecutive failures of one account-region before the command reports it missing
@@ -63,7 +63,33 @@ def parser() -> argparse.ArgumentParser:
     bridge.add_argument("--out", required=True, help="the JSON Lines file to write")
     bridge.add_argument("--idle-exit", type=float, metavar="SECONDS", help="end once the queue stayed empty this long")
     bridge.add_argument("--receivers", type=int, default=4, help="receives in flight while the queue is deep")
+    ddl = commands.add_parser("athena-ddl", help="print the Athena table over a trail (partition projection)")
+    ddl.add_argument("--bucket", required=True, help="the trail's bucket")
+    ddl.add_argument("--prefix", default="", help="the key prefix before AWSLogs/, if any")
+    ddl.add_argument("--org", default="", help="the organisation id (o-...) of an organisation trail")
+    ddl.add_argument("--accounts", type=_regions, default=(), help="comma-separated account ids")
+    ddl.add_argument("--regions", type=_regions, default=(), help="comma-separated; default: injected in queries")
+    ddl.add_argument("--database", default="default")
+    ddl.add_argument("--table", default="cloudtrail_records")
     return parser
+
+
+def athena_ddl(args: argparse.Namespace, out=None) -> int:
+    try:
+        text = athena.table_ddl(
+            args.bucket,
+            database=args.database,
+            table=args.table,
+            org=args.org,
+            accounts=args.accounts,
+            regions=args.regions,
+            prefix=args.prefix,
+        )
+    except ValueError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
+    (out or sys.stdout).write(text + ";\n")
+    return 0
 
 
 def drain(args: argparse.Namespace, err=sys.stderr) -> int:
@@ -202,6 +228,8 @@ def collect(args: argparse.Namespace, clock=time.time, err=sys.stderr) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "athena-ddl":
+        return athena_ddl(args)
     return drain(args) if args.command == "eventbridge" else collect(args)
 
 

@@ -105,6 +105,9 @@ class Collector:
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
         now = self.clock() if now is None else now
+        if hasattr(self.source, "refresh"):
+            self._refresh_windows(now)
+            return
         records = self.source.poll(now)
         batch = normalise_all(records, self.health.rejects, origin=self.source.name)
         result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
@@ -167,6 +170,23 @@ class Collector:
     def retention_reference(self) -> float | None:
         """Seconds the retention counts back from, None for the wall clock."""
         return self.health.newest_event if self.retain_from_newest else None
+
+    def _refresh_windows(self, now: float) -> None:
+        """A source of windows counted elsewhere (Athena): it replaces the engine's latest
+        windows itself; there are no records to normalise or analyse."""
+        rows = self.source.refresh(self.engine, now)
+        watermark = self.source.watermark(now)
+        if watermark is not None:
+            self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
+        health = self.health
+        health.polls += 1
+        health.last_poll = health.last_success = self.clock()
+        health.last_batch = rows
+        health.consecutive_errors = 0
+        newest = getattr(self.source, "newest_window", None)
+        if newest is not None:
+            health.newest_event = max(newest, health.newest_event or newest)
+            health.lag_seconds = now - newest
 
     def _analyse(self, records, columns, watermark) -> None:
         parsed = [r for r in records if isinstance(r, dict)]

@@ -1,6 +1,7 @@
 """Every metric of CloudTrail records read from files, for batch use and for checking.
 
-    python -m metrics PATH [PATH ...] [--format csv|json] [--sparse]
+    python -m metrics PATH [PATH ...] [--format csv|json] [--sparse] [--engine memory|duckdb|spark]
+    python -m metrics --windows WINDOWS [--format csv|json]
 
 Rows are sorted by metric, window_start, category, subcategory. Rejected records are
 reported on stderr with their count and reasons. Exit status 1 only if no record could be read.
@@ -16,6 +17,7 @@ import pandas as pd
 
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
 from metrics.engine import ANOMALY, METRIC_NAMES, Engine
+from metrics.engines import add_engine_arguments, engine_from_arguments, uses_query_engine
 from metrics.ingest import feed
 from metrics.normalise import Rejects
 from metrics.output import HEADER, csv_bytes, rows, write_csv, write_json
@@ -47,7 +49,7 @@ def sparse_metrics(engine: Engine) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__.split("\n\n")[0])
-    add_paths_argument(parser)
+    add_paths_argument(parser, required=False)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--anomaly-engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
     parser.add_argument(
@@ -56,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out the zero rows of the dense series (TotalCalls, NumberOfSuccessfulCalls, AnomalyScore): "
         "files months apart otherwise give millions of rows of zeros",
     )
+    add_engine_arguments(parser)
     args = parser.parse_args(argv)
+    if uses_query_engine(args):
+        engine = engine_from_arguments(parser, args)
+        return write(engine, args.format, sparse=args.sparse) if engine is not None else 1
+    if not args.paths:
+        parser.error("give PATH(s) to read, or --windows")
 
     rejects = Rejects()
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
@@ -74,16 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing could be read", file=sys.stderr)
         return 1
 
+    return write(engine, args.format, sparse=args.sparse)
+
+
+def write(engine: Engine, output_format: str, sparse: bool = False) -> int:
+    """Every metric of ``engine`` on stdout, sorted; the same bytes whichever engine counted."""
     sys.stdout.flush()
-    if args.sparse:
+    if sparse:
         engine.finish()
         parts = [part for _, part in sparse_metrics(engine).groupby("metric", sort=False)]
-        if args.format == "json":
+        if output_format == "json":
             sys.stdout.buffer.write(orjson.dumps([row for part in parts for row in rows(part)]) + b"\n")
         else:
             sys.stdout.buffer.write(HEADER + b"".join(csv_bytes(part) for part in parts))
     else:
-        (write_json if args.format == "json" else write_csv)(engine, sys.stdout.buffer)
+        (write_json if output_format == "json" else write_csv)(engine, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0
 

@@ -69,6 +69,13 @@ class Engine:
         with self._lock:
             self.states[metric].add(counts)
 
+    def replace_windows(self, metric: str, counts: WindowCounts, start: int, end: int) -> None:
+        """Counts aggregated elsewhere that supersede every window of ``metric`` starting in
+        [start, end) seconds: a query re-run over a period gives its whole new answer, and adding
+        it would count twice. Windows the forest already learned keep their learned value."""
+        with self._lock:
+            self.states[metric].replace_range(start, end, counts)
+
     def _evict(self, cutoff_s: int) -> None:
         for state in self.states.values():
             if state.first is not None and state.first < cutoff_s:

@@ -20,11 +20,11 @@ from metrics.normalise import Unreadable
 RECORD_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".gz")
 
 
-def add_paths_argument(parser) -> None:
+def add_paths_argument(parser, required: bool = True) -> None:
     """The ``PATH ...`` argument of the commands that read what ``iter_paths`` reads."""
     parser.add_argument(
         "paths",
-        nargs="+",
+        nargs="+" if required else "*",
         metavar="PATH",
         help="trail log files, JSON arrays or JSON Lines (optionally gzipped), or folders of them",
     )

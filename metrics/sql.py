@@ -1,17 +1,285 @@
-"""The pumps written as SQL (DuckDB's dialect) from the same spec table.
+"""The pumps written as SQL, from the same spec table.
 
-Used to check our aggregation against a database engine and to benchmark it; it is also the
-shape a query engine over a trail's S3 prefix would run to hand over pre-aggregated windows.
-The table needs columns named as in ``metrics.events.COLUMNS`` with ``eventTime`` a timestamp.
+``trail_sql`` is the query a distributed engine runs over a trail (Athena, Spark, DuckDB): one
+scan of the raw records, the normaliser's reject and attribution rules, de-duplication by
+eventID, and one ``GROUPING SETS`` aggregation for every pump. It is written once in Trino's
+dialect (Athena's) and ``transpile`` derives the others. Its input is a relation ``trail``
+with one column ``record``, the JSON text of one CloudTrail record, so that a number or an
+object where CloudTrail writes a string is seen and rejected rather than cast to text. Its
+rows are sparse ``metric, window_start, category, subcategory, value`` with window_start in
+seconds since the epoch and "" for a missing label; dense zeros and the anomaly score are the
+engine's job (``Engine.add_windows``).
+
+``pump_sql`` is one pump over already normalised events (DuckDB), used to check the
+in-process aggregation and to benchmark it.
 """
 
 from __future__ import annotations
 
-from metrics.pumps import Condition, Pump
+import sqlglot
+from sqlglot import exp
+
+from metrics.normalise import EARLIEST_EVENT_NS, MAX_FIELD_CHARS, MAX_RECORD_BYTES
+from metrics.pumps import PUMPS, Condition, Pump
+from metrics.windows import NS_PER_SECOND
+
+# The top-level text fields the normaliser checks (type and length), and their JSON paths.
+TEXT_FIELDS = (
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "eventType",
+    "recipientAccountId",
+)
+IDENTITY_FIELDS = ("type", "userName", "invokedBy", "principalId", "arn")
+ISSUER_PATH = "$.userIdentity.sessionContext.sessionIssuer.userName"
+# The pump columns the query can group and filter on, as its own column names.
+PUMP_COLUMNS = {
+    "eventSource": "f_eventsource",
+    "eventName": "f_eventname",
+    "sourceIPAddress": "f_sourceipaddress",
+    "errorCode": "f_errorcode",
+    "user": "user_name",
+    "session": "session_name",
+}
+# CloudTrail writes eventTime as 2024-08-02T08:30:00Z. Every engine parses this extended ISO
+# form alike (fraction to the microsecond, Z or an offset, naive meaning UTC); a form only
+# Python's parser takes (basic format, week dates) is rejected here and counted in-process.
+EVENT_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+EVENT_ID_CHARS = 128
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _json_text(path: str) -> str:
+    """The JSON text of the value at ``path`` ('"x"' for a string, 'null', '{...}'), or NULL."""
+    return f"json_format(json_extract(j, {_quote(path)}))"
+
+
+def _is_string(name: str) -> str:
+    return f"({name}_json LIKE '\"%' AND {name}_json <> '\"\"')"
+
+
+def _is_missing(name: str) -> str:
+    return f"({name}_json IS NULL OR {name}_json IN ('null', '\"\"'))"
+
+
+def _fields() -> list[str]:
+    """Every value the rules need: the JSON text of each field (for its type) and its text."""
+    paths = {"eventID": "$.eventID", "eventTime": "$.eventTime", "readOnly": "$.readOnly"}
+    paths.update({f: f"$.{f}" for f in TEXT_FIELDS})
+    paths["userIdentity"] = "$.userIdentity"
+    paths.update({f"id_{f}": f"$.userIdentity.{f}" for f in IDENTITY_FIELDS})
+    paths["issuer"] = ISSUER_PATH
+    out = ["record"]
+    for name, path in paths.items():
+        column = name.lower()
+        out.append(f"{_json_text(path)} AS {column}_json")
+        if name not in ("readOnly", "userIdentity"):
+            out.append(f"json_extract_scalar(j, {_quote(path)}) AS {column}")
+    return out
+
+
+def _valid(latest_seconds: int, earliest_seconds: int | None) -> str:
+    """The normaliser's reject rules, as one condition on the extracted fields."""
+    earliest = max(EARLIEST_EVENT_NS // NS_PER_SECOND, earliest_seconds or 0)
+    rules = [
+        f"{_is_string('eventid')} AND length(eventid) <= {EVENT_ID_CHARS}",
+        "event_seconds IS NOT NULL",
+        f"event_seconds >= {earliest}",
+        f"event_seconds <= {int(latest_seconds)}",
+        f"length(record) <= {MAX_RECORD_BYTES}",
+        "(readonly_json IS NULL OR readonly_json IN ('null', 'true', 'false', '\"true\"', '\"false\"'))",
+        "(useridentity_json IS NULL OR useridentity_json = 'null' OR useridentity_json LIKE '{%')",
+    ]
+    for field in TEXT_FIELDS:
+        name = field.lower()
+        rules.append(f"({_is_missing(name)} OR ({name}_json LIKE '\"%' AND length({name}) <= {MAX_FIELD_CHARS}))")
+    return "\n    AND ".join(rules)
+
+
+def _string_or_null(name: str) -> str:
+    return f"CASE WHEN {_is_string(name)} THEN {name} END"
+
+
+def _attribution() -> tuple[str, str]:
+    """(user, session) after reference.md section 4, as SQL over the identity fields."""
+    typed = _is_string("id_type")
+    issued = f"{typed} AND id_type IN ('AssumedRole', 'FederatedUser') AND {_is_string('issuer')}"
+    fallback = ", ".join(_string_or_null(f"id_{f.lower()}") for f in ("userName", "invokedBy", "principalId"))
+    user = (
+        f"substr(CASE WHEN {typed} AND id_type = 'Root' THEN 'root' "
+        f"WHEN {issued} THEN issuer "
+        f"ELSE coalesce({fallback}, 'unknown') END, 1, {MAX_FIELD_CHARS})"
+    )
+    session = (
+        f"CASE WHEN {issued} AND id_arn_json LIKE '\"%' THEN nullif(regexp_extract(id_arn, '/([^/]*)$', 1), '') END"
+    )
+    return user, session
+
+
+def _condition(condition: Condition) -> str:
+    column = PUMP_COLUMNS[condition.column]
+    if condition.op == "missing":
+        return f"{column} IS NULL"
+    operator = {"eq": "=", "ne": "<>"}[condition.op]
+    return f"{column} {operator} {_quote(condition.value)}"
+
+
+def _plan(pumps: tuple[Pump, ...]):
+    """The grouping columns, each pump's grouping set, and the flag column of its filter."""
+    flags = {}
+    for pump in pumps:
+        if pump.where is not None and pump.where not in flags:
+            flags[pump.where] = f"flag_{len(flags)}"
+    sets = []
+    for pump in pumps:
+        members = [f"w_{pump.step}"] + [PUMP_COLUMNS[c] for c in (pump.category, pump.subcategory) if c]
+        if pump.where is not None:
+            members.append(flags[pump.where])
+        sets.append(members)
+    # Spark wants grouping_id's columns in the order the grouping sets first name them.
+    columns = list(dict.fromkeys(c for members in sets for c in members))
+    if len({frozenset(s) for s in sets}) != len(sets):
+        raise ValueError("two pumps have the same grouping set; give one a filter or another column")
+    return columns, sets, flags
+
+
+def _grouping_id(columns: list[str], members: list[str]) -> int:
+    """The value of grouping(columns...) for rows of the set ``members``: a bit set for each
+    column left out, the first column being the highest bit."""
+    return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c not in members)
+
+
+def trail_sql(
+    latest_seconds: int, pumps: tuple[Pump, ...] = PUMPS, source: str = "trail", earliest_seconds: int | None = None
+) -> str:
+    """The single-scan query of every pump over ``source`` (a relation with a ``record``
+    column), in Trino's dialect. An eventTime after ``latest_seconds`` is rejected, as the
+    normaliser rejects one more than a day ahead of the clock; ``earliest_seconds`` (a
+    multiple of every pump's step) keeps only the events from then on, for a re-query of the
+    latest windows."""
+    columns, sets, flags = _plan(pumps)
+    user, session = _attribution()
+    windows = ",\n    ".join(f"event_seconds - event_seconds % {c[2:]} AS {c}" for c in columns if c.startswith("w_"))
+    labels = ",\n    ".join(
+        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in ("user", "session")
+    )
+    flag_columns = "".join(f",\n    CASE WHEN {_condition(c)} THEN 1 ELSE 0 END AS {name}" for c, name in flags.items())
+    ids = [_grouping_id(columns, members) for members in sets]
+
+    def by_set(values: list[str]) -> str:
+        cases = " ".join(f"WHEN {i} THEN {v}" for i, v in zip(ids, values))
+        return f"CASE g {cases} END"
+
+    def label(pump: Pump, column: str | None) -> str:
+        return f"coalesce({PUMP_COLUMNS[column]}, '')" if column else "''"
+
+    kept = " OR ".join(
+        f"(g = {i} AND {flags[p.where]} = 1)" if p.where is not None else f"g = {i}" for i, p in zip(ids, pumps)
+    )
+    fields = ",\n    ".join(_fields())
+    grouping_sets = ", ".join("(" + ", ".join(s) + ")" for s in sets)
+    return f"""WITH parsed AS (
+  SELECT record, TRY(json_parse(record)) AS j FROM {source}
+),
+fields AS (
+  SELECT
+    {fields}
+  FROM parsed
+),
+timed AS (
+  SELECT *,
+    CASE WHEN eventtime_json LIKE '"%' AND regexp_like(eventtime, {_quote(EVENT_TIME_PATTERN)})
+      THEN CAST(floor(to_unixtime(TRY(from_iso8601_timestamp(eventtime)))) AS BIGINT) END AS event_seconds
+  FROM fields
+),
+events AS (
+  SELECT
+    eventid,
+    record,
+    {windows},
+    {labels},
+    {user} AS user_name,
+    {session} AS session_name
+  FROM timed
+  WHERE {_valid(latest_seconds, earliest_seconds)}
+),
+unique_events AS (
+  SELECT * FROM (
+    SELECT *{flag_columns},
+      row_number() OVER (PARTITION BY eventid ORDER BY record) AS copy
+    FROM events
+  ) AS numbered
+  WHERE copy = 1
+),
+grouped AS (
+  SELECT grouping({", ".join(columns)}) AS g, {", ".join(columns)}, count(*) AS n
+  FROM unique_events
+  GROUP BY GROUPING SETS ({grouping_sets})
+)
+SELECT
+  {by_set([_quote(p.name) for p in pumps])} AS metric,
+  {by_set([f"w_{p.step}" for p in pumps])} AS window_start,
+  {by_set([label(p, p.category) for p in pumps])} AS category,
+  {by_set([label(p, p.subcategory) for p in pumps])} AS subcategory,
+  n AS value
+FROM grouped
+WHERE {kept}"""
+
+
+DIALECTS = ("trino", "spark", "duckdb")
+
+
+def transpile(sql: str, dialect: str) -> str:
+    """``sql`` (Trino) in ``dialect``, with the fixes sqlglot's own translation needs."""
+    if dialect == "trino":
+        return sql
+    tree = sqlglot.parse_one(sql, read="trino")
+    if dialect == "spark":
+        tree = tree.transform(_for_spark)
+    return tree.sql(dialect=dialect)
+
+
+def _for_spark(node: exp.Expression) -> exp.Expression:
+    """Spark runs in ANSI mode, where one bad value fails the whole query, and sqlglot writes
+    Trino's TRY() as the bare expression: make every TRY a safe form. JSON goes through
+    Spark's VARIANT, which keeps a value's type (GET_JSON_OBJECT turns 12 and "12" alike into
+    text). GROUPING of several columns is GROUPING_ID there."""
+    if isinstance(node, exp.Try):
+        inner = node.this
+        if isinstance(inner, exp.ParseJSON):
+            return exp.func("try_parse_json", inner.this)
+        if isinstance(inner, exp.FromISO8601Timestamp):
+            return exp.TryCast(this=inner.this, to=exp.DataType.build("timestamp"), safe=True)
+        if isinstance(inner, exp.Cast):
+            return exp.TryCast(this=inner.this, to=inner.to, safe=True)
+        raise ValueError(f"no safe Spark form for TRY({inner.sql('trino')})")
+    if isinstance(node, exp.JSONFormat) and isinstance(node.this, exp.JSONExtract):
+        extract = node.this
+        return exp.func("to_json", exp.func("variant_get", extract.this, _path(extract)))
+    if isinstance(node, exp.JSONExtractScalar):
+        return exp.func("try_variant_get", node.this, _path(node), exp.Literal.string("string"))
+    if isinstance(node, exp.Grouping) and len(node.expressions) > 1:
+        return exp.func("grouping_id", *node.expressions)
+    return node
+
+
+def _path(node: exp.Expression) -> exp.Expression:
+    path = node.expression
+    return exp.Literal.string(path.sql(dialect="trino").strip("'")) if not isinstance(path, exp.Literal) else path
+
+
+# One pump over normalised events (DuckDB's dialect). The table needs columns named as in
+# ``metrics.events.COLUMNS`` with ``eventTime`` a timestamp.
 
 
 def _where(condition: Condition | None) -> str:

@@ -90,6 +90,22 @@ class WindowedCounts:
             self._keys = np.insert(self._keys, places[fresh], keys[fresh])
             self._counts = np.insert(self._counts, places[fresh], counts[fresh])
 
+    def replace_range(self, start: int, end: int, counts: WindowCounts) -> None:
+        """Windows starting in [start, end) become exactly ``counts`` (a re-query's answer)."""
+        with self._lock:
+            self._merge()
+            low, high = self._key_of(start), self._key_of(end)
+            keep = (self._keys < low) | (self._keys >= high)
+            self._keys, self._counts = self._keys[keep], self._counts[keep]
+            for window in [w for w in self._totals if start <= w < end]:
+                del self._totals[window]
+            if len(self._keys):
+                self.first = int(self._keys[0] >> GROUP_BITS) * self.pump.step
+                self.last = int(self._keys[-1] >> GROUP_BITS) * self.pump.step
+            else:
+                self.first = self.last = None
+        self.add(counts)
+
     def evict_before(self, seconds: int) -> None:
         """Drop every window that starts before ``seconds``: one that straddles it has lost
         some of its events from the buffer, and a partial count would be wrong."""

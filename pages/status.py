@@ -20,6 +20,33 @@ def _when(seconds: float | None) -> str:
     return f"{shown.text(seconds)} {shown.zone_abbreviation}"
 
 
+def _athena(collector) -> None:
+    status = getattr(collector.source, "status", None)
+    if not callable(status):
+        return
+    info = status(time.time())
+    st.subheader("Athena queries")
+    if info["last_failure"]:
+        st.warning(f"The last failed query: {info['last_failure']}")
+    lag = info["lag_seconds"]
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Queries": [f"{info['queries']:,}"],
+                "Last state": [info["last_state"] or "–"],
+                "Last query scanned": [f"{info['last_bytes_scanned'] / 1e6:,.1f} MB"],
+                "Scanned in all": [f"{info['bytes_scanned'] / 1e9:,.3f} GB"],
+                "Cost estimate": [f"${info['cost_dollars']:,.4f}"],
+                "Failed": [f"{info['failures']:,}"],
+                "Throttled calls": [f"{info['throttles']:,}"],
+                "Lag of the newest window": ["–" if lag is None else f"{lag:,.0f} s"],
+            }
+        ),
+        hide_index=True,
+    )
+    st.caption("Cost estimate: $5 per TB scanned with a 10 MB minimum per query (Athena's price page).")
+
+
 @page.refreshing("line_refresh_seconds")
 def health() -> None:
     collector, engine, settings = shared.collector, shared.engine, shared.settings
@@ -61,6 +88,7 @@ def health() -> None:
         }
     }
     st.dataframe(pd.DataFrame(sources), width="stretch")
+    _athena(collector)
     _regions(collector)
     _queue(collector)
     _saved_state(collector)

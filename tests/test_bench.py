@@ -53,6 +53,19 @@ def test_the_eventbridge_benchmark_runs_against_moto_and_prints_every_figure():
     assert "30 held" in result.stdout  # the drain ended with every event
 
 
+def test_the_scale_benchmark_runs_memory_and_duckdb_on_a_small_trail():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--events", "3000", "--engines", "memory,duckdb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "identical CSV from every engine: yes" in result.stdout
+    assert "MiB peak" in result.stdout
+
+
 def test_the_ingest_benchmark_runs_against_duckdb_and_writes_the_same_csv(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.ingest", "--sizes", "300", "--folder", str(tmp_path), "--parts", "cli,sources"],

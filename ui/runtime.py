@@ -90,8 +90,28 @@ def _s3(values: dict, checkpoints: dict):
     return cloudtrail.DeferredSource("s3", build)
 
 
+def _athena(values: dict):
+    import boto3
+
+    from collectors import athena, cloudtrail
+
+    client = boto3.client("athena", config=cloudtrail.RETRY_CONFIG)
+    runner = athena.AthenaRunner(
+        client,
+        workgroup=values["athena_workgroup"],
+        database=values["athena_database"],
+        output_location=values["athena_output_location"],
+    )
+    accounts = tuple(a.strip() for a in values["athena_accounts"].split(",") if a.strip())
+    table = f"{values['athena_database']}.{values['athena_table']}"
+    lookback = values["athena_lookback_minutes"] * 60
+    return athena.AthenaWindows(runner, table, regions=values["regions"], accounts=accounts, lookback=lookback)
+
+
 def make_source(values: dict, checkpoints: dict | None = None):
     checkpoints = checkpoints or {}
+    if values["source"] == "athena":
+        return _athena(values)
     if values["source"] == "cloudtrail":
         return _cloudtrail(values, checkpoints)  # regions are chosen by the pollers themselves
     if values["source"] == "s3":
