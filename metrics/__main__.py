@@ -88,17 +88,31 @@ def main(argv: list[str] | None = None) -> int:
 def write(engine: Engine, output_format: str, sparse: bool = False) -> int:
     """Every metric of ``engine`` on stdout, sorted; the same bytes whichever engine counted."""
     sys.stdout.flush()
+    out = getattr(sys.stdout, "buffer", None) or _Text(sys.stdout)
     if sparse:
         engine.finish()
         parts = [part for _, part in sparse_metrics(engine).groupby("metric", sort=False)]
         if output_format == "json":
-            sys.stdout.buffer.write(orjson.dumps([row for part in parts for row in rows(part)]) + b"\n")
+            out.write(orjson.dumps([row for part in parts for row in rows(part)]) + b"\n")
         else:
-            sys.stdout.buffer.write(HEADER + b"".join(csv_bytes(part) for part in parts))
+            out.write(HEADER + b"".join(csv_bytes(part) for part in parts))
     else:
-        (write_json if output_format == "json" else write_csv)(engine, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+        (write_json if output_format == "json" else write_csv)(engine, out)
+    out.flush()
     return 0
+
+
+class _Text:
+    """Bytes written to a text stream with no binary buffer (a notebook's or a test's stdout)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data.decode())
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 if __name__ == "__main__":

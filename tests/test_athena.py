@@ -83,8 +83,10 @@ def test_a_query_runs_through_running_to_succeeded_and_its_windows_replace_the_l
     assert no_sleep.calls  # it waited while the query was QUEUED and RUNNING
     assert engine.totals.total(NOW - 600) == 5
     assert engine.totals.total(1_722_582_000) == 1
-    api = engine.states["CallsPerAPI"].windows[NOW - 600]
-    assert api == {("sts.amazonaws.com", "AssumeRole"): 5}
+    api = engine.states["CallsPerAPI"].counts(NOW - 600, NOW - 590)
+    assert list(zip(api.category.tolist(), api.subcategory.tolist(), api.count.tolist())) == [
+        ("sts.amazonaws.com", "AssumeRole", 5)
+    ]
     status = windows.status(NOW)
     assert status["last_state"] == "SUCCEEDED" and status["queries"] == 1 and status["failures"] == 0
     assert status["cost_dollars"] == pytest.approx(10 * 1024**2 / 1e12 * 5)  # Athena's 10 MB minimum

@@ -338,6 +338,7 @@ def test_the_hour_before_the_queue_is_filled_from_lookupevents_and_status_shows_
         }.items():
             monkeypatch.setenv(name, value)
         settings = {"sqs_queue_url": url, "lookback_hours": 1, "regions": "us-east-1", "overlap_minutes": 0.25}
+        settings["poll_seconds"] = 1  # keeps polling: start_app otherwise polls once an hour
         at = start_app("status", source="eventbridge", **settings)
         assert not at.exception
         source = runtime().collector.source
