@@ -26,6 +26,7 @@ from metrics.normalise import (
     EARLIEST_EVENT_NS,
     MAX_FIELD_CHARS,
     MAX_RECORD_BYTES,
+    TEXT_FIELDS,
     RejectedRecord,
     Rejects,
     latest_event_ns,
@@ -45,17 +46,7 @@ _IDENTITY = pa.struct(
         ("sessionContext", pa.struct([("sessionIssuer", pa.struct([("userName", _S)]))])),
     ]
 )
-_TEXT = (
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "errorCode",
-    "errorMessage",
-    "eventType",
-    "recipientAccountId",
-)
+_TEXT = TEXT_FIELDS
 SCHEMA = pa.schema(
     [("eventID", _S), ("eventTime", _S), *((name, _S) for name in _TEXT), ("readOnly", pa.bool_())]
     + [("userIdentity", _IDENTITY)]

@@ -32,7 +32,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_US = 1000
 _ONE_US = timedelta(microseconds=1)
 
-_TEXT_FIELDS = (
+# The top-level text fields every row reads; the columnar path and the SQL query check the same ones.
+TEXT_FIELDS = (
     "eventSource",
     "eventName",
     "awsRegion",
@@ -201,7 +202,7 @@ def normalise(record: object, latest_ns: int | None = None) -> tuple[tuple, byte
         raise RejectedRecord("record too large")
 
     source, name, region, ip, agent, error_code, error_message, event_type, recipient = (
-        _text(record, field) for field in _TEXT_FIELDS
+        _text(record, field) for field in TEXT_FIELDS
     )
     read_only = record.get("readOnly")
     if read_only is not None and not isinstance(read_only, bool):

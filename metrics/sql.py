@@ -19,22 +19,11 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from metrics.normalise import EARLIEST_EVENT_NS, MAX_FIELD_CHARS, MAX_RECORD_BYTES
+from metrics.normalise import EARLIEST_EVENT_NS, MAX_FIELD_CHARS, MAX_RECORD_BYTES, TEXT_FIELDS
 from metrics.pumps import PUMPS, Condition, Pump
 from metrics.windows import NS_PER_SECOND
 
 # The top-level text fields the normaliser checks (type and length), and their JSON paths.
-TEXT_FIELDS = (
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "errorCode",
-    "errorMessage",
-    "eventType",
-    "recipientAccountId",
-)
 IDENTITY_FIELDS = ("type", "userName", "invokedBy", "principalId", "arn")
 ISSUER_PATH = "$.userIdentity.sessionContext.sessionIssuer.userName"
 # The pump columns the query can group and filter on, as its own column names.

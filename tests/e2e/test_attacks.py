@@ -126,7 +126,17 @@ def test_anonymous_clear_cache_messages_leave_the_runtime_the_throttle_and_alert
         time.sleep(4)
         assert attacked.threads() <= threads
 
-    drop_record(attacked, "after", fresh_record("cloudtrail-stop", "after-clear-cache"))
+    after = fresh_record("cloudtrail-stop", "after-clear-cache")
+    # Another principal: the same one's second stop within minutes joins its first hit (one action, one hit).
+    account = after["recipientAccountId"]
+    after["userIdentity"] = {
+        "type": "IAMUser",
+        "userName": "second-admin",
+        "principalId": "AIDASECONDADMIN00000",
+        "arn": f"arn:aws:iam::{account}:user/second-admin",
+        "accountId": account,
+    }
+    drop_record(attacked, "after", after)
     wait_for(lambda: webhook.mentioning("after-clear-cache"))
     time.sleep(6)  # a second collector or alerter would have sent its copy by now
     assert len(webhook.mentioning("after-clear-cache")) == 1

@@ -175,7 +175,7 @@ def test_hostile_strings_are_shown_as_text_and_never_run(server):
     page.keyboard.press("Enter")
     settle(page)
     expect(page.get_by_text(re.compile(r"^1 matching event\."))).to_be_visible()
-    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid = page.locator('[data-testid="stDataFrame"]').last  # the events table, below the top values
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the row's selection box
     settle(page)
