@@ -11,7 +11,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import SHOTS
-from tests.e2e.test_browser import NEW_PASSWORD, TIMEOUT, settle, sign_in
+from tests.e2e.test_browser import NEW_PASSWORD, TIMEOUT, change_first_password, settle, sign_in
 
 WIDTH = 1440
 expect.set_options(timeout=TIMEOUT)  # a loaded machine renders a page in more than 5 s
@@ -35,13 +35,7 @@ def test_first_sign_in_at_1440_px(server, browser):
     sign_in(page, server.url, "admin", password)
     expect(page.get_by_text("Choose a new password")).to_be_visible()
     settle(page)
-    page.get_by_label("Current password").fill(password)
-    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
-    page.get_by_label("Repeat new password").fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Change password").click()
-    settle(page)
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    page.wait_for_function("() => document.cookie.includes('account_activity_insights_auth')")
+    change_first_password(page, password)
     shared["page"] = page
     shared["cookies"] = page.context.cookies()
 

@@ -66,6 +66,17 @@ ANSWERED = (
 )
 
 
+def change_first_password(page: Page, password: str) -> None:
+    """Replaces the one-time ``password`` with ``NEW_PASSWORD`` and waits for the Overview and its cookie."""
+    page.get_by_label("Current password").fill(password)
+    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    page.get_by_label("Repeat new password").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    settle(page)
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    page.wait_for_function("() => document.cookie.includes('account_activity_insights_auth')")
+
+
 def sign_in(page: Page, url: str, user: str, password: str) -> None:
     page.goto(url)
     settle(page)
@@ -104,13 +115,7 @@ def test_first_sign_in_uses_the_logged_password_and_forces_a_change(server, brow
     sign_in(page, server.url, "admin", password)
     expect(page.get_by_text("Choose a new password")).to_be_visible()
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
-    page.get_by_label("Current password").fill(password)
-    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
-    page.get_by_label("Repeat new password").fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Change password").click()
-    settle(page)
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    page.wait_for_function("() => document.cookie.includes('account_activity_insights_auth')")
+    change_first_password(page, password)
     shared["page"] = page
     shared["cookies"] = page.context.cookies()
 
