@@ -16,11 +16,12 @@ import orjson
 import pandas as pd
 
 from metrics.anomaly import DEFAULT_ENGINE, ENGINES
+from metrics.batch_forest import BatchForest
 from metrics.engine import ANOMALY, METRIC_NAMES, Engine
 from metrics.engines import add_engine_arguments, engine_from_arguments, uses_query_engine
 from metrics.ingest import feed
 from metrics.normalise import Rejects
-from metrics.output import HEADER, csv_bytes, rows, write_csv, write_json
+from metrics.output import HEADER, csv_bytes, finish_with, rows, write_csv, write_json
 from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
 from metrics.records import add_paths_argument
 
@@ -68,8 +69,21 @@ def main(argv: list[str] | None = None) -> int:
 
     rejects = Rejects()
     engine = Engine(retention_seconds=None, anomaly_engine=args.anomaly_engine)
-    result = feed(engine, args.paths, rejects, raws=False)
+    forest = BatchForest(args.anomaly_engine, step=engine.totals.pump.step)
+    try:
+        result = feed(
+            engine,
+            args.paths,
+            rejects,
+            hold=False,
+            after_ingest=lambda low, high: forest.offer(engine.totals, low, high),
+        )
+        return _report_and_write(engine, result, rejects, args, forest)
+    finally:
+        forest.close()
 
+
+def _report_and_write(engine: Engine, result, rejects: Rejects, args, forest: BatchForest) -> int:
     print(
         f"read {result.added} events from {result.files} file(s); {result.duplicates} duplicate(s) counted once",
         file=sys.stderr,
@@ -82,22 +96,30 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing could be read", file=sys.stderr)
         return 1
 
-    return write(engine, args.format, sparse=args.sparse)
+    written = write(engine, args.format, sparse=args.sparse, forest=forest)
+    if forest.failure:
+        print(f"the anomaly forest's own process failed ({forest.failure}); it learned in this one", file=sys.stderr)
+    return written
 
 
-def write(engine: Engine, output_format: str, sparse: bool = False) -> int:
-    """Every metric of ``engine`` on stdout, sorted; the same bytes whichever engine counted."""
+def write(engine: Engine, output_format: str, sparse: bool = False, forest: BatchForest | None = None) -> int:
+    """Every metric of ``engine`` on stdout, sorted; the same bytes whichever engine counted.
+    ``forest``: the engine's series is being learned there (see ``metrics.batch_forest``)."""
     sys.stdout.flush()
     out = getattr(sys.stdout, "buffer", None) or _Text(sys.stdout)
     if sparse:
-        engine.finish()
+        if forest is not None:
+            forest.send_final(engine.totals)
+            finish_with(engine, forest)
+        else:
+            engine.finish()
         parts = [part for _, part in sparse_metrics(engine).groupby("metric", sort=False)]
         if output_format == "json":
             out.write(orjson.dumps([row for part in parts for row in rows(part)]) + b"\n")
         else:
             out.write(HEADER + b"".join(csv_bytes(part) for part in parts))
     else:
-        (write_json if output_format == "json" else write_csv)(engine, out)
+        (write_json if output_format == "json" else write_csv)(engine, out, forest)
     out.flush()
     return 0
 

@@ -26,6 +26,7 @@ change as late events arrive.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 import random
@@ -72,6 +73,13 @@ class KrcfForest:
 
             self._forest = krcf.RandomCutForest(self.options)
         self._forest.update(_floats(x))
+
+    def copy(self) -> KrcfForest:
+        """An independent forest in the same state, learning on exactly as this one would."""
+        twin = KrcfForest.__new__(KrcfForest)
+        twin.options = dict(self.options)
+        twin._forest = None if self._forest is None else self._forest.clone()
+        return twin
 
 
 def _floats(x: Sequence[float]) -> list[float]:
@@ -137,6 +145,9 @@ class RrcfForest:
             else:
                 continue
             tree.insert_point(point, index=index)
+
+    def copy(self) -> RrcfForest:
+        return copy.deepcopy(self)
 
 
 ENGINES: dict[str, Callable[..., object]] = {"krcf": KrcfForest, "rrcf": RrcfForest}
@@ -207,6 +218,15 @@ class AnomalyScorer:
         if learned:
             self._provisional = {w: v for w, v in self._provisional.items() if w >= self.next}
         return learned
+
+    def adopt(self, first: int, scores: Sequence[float]) -> None:
+        """The final scores of the series' windows from ``first`` on, learned by another
+        forest with the same settings (batch use: this detector has not learned them, so only
+        these scores are read from here on)."""
+        self.start = first
+        self.next = first + len(scores) * self.step
+        self.scores = {first + i * self.step: score for i, score in enumerate(scores)}
+        self._provisional = {}
 
     def score(self, total: Callable[[int], int], window: int) -> float:
         """The final score of a learned window, else a provisional one from the forest as

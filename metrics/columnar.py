@@ -208,14 +208,13 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
 
     times_text = table["eventTime"].chunk(0)
     well_formed = pc.fill_null(pc.match_substring_regex(times_text, _PLAIN_TIME), False)
-    parsed = pc.strptime(
-        pc.if_else(well_formed, times_text, pa.scalar("2013-01-01T00:00:00Z")),
-        format="%Y-%m-%dT%H:%M:%SZ",
-        unit="s",
-        error_is_null=True,
+    time_texts = pc.if_else(well_formed, times_text, pa.scalar("2013-01-01T00:00:00Z"))
+    parsed = pc.strptime(time_texts, format="%Y-%m-%dT%H:%M:%SZ", unit="s", error_is_null=True)
+    # strptime rolls an impossible date such as February 30 or month 13 over, which changes
+    # its day or month; the normaliser refuses it. (Cheaper than strftime and comparing.)
+    round_trip = pc.fill_null(
+        pc.and_(_same_number(pc.day(parsed), time_texts, 8), _same_number(pc.month(parsed), time_texts, 5)), False
     )
-    # strptime rolls an impossible date such as February 30 over; the normaliser refuses it.
-    round_trip = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%SZ"), times_text), False)
     seconds = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     times = seconds * 1_000_000_000
     plain &= well_formed.to_numpy(zero_copy_only=False) & round_trip.to_numpy(zero_copy_only=False)
@@ -272,6 +271,11 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
         identity_text(fields["arn"]),
     ]
     return plain, columns
+
+
+def _same_number(parts: pa.Array, texts: pa.Array, at: int) -> pa.Array:
+    """Whether each of ``parts`` is the two-digit number at ``at`` in its text."""
+    return pc.equal(parts, pc.cast(pc.utf8_slice_codeunits(texts, at, at + 2), pa.int64()))
 
 
 def _session_of(arn: pa.Array) -> pa.Array:

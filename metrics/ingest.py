@@ -15,11 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
+import pandas as pd
 
+from metrics.buffer import EventColumns
 from metrics.columnar import TRAIL_START, normalise_lines, normalise_trails
 from metrics.events import Batch
 from metrics.normalise import Rejects, normalise_all
+from metrics.pumps import aggregate
 from metrics.records import _is_object, _records_of, _salvage, record_files
 
 # A plain file larger than this is read in chunks of CHUNK_BYTES when it holds JSON Lines.
@@ -126,18 +130,55 @@ class Fed:
     files: int = 0  # files that held anything, a record or a reject
 
 
+class _Counter:
+    """Counts batches into an engine's pumps without holding their events: what
+    ``Engine.ingest`` does, less the event buffer. Duplicates by eventID are counted once, the
+    first one read being the one kept, as the buffer does."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.seen: set[str] = set()
+        self.columns = sorted({c for p in engine.pumps for c in (p.category, p.subcategory) if c is not None})
+        self.columns += sorted({p.where.column for p in engine.pumps if p.where is not None} - set(self.columns))
+
+    def ingest(self, batch: Batch) -> tuple[int, int]:
+        """(events added, duplicates)."""
+        ids = batch.column("eventID")
+        fresh = set(ids)
+        if len(fresh) == len(ids) and self.seen.isdisjoint(fresh):
+            self.seen |= fresh
+        else:
+            positions = []
+            for i, event_id in enumerate(ids):
+                if event_id not in self.seen:
+                    self.seen.add(event_id)
+                    positions.append(i)
+            batch = batch.select(positions)
+        if len(batch):
+            codes, labels = {}, {}
+            for name in self.columns:
+                codes[name], uniques = pd.factorize(np.array(batch.column(name), dtype=object))
+                labels[name] = uniques.tolist()
+            events = EventColumns(np.array(batch.column("eventTime"), dtype=np.int64), codes, labels)
+            for pump in self.engine.pumps:
+                self.engine.add_windows(pump.name, aggregate(events, pump))
+        return len(batch), len(ids) - len(batch)
+
+
 class _Feeder:
     """Gathers batches into pieces of about ``PIECE_RECORDS`` events for the engine, and small
-    trail files into groups read in one go (without raw records, when ``raws`` is False)."""
+    trail files into groups read in one go (when no event is held, ``hold`` False)."""
 
-    def __init__(self, engine, rejects: Rejects, now_ns: int | None, raws: bool):
-        self.engine, self.rejects, self.now_ns, self.raws = engine, rejects, now_ns, raws
+    def __init__(self, engine, rejects: Rejects, now_ns: int | None, hold: bool, after_ingest=None):
+        self.engine, self.rejects, self.now_ns, self.hold = engine, rejects, now_ns, hold
+        self.counter = None if hold else _Counter(engine)
+        self.after_ingest = after_ingest
         self.fed, self.pending = Fed(), Batch()
         self.documents: list[tuple[Path, bytes]] = []
         self.document_bytes = 0
 
     def file(self, path: Path) -> None:
-        if not self.raws:
+        if not self.hold:
             data = self._trail_text(path)
             if data is not None:
                 self.documents.append((path, data))
@@ -178,7 +219,7 @@ class _Feeder:
         before, held = self.rejects.total, 0
         for batch in batches:
             held += len(batch)
-            self.add(batch if self.raws else Batch(batch.columns, [b""] * len(batch)))
+            self.add(batch)
         if held or self.rejects.total > before:
             self.fed.files += 1
 
@@ -192,16 +233,34 @@ class _Feeder:
 
     def flush(self) -> None:
         if len(self.pending):
-            result = self.engine.ingest(self.pending)
-            self.fed.added += result.added
-            self.fed.duplicates += result.duplicates
+            if self.counter is not None:
+                added, duplicates = self.counter.ingest(self.pending)
+            else:
+                result = self.engine.ingest(self.pending)
+                added, duplicates = result.added, result.duplicates
+            self.fed.added += added
+            self.fed.duplicates += duplicates
+            if self.after_ingest is not None:
+                times = self.pending.column("eventTime")
+                self.after_ingest(min(times), max(times))
             self.pending = Batch()
 
 
-def feed(engine, paths: Iterable[str | Path], rejects: Rejects, now_ns: int | None = None, *, raws: bool = True) -> Fed:
+def feed(
+    engine,
+    paths: Iterable[str | Path],
+    rejects: Rejects,
+    now_ns: int | None = None,
+    *,
+    hold: bool = True,
+    after_ingest=None,
+) -> Fed:
     """Read every file under ``paths`` into ``engine``, a few tens of thousands of events at a
-    time. ``raws=False`` keeps no raw record for drill-down (batch use): faster, smaller."""
-    feeder = _Feeder(engine, rejects, now_ns, raws)
+    time. ``hold=False`` keeps no event for drill-down, only the pumps' counts (batch use):
+    faster, and memory follows the distinct eventIDs rather than the events.
+    ``after_ingest(low_ns, high_ns)`` is called after each ingest with the span of its events'
+    times (the forest of a batch run learns meanwhile)."""
+    feeder = _Feeder(engine, rejects, now_ns, hold, after_ingest)
     for path in record_files(paths):
         feeder.file(path)
     feeder.flush_documents()

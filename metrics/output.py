@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -27,10 +26,16 @@ HEADER = (",".join(FRAME_COLUMNS) + "\n").encode()
 SLICE_ROWS = 1_000_000
 
 
-def scored_frames(engine, format_rest) -> tuple[pd.DataFrame, list]:
+def scored_frames(engine, format_rest, forest=None) -> tuple[pd.DataFrame, list]:
     """(the anomaly frame, ``format_rest`` of each other metric's frame in name order), the
-    forest learning the whole series meanwhile. The caller has finished ingesting."""
+    forest learning the whole series meanwhile: in ``forest``'s process (a ``BatchForest``)
+    when given, else on a thread. The caller has finished ingesting."""
     rest = [engine.metric_frame(name) for name in METRIC_NAMES if name != ANOMALY]
+    if forest is not None:
+        forest.send_final(engine.totals)
+        formatted = [format_rest(frame) for frame in rest]
+        finish_with(engine, forest)
+        return engine.anomaly_frame(), formatted
     outcome: dict = {}
 
     def score():
@@ -49,16 +54,26 @@ def scored_frames(engine, format_rest) -> tuple[pd.DataFrame, list]:
     return outcome["frame"], formatted
 
 
-def write_csv(engine, out) -> None:
-    anomaly, rest = scored_frames(engine, csv_bytes)
+def finish_with(engine, forest) -> None:
+    """``engine.finish()``, the scores taken from ``forest`` (after its ``send_final``) when
+    its process gave them."""
+    scores = forest.scores()
+    if scores is not None and engine.totals.first is not None:
+        engine.scorer.adopt(engine.totals.first, scores)
+    else:
+        engine.finish()
+
+
+def write_csv(engine, out, forest=None) -> None:
+    anomaly, rest = scored_frames(engine, csv_bytes, forest)
     out.write(HEADER)
     out.write(csv_bytes(anomaly))
     for part in rest:
         out.write(part)
 
 
-def write_json(engine, out) -> None:
-    anomaly, rest = scored_frames(engine, rows)
+def write_json(engine, out, forest=None) -> None:
+    anomaly, rest = scored_frames(engine, rows, forest)
     out.write(orjson.dumps([row for part in [rows(anomaly), *rest] for row in part]) + b"\n")
 
 
@@ -99,7 +114,7 @@ def _lines(frame: pd.DataFrame) -> bytes:
         values = pa.array(frame["value"].to_numpy(dtype=np.int64)).cast(pa.string())
     lines = pc.binary_join_element_wise(
         _field(metric),
-        _by_distinct(seconds, _iso),
+        _iso(seconds),
         _labels(frame["category"]),
         _labels(frame["subcategory"]),
         pc.binary_join_element_wise(values, "\n", ""),
@@ -117,13 +132,11 @@ def _field(text: str) -> str:
     return buffer.getvalue()[:-1]
 
 
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _by_distinct(values: np.ndarray, format_one) -> pa.Array:
-    distinct, inverse = np.unique(values, return_inverse=True)
-    return pa.array([format_one(v) for v in distinct.tolist()], pa.string()).take(pa.array(inverse.ravel()))
+def _iso(seconds: np.ndarray) -> pa.Array:
+    """Each second as 2024-08-02T08:30:00Z, worked out once per distinct second."""
+    distinct, inverse = np.unique(seconds, return_inverse=True)
+    texts = np.char.add(np.datetime_as_string(distinct.astype("datetime64[s]"), unit="s"), "Z")
+    return pa.array(texts.tolist(), pa.string()).take(pa.array(inverse.ravel()))
 
 
 def _labels(column: pd.Series) -> pa.Array:
