@@ -16,6 +16,7 @@ order: a wrong guess only costs time.
 
 from __future__ import annotations
 
+import os
 import queue
 import struct
 import subprocess
@@ -185,22 +186,37 @@ class _Learner:
         self.scorer.next = self.first + done * self.step
 
 
-def _read_messages(stream, messages: queue.Queue) -> None:
-    """Drains the parent's pipe at once, so its writes never wait for the forest."""
+def _read_messages(fd: int, messages: queue.Queue) -> None:
+    """Drains the parent's pipe at once, so its writes never wait for the forest. Plain
+    ``os.read``: a buffered stream's lock held by this thread would stall the exit."""
     while True:
-        header = stream.read(_HEADER.size)
-        if len(header) < _HEADER.size:
+        header = _read_exactly(fd, _HEADER.size)
+        if header is None:
             messages.put(None)
             return
         kind, first, count = _HEADER.unpack(header)
-        data = stream.read(8 * count)
+        data = _read_exactly(fd, 8 * count)
+        if data is None:
+            messages.put(None)
+            return
         messages.put((kind, first, np.frombuffer(data, dtype=np.int64)))
 
 
-def work(anomaly_engine: str, seed: int, step: int, stdin, stdout) -> int:
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts, left = [], size
+    while left:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def work(anomaly_engine: str, seed: int, step: int, stdin_fd: int, stdout) -> int:
     learner = _Learner(anomaly_engine, seed, step)
     messages: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_messages, args=(stdin, messages), daemon=True).start()
+    threading.Thread(target=_read_messages, args=(stdin_fd, messages), daemon=True).start()
     guessing = True
     while True:
         try:
@@ -218,14 +234,6 @@ def work(anomaly_engine: str, seed: int, step: int, stdin, stdout) -> int:
         elif kind == _UNORDERED:
             guessing = False
         elif kind == _FINAL:
-            import os
-            import time
-
-            if os.environ.get("FOREST_DEBUG"):
-                print(
-                    f"final at {time.time():.2f}: learned {learner._learned()} of {len(values)}; offered {len(learner.series)}",
-                    file=sys.stderr,
-                )
             scores = learner.final(first, values)
             stdout.write(np.asarray(scores, dtype=np.float64).tobytes())
             stdout.flush()
@@ -234,4 +242,4 @@ def work(anomaly_engine: str, seed: int, step: int, stdin, stdout) -> int:
 
 if __name__ == "__main__":
     engine_name, seed_text, step_text = sys.argv[1:4]
-    sys.exit(work(engine_name, int(seed_text), int(step_text), sys.stdin.buffer, sys.stdout.buffer))
+    sys.exit(work(engine_name, int(seed_text), int(step_text), sys.stdin.fileno(), sys.stdout.buffer))

@@ -59,6 +59,9 @@ _PLAIN_TIME = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
 _PLAIN_BYTES = MAX_RECORD_BYTES // 5
 # Escaped UTF-16 surrogates: orjson refuses a lone one; pyarrow's reader may not.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+READ_BLOCK_BYTES = 1 << 20
+# Texts read by one pyarrow call; a block pyarrow refuses is halved (below).
+BLOCK_LINES = 16_384
 # A block pyarrow refuses is halved until the odd record is alone among this many.
 _SMALLEST_BLOCK = 64
 
@@ -78,7 +81,7 @@ def normalise_lines(
     latest = latest_event_ns(now_ns)
     numbers = numbers if numbers is not None else range(1, len(lines) + 1)
     parts = []
-    step = 16_384
+    step = BLOCK_LINES
     for start in range(0, len(lines), step):
         parts.append(_block(lines[start : start + step], numbers[start : start + step], latest, rejects, origin))
     return _concat(parts)
@@ -91,18 +94,20 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
         return Batch()
     plain = None
     data = b"\n".join(lines)
-    if len(lines) and not _SURROGATE.search(data) and _valid_utf8(data):
+    if len(lines) and not _has_surrogate(data) and _valid_utf8(data):
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
         try:
+            # Blocks of about a MiB are parsed on both cores, and cheaper per record than one
+            # big block; a block must hold the longest line whole.
             table = pj.read_json(
                 io.BytesIO(data),
-                read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+                read_options=pj.ReadOptions(block_size=max(READ_BLOCK_BYTES, int(lengths.max()) + 2)),
                 parse_options=_PARSE,
             )
         except pa.ArrowInvalid:
             table = None
         if table is not None and table.num_rows == n:
             plain, columns = _vectorised(table, latest)
-            lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
             plain &= lengths <= _PLAIN_BYTES
         elif n > _SMALLEST_BLOCK:
             half = n // 2
@@ -166,6 +171,10 @@ def _concat(parts: list[Batch]) -> Batch:
     for part in parts:
         whole.extend(part)
     return whole
+
+
+def _has_surrogate(data: bytes) -> bool:
+    return b"\\u" in data and _SURROGATE.search(data) is not None
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -301,7 +310,7 @@ def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple
         if not TRAIL_START.match(data) or b"\n" in data.strip():
             return None
     data = b"\n".join(documents)
-    if _SURROGATE.search(data) or not _valid_utf8(data):
+    if _has_surrogate(data) or not _valid_utf8(data):
         return None
     try:
         table = pj.read_json(
