@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +53,7 @@ class BatchForest:
                 [sys.executable, "-m", "metrics.batch_forest", anomaly_engine, str(seed), str(step)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env=_finding_this_package(),
             )
         except OSError as error:
             self.process, self.failure = None, f"could not start: {error}"
@@ -116,6 +118,14 @@ class BatchForest:
         except OSError as error:  # the worker died: the caller will learn the series itself
             self.failure = f"stopped reading: {error}"
             self.close()
+
+
+def _finding_this_package() -> dict:
+    """The environment, with this package's folder first on the path (the caller may have found
+    it through a ``sys.path`` of its own)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 # --- the worker ---------------------------------------------------------------------------
