@@ -124,8 +124,16 @@ SETTINGS = (
     Setting(
         "athena_lookback_minutes",
         20.0,
-        "For `athena`: minutes of the latest windows re-queried and replaced on each refresh.",
+        "For `athena`: minutes of the latest windows re-queried and replaced on each refresh (without a "
+        "queue), or that the forest waits for late log files (with one).",
         _positive(float),
+    ),
+    Setting(
+        "athena_queue_url",
+        "",
+        "For `athena`: an SQS queue announcing the trail's new log files (the trail's SNS notification "
+        "subscribed to it, or the bucket's S3 event notifications): each file is counted once, when it "
+        "arrives. Empty: the latest minutes are re-queried and replaced.",
     ),
     Setting(
         "role_arns",

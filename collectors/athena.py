@@ -250,16 +250,21 @@ class AthenaWindows:
         return now - self.lookback
 
     def status(self, now: float) -> dict:
-        stats = self.runner.stats
-        last = stats.last
-        return {
-            "queries": stats.queries,
-            "failures": stats.failures,
-            "throttles": stats.throttles,
-            "last_state": last.state if last else None,
-            "last_bytes_scanned": last.bytes_scanned if last else 0,
-            "bytes_scanned": stats.bytes_scanned,
-            "cost_dollars": stats.cost_dollars,
-            "last_failure": stats.last_failure,
-            "lag_seconds": None if self.newest_window is None else now - self.newest_window,
-        }
+        return runner_status(self.runner, self.newest_window, now)
+
+
+def runner_status(runner: AthenaRunner, newest_window: int | None, now: float) -> dict:
+    """What the Status page shows of the queries: states, bytes, cost, failures, lag."""
+    stats = runner.stats
+    last = stats.last
+    return {
+        "queries": stats.queries,
+        "failures": stats.failures,
+        "throttles": stats.throttles,
+        "last_state": last.state if last else None,
+        "last_bytes_scanned": last.bytes_scanned if last else 0,
+        "bytes_scanned": stats.bytes_scanned,
+        "cost_dollars": stats.cost_dollars,
+        "last_failure": stats.last_failure,
+        "lag_seconds": None if newest_window is None else now - newest_window,
+    }

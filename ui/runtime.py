@@ -105,6 +105,13 @@ def _athena(values: dict):
     accounts = tuple(a.strip() for a in values["athena_accounts"].split(",") if a.strip())
     table = f"{values['athena_database']}.{values['athena_table']}"
     lookback = values["athena_lookback_minutes"] * 60
+    if values["athena_queue_url"]:
+        from collectors import athena_files
+
+        url = values["athena_queue_url"]
+        sqs = athena_files.make_queue_client(url)
+        scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback}
+        return athena_files.NewFileWindows(runner, table, sqs, url, **scope)
     return athena.AthenaWindows(runner, table, regions=values["regions"], accounts=accounts, lookback=lookback)
 
 
