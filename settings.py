@@ -129,6 +129,13 @@ SETTINGS = (
         _positive(float),
     ),
     Setting(
+        "athena_csv_above_kib",
+        1024,
+        "For `athena`: a result larger than this many KiB is read from its CSV in the query's S3 output "
+        "location in one request, instead of a `GetQueryResults` call per 1,000 rows.",
+        _at_least(int, 0),
+    ),
+    Setting(
         "athena_queue_url",
         "",
         "For `athena`: an SQS queue announcing the trail's new log files (the trail's SNS notification "

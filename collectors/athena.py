@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from metrics.engines import latest_seconds, windows_from_frame
 from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts
@@ -23,6 +23,7 @@ from metrics.sql import trail_sql
 DOLLARS_PER_TB = 5.0
 MINIMUM_BYTES = 10 * 1024**2
 LOOKBACK_SECONDS = 20 * 60
+CSV_ABOVE_BYTES = 1024 * 1024  # about 17 pages of GetQueryResults of window rows
 THROTTLED = ("ThrottlingException", "TooManyRequestsException")
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -106,6 +107,8 @@ class AthenaStats:
     queries: int = 0
     failures: int = 0
     throttles: int = 0
+    csv_reads: int = 0  # results read from their CSV in S3
+    last_csv_error: str = ""
     bytes_scanned: int = 0
     cost_dollars: float = 0.0
     last: QueryInfo | None = None
@@ -120,12 +123,26 @@ class QueryFailed(RuntimeError):
 class AthenaRunner:
     """Runs one query at a time in a workgroup: start, poll with backoff, page the results."""
 
-    def __init__(self, client, *, workgroup: str, database: str, output_location: str = "", sleep=time.sleep):
+    def __init__(
+        self,
+        client,
+        *,
+        workgroup: str,
+        database: str,
+        output_location: str = "",
+        sleep=time.sleep,
+        s3=None,
+        csv_above_bytes: int = CSV_ABOVE_BYTES,
+    ):
         self.client = client
         self.workgroup = workgroup
         self.database = database
         self.output_location = output_location
         self.sleep = sleep
+        # With an S3 client, a result larger than ``csv_above_bytes`` is read from its CSV in the
+        # output location in one GET rather than a GetQueryResults call per 1,000 rows.
+        self.s3 = s3
+        self.csv_above_bytes = csv_above_bytes
         self.stats = AthenaStats()
 
     def _call(self, method: str, **kwargs):
@@ -178,7 +195,25 @@ class AthenaRunner:
             self.stats.failures += 1
             self.stats.last_failure = f"{query_id}: {info.state}: {info.reason}"
             raise QueryFailed(self.stats.last_failure)
-        return self._results(query_id)
+        location = execution.get("ResultConfiguration", {}).get("OutputLocation", "")
+        frame = self._result_csv(location) if self.s3 is not None and location.startswith("s3://") else None
+        return self._results(query_id) if frame is None else frame
+
+    def _result_csv(self, location: str) -> pd.DataFrame | None:
+        """The result from its CSV if it is large; None to page it (small, or unreadable there:
+        GetQueryResults still has it)."""
+        bucket, _, key = location[len("s3://") :].partition("/")
+        if not key or key.endswith("/"):
+            return None
+        try:
+            if self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"] <= self.csv_above_bytes:
+                return None
+            frame = result_csv(self.s3.get_object(Bucket=bucket, Key=key)["Body"])
+        except (ClientError, BotoCoreError) as error:
+            self.stats.last_csv_error = f"{location}: {error}"
+            return None
+        self.stats.csv_reads += 1
+        return frame
 
     def _results(self, query_id: str) -> pd.DataFrame:
         rows, header, token = [], None, None
@@ -197,6 +232,12 @@ class AthenaRunner:
             if not token:
                 break
         return pd.DataFrame(rows, columns=header or list(FRAME_COLUMNS))
+
+
+def result_csv(body) -> pd.DataFrame:
+    """Athena's result CSV (every value quoted, a NULL as an empty field) as a frame of strings,
+    like the pages of GetQueryResults; an empty field becomes "" as an empty string does."""
+    return pd.read_csv(body, dtype=str, keep_default_na=False)
 
 
 def windows_of_results(frame: pd.DataFrame) -> pd.DataFrame:

@@ -183,6 +183,7 @@ def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
     with moto_server() as url:
         for name, value in {
             "AWS_ENDPOINT_URL_ATHENA": url,
+            "AWS_ENDPOINT_URL_S3": url,
             "AWS_ACCESS_KEY_ID": "AKIDTEST",
             "AWS_SECRET_ACCESS_KEY": "x",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -224,3 +225,41 @@ def test_the_iam_policy_allows_exactly_the_athena_calls_the_source_makes():
 
     assert {a for a in allowed if a.startswith("athena:")} == actions("athena", re.findall(r'_call\(\s*"(\w+)"', code))
     assert {a for a in allowed if a.startswith("sqs:")} == actions("sqs", re.findall(r"self\.sqs\.(\w+)\(", code))
+
+
+@mock_aws
+def test_a_large_result_is_read_from_its_csv_in_s3_and_a_small_one_page_by_page():
+    import io
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    rows = [("CallsPerAPI", NOW + 10 * i, "s3.amazonaws.com", f"Get{i}", i + 1) for i in range(3000)]
+    rows.append(("CallsPerUser", NOW, 'bob, "the" builder', "", 7))  # commas and quotes survive
+    text = io.StringIO()
+    text.write(",".join(f'"{h}"' for h in HEADER) + "\n")
+    for row in rows:
+        text.write(",".join('"' + str(v).replace('"', '""') + '"' for v in row) + "\n")
+    s3.put_object(Bucket="results", Key="athena/q1.csv", Body=text.getvalue().encode())
+    s3.put_object(Bucket="results", Key="athena/q2.csv", Body=b'"metric"\n"TotalCalls"\n')
+
+    client, stub, runner = stubbed_runner()
+    runner.s3, runner.csv_above_bytes = s3, 64 * 1024
+    done = execution("SUCCEEDED", 1)
+    done["QueryExecution"]["ResultConfiguration"] = {"OutputLocation": "s3://results/athena/q1.csv"}
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", done)
+    with stub:  # no GetQueryResults stubbed: calling it would fail
+        frame = runner.run("SELECT 1")
+    assert len(frame) == 3001 and runner.stats.csv_reads == 1
+    assert frame.iloc[0].tolist() == ["CallsPerAPI", str(NOW), "s3.amazonaws.com", "Get0", "1"]
+    assert frame.iloc[-1].tolist() == ["CallsPerUser", str(NOW), 'bob, "the" builder', "", "7"]
+
+    small = execution("SUCCEEDED", 1)
+    small["QueryExecution"]["ResultConfiguration"] = {"OutputLocation": "s3://results/athena/q2.csv"}
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", small)
+    stub.add_response("get_query_results", {"ResultSet": {"Rows": result_rows([("TotalCalls", NOW, "", "", 3)])}})
+    with stub:
+        frame = runner.run("SELECT 1")
+    assert frame.values.tolist() == [["TotalCalls", str(NOW), "", "", "3"]] and runner.stats.csv_reads == 1
+    stub.assert_no_pending_responses()

@@ -179,6 +179,7 @@ def test_status_page_shows_the_new_file_queue(start_app, monkeypatch):
     with moto_server() as url:
         for name, value in {
             "AWS_ENDPOINT_URL_ATHENA": url,
+            "AWS_ENDPOINT_URL_S3": url,
             "AWS_ENDPOINT_URL_SQS": url,
             "AWS_ACCESS_KEY_ID": "AKIDTEST",
             "AWS_SECRET_ACCESS_KEY": "x",

@@ -101,6 +101,8 @@ def _athena(values: dict):
         workgroup=values["athena_workgroup"],
         database=values["athena_database"],
         output_location=values["athena_output_location"],
+        s3=boto3.client("s3", config=cloudtrail.RETRY_CONFIG),
+        csv_above_bytes=values["athena_csv_above_kib"] * 1024,
     )
     accounts = tuple(a.strip() for a in values["athena_accounts"].split(",") if a.strip())
     table = f"{values['athena_database']}.{values['athena_table']}"
