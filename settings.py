@@ -136,6 +136,13 @@ SETTINGS = (
         _at_least(int, 0),
     ),
     Setting(
+        "athena_event_rows",
+        1000,
+        "For `athena`: the most events one drill-down query (a chart click, the explorer, a detection's "
+        "events) returns; it reads only the day, region and account partitions the filter names.",
+        _positive(int),
+    ),
+    Setting(
         "athena_queue_url",
         "",
         "For `athena`: an SQS queue announcing the trail's new log files (the trail's SNS notification "

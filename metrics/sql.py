@@ -61,13 +61,14 @@ def _is_missing(name: str) -> str:
     return f"({name}_json IS NULL OR {name}_json IN ('null', '\"\"'))"
 
 
-def _fields() -> list[str]:
+def _fields(extra_paths: dict[str, str] | None = None) -> list[str]:
     """Every value the rules need: the JSON text of each field (for its type) and its text."""
     paths = {"eventID": "$.eventID", "eventTime": "$.eventTime", "readOnly": "$.readOnly"}
     paths.update({f: f"$.{f}" for f in TEXT_FIELDS})
     paths["userIdentity"] = "$.userIdentity"
     paths.update({f"id_{f}": f"$.userIdentity.{f}" for f in IDENTITY_FIELDS})
     paths["issuer"] = ISSUER_PATH
+    paths.update(extra_paths or {})
     out = ["record"]
     for name, path in paths.items():
         column = name.lower()
@@ -75,6 +76,26 @@ def _fields() -> list[str]:
         if name not in ("readOnly", "userIdentity"):
             out.append(f"json_extract_scalar(j, {_quote(path)}) AS {column}")
     return out
+
+
+def _records(source: str, extra_paths: dict[str, str] | None = None) -> str:
+    """The CTEs every query starts with: each record of ``source`` parsed once, the fields the
+    rules need, and its eventTime in seconds (``event_seconds``, NULL if unparsable)."""
+    fields = ",\n    ".join(_fields(extra_paths))
+    return f"""WITH parsed AS (
+  SELECT record, TRY(json_parse(record)) AS j FROM {source}
+),
+fields AS (
+  SELECT
+    {fields}
+  FROM parsed
+),
+timed AS (
+  SELECT *,
+    CASE WHEN eventtime_json LIKE '"%' AND regexp_like(eventtime, {_quote(EVENT_TIME_PATTERN)})
+      THEN CAST(floor(to_unixtime(TRY(from_iso8601_timestamp(eventtime)))) AS BIGINT) END AS event_seconds
+  FROM fields
+)"""
 
 
 def _valid(latest_seconds: int, earliest_seconds: int | None) -> str:
@@ -175,22 +196,8 @@ def trail_sql(
     kept = " OR ".join(
         f"(g = {i} AND {flags[p.where]} = 1)" if p.where is not None else f"g = {i}" for i, p in zip(ids, pumps)
     )
-    fields = ",\n    ".join(_fields())
     grouping_sets = ", ".join("(" + ", ".join(s) + ")" for s in sets)
-    return f"""WITH parsed AS (
-  SELECT record, TRY(json_parse(record)) AS j FROM {source}
-),
-fields AS (
-  SELECT
-    {fields}
-  FROM parsed
-),
-timed AS (
-  SELECT *,
-    CASE WHEN eventtime_json LIKE '"%' AND regexp_like(eventtime, {_quote(EVENT_TIME_PATTERN)})
-      THEN CAST(floor(to_unixtime(TRY(from_iso8601_timestamp(eventtime)))) AS BIGINT) END AS event_seconds
-  FROM fields
-),
+    return f"""{_records(source)},
 events AS (
   SELECT
     eventid,
@@ -223,6 +230,74 @@ SELECT
   n AS value
 FROM grouped
 WHERE {kept}"""
+
+
+# The events table's columns an EventFilter narrows, as the events query names them.
+FILTER_COLUMNS = {
+    "regions": "region_name",
+    "accounts": "account_id",
+    "services": "f_eventsource",
+    "apis": "f_eventname",
+    "users": "user_name",
+    "sessions": "session_name",
+    "ips": "f_sourceipaddress",
+    "error_codes": "f_errorcode",
+}
+
+
+def _one_of(column: str, values) -> str:
+    """SQL for ``column`` holding one of ``values``, None meaning a missing value."""
+    present = [v for v in values if v is not None]
+    parts = [f"{column} IN ({', '.join(map(_quote, present))})"] if present else []
+    if len(present) < len(values):
+        parts.append(f"{column} IS NULL")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=()) -> str:
+    """The records (JSON text, oldest first, at most ``limit``) of ``source`` an
+    ``metrics.explore.EventFilter`` selects, for a drill-down served by the query engine. The
+    rules and attribution are the normaliser's, as in ``trail_sql``; ``needles`` are lower-case
+    pieces of text a record must hold (``metrics.query.required_text`` of the filter's search).
+    What SQL cannot say exactly (the search itself) is left to ``metrics.explore.matching``
+    over the rows returned."""
+    user, session = _attribution()
+    account_path = {"id_accountId": "$.userIdentity.accountId"}
+    labels = ",\n    ".join(
+        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in ("user", "session")
+    )
+    where = []
+    if flt.end is not None:
+        where.append(f"event_seconds < {int(flt.end)}")
+    for criterion, column in FILTER_COLUMNS.items():
+        values = getattr(flt, criterion)
+        if values:
+            where.append(_one_of(column, values))
+    for criterion, value in flt.excluded:
+        where.append(f"NOT coalesce({_one_of(FILTER_COLUMNS[criterion], (value,))}, FALSE)")
+    if flt.event_ids:
+        where.append(f"eventid IN ({', '.join(map(_quote, flt.event_ids))})")
+    if flt.outcome:
+        where.append("f_errorcode IS " + ("NOT NULL" if flt.outcome == "failed" else "NULL"))
+    where += [f"strpos(lower(record), {_quote(n)}) > 0" for n in needles]
+    return f"""{_records(source, account_path)},
+events AS (
+  SELECT
+    record,
+    eventid,
+    event_seconds,
+    {labels},
+    {_string_or_null("awsregion")} AS region_name,
+    coalesce({_string_or_null("recipientaccountid")}, {_string_or_null("id_accountid")}) AS account_id,
+    {user} AS user_name,
+    {session} AS session_name
+  FROM timed
+  WHERE {_valid(latest_seconds, flt.start)}
+)
+SELECT record FROM events
+WHERE {" AND ".join(where) or "TRUE"}
+ORDER BY event_seconds, eventid
+LIMIT {int(limit)}"""
 
 
 DIALECTS = ("trino", "spark", "duckdb")

@@ -78,6 +78,9 @@ def panel(engine, view, *, page: str) -> None:
     st.subheader("Events behind your click")
     st.text(visible(drill.description))
     frame = data.events(engine, drill.filter)
+    if "limit" in frame.attrs:
+        limit = frame.attrs["limit"]
+        st.caption(f"The first {limit:,} events Athena returned; narrow the click or the range for more.")
     if frame.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
     else:

@@ -29,6 +29,7 @@ from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
+from ui import data
 
 BASELINE_PIECE = 4096  # restored records parsed for the detections at a time
 
@@ -107,6 +108,23 @@ def _athena(values: dict):
     accounts = tuple(a.strip() for a in values["athena_accounts"].split(",") if a.strip())
     table = f"{values['athena_database']}.{values['athena_table']}"
     lookback = values["athena_lookback_minutes"] * 60
+    from collectors import athena_events
+
+    # The pages' events come from small queries of their own (a runner apart: its own stats).
+    drill_runner = athena.AthenaRunner(
+        client,
+        workgroup=values["athena_workgroup"],
+        database=values["athena_database"],
+        output_location=values["athena_output_location"],
+    )
+    data.on_demand = athena_events.AthenaEvents(
+        drill_runner,
+        table,
+        regions=values["regions"],
+        accounts=accounts,
+        span_seconds=values["retention_hours"] * 3600,
+        limit=values["athena_event_rows"],
+    )
     if values["athena_queue_url"]:
         from collectors import athena_files
 
@@ -143,6 +161,7 @@ def build(values: dict) -> Runtime:
     resuming from the saved checkpoints. Nothing slow happens here: the collector's thread
     restores the saved history (the demo keeps none: it regenerates it) before its first poll."""
     engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
+    data.on_demand = None  # until the source says it serves events itself
     store = None
     if values["source"] != "demo":
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
@@ -274,6 +293,7 @@ def reset() -> None:
     global _runtime
     with _lock:
         shared, _runtime = _runtime, None
+    data.on_demand = None
     if shared is not None:
         shared.collector.stop()
         if shared.alerter is not None:
