@@ -143,6 +143,14 @@ SETTINGS = (
         _positive(int),
     ),
     Setting(
+        "athena_top_k",
+        100,
+        "For `athena`: the per-user and per-API metrics come back in one-minute windows as the K largest "
+        "rows of each minute and one `(other)` row for the rest, so totals stay exact; 0: every row, in "
+        "10-second windows (large results at organisation scale).",
+        _at_least(int, 0),
+    ),
+    Setting(
         "athena_queue_url",
         "",
         "For `athena`: an SQS queue announcing the trail's new log files (the trail's SNS notification "

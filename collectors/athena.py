@@ -74,7 +74,7 @@ TBLPROPERTIES (
 )"""
 
 
-def window_query(table: str, start: int, latest: int, *, regions=(), accounts=()) -> str:
+def window_query(table: str, start: int, latest: int, *, regions=(), accounts=(), pumps=PUMPS, top_k=None) -> str:
     """The pump query over the day partitions from ``start`` to ``latest`` (seconds), for the
     events from ``start`` on."""
     first, last = datetime.fromtimestamp(start, UTC).date(), datetime.fromtimestamp(latest, UTC).date()
@@ -85,7 +85,7 @@ def window_query(table: str, start: int, latest: int, *, regions=(), accounts=()
     if accounts:
         where.append("account IN (" + ", ".join(f"'{a}'" for a in accounts) + ")")
     source = f"(SELECT record FROM {table} WHERE {' AND '.join(where)}) AS trail"
-    return trail_sql(latest, PUMPS, source, earliest_seconds=start)
+    return trail_sql(latest, pumps, source, earliest_seconds=start, top_k=top_k)
 
 
 @dataclass
@@ -256,9 +256,20 @@ class AthenaWindows:
     name = "athena"
 
     def __init__(
-        self, runner: AthenaRunner, table: str, *, regions=(), accounts=(), lookback=LOOKBACK_SECONDS, every=60.0
+        self,
+        runner: AthenaRunner,
+        table: str,
+        *,
+        regions=(),
+        accounts=(),
+        lookback=LOOKBACK_SECONDS,
+        every=60.0,
+        pumps=PUMPS,
+        top_k: int | None = None,
     ):
         self.runner = runner
+        self.pumps = pumps  # the engine's: ``metrics.sql.top_k_pumps()`` with ``top_k``
+        self.top_k = top_k
         self.every = every  # seconds between two queries: each one is billed
         self.last_query: float | None = None
         self.table = table
@@ -273,14 +284,15 @@ class AthenaWindows:
         if self.last_query is not None and now - self.last_query < self.every:
             return 0
         self.last_query = now
-        step = max(p.step for p in PUMPS)
+        step = max(p.step for p in self.pumps)
         start = int(now) - int(self.lookback)
         start -= start % step
         latest = latest_seconds(int(now * 1_000_000_000))
-        sql = window_query(self.table, start, latest, regions=self.regions, accounts=self.accounts)
+        scope = {"regions": self.regions, "accounts": self.accounts, "pumps": self.pumps, "top_k": self.top_k}
+        sql = window_query(self.table, start, latest, **scope)
         frame = windows_of_results(self.runner.run(sql))
         counts = windows_from_frame(frame)
-        for pump in PUMPS:
+        for pump in self.pumps:
             engine.replace_windows(pump.name, counts.get(pump.name, WindowCounts.empty()), start, latest + 1)
         if len(frame):
             self.newest_window = max(self.newest_window or 0, int(frame["window_start"].max()))

@@ -101,7 +101,7 @@ def log_files(body: str) -> list[LogFile]:
     raise Poison("neither a CloudTrail notification nor an S3 event")
 
 
-def new_files_query(table: str, files: list[LogFile], latest: int) -> str:
+def new_files_query(table: str, files: list[LogFile], latest: int, pumps=PUMPS, top_k: int | None = None) -> str:
     """The pump query over exactly ``files``, reading only their partitions."""
     matches = [f.partition for f in files]
     days = sorted({m["day"] for m in matches})
@@ -114,7 +114,7 @@ def new_files_query(table: str, files: list[LogFile], latest: int) -> str:
         where.append("account IN (" + ", ".join(map(_quote, sorted({m["account"] for m in matches}))) + ")")
     where.append('"$path" IN (' + ", ".join(_quote(f.path) for f in files) + ")")
     source = f"(SELECT record FROM {table} WHERE {' AND '.join(where)}) AS trail"
-    return trail_sql(latest, PUMPS, source)
+    return trail_sql(latest, pumps, source, top_k=top_k)
 
 
 @dataclass
@@ -147,8 +147,12 @@ class NewFileWindows:
         query_timeout=600.0,
         visibility_timeout: int | None = None,
         files_per_query=FILES_PER_QUERY,
+        pumps=PUMPS,
+        top_k: int | None = None,
     ):
         self.runner = runner
+        self.pumps = pumps  # the engine's: ``metrics.sql.top_k_pumps()`` with ``top_k``
+        self.top_k = top_k
         self.table = table
         self.sqs = sqs
         self.queue_url = queue_url
@@ -180,7 +184,7 @@ class NewFileWindows:
         if not files:
             return 0
         latest = latest_seconds(int(now * 1_000_000_000))
-        sql = new_files_query(self.table, files, latest)
+        sql = new_files_query(self.table, files, latest, self.pumps, self.top_k)
         frame = windows_of_results(self.runner.run(sql, timeout=self.query_timeout))
         for metric, counts in windows_from_frame(frame).items():
             engine.add_windows(metric, counts)

@@ -16,6 +16,8 @@ in-process aggregation and to benchmark it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sqlglot
 from sqlglot import exp
 
@@ -42,6 +44,11 @@ EVENT_TIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 )
 EVENT_ID_CHARS = 128
+# At organisation scale the per-user and per-API pumps come back as the largest K rows of each
+# minute and one row for the rest (a label no IAM name or service can take).
+TOP_K_PUMPS = ("CallsPerUser", "CallsPerAPI")
+TOP_K_STEP = 60
+OTHER = "(other)"
 
 
 def _quote(value: str) -> str:
@@ -169,14 +176,47 @@ def _grouping_id(columns: list[str], members: list[str]) -> int:
     return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c not in members)
 
 
+def top_k_pumps(pumps: tuple[Pump, ...] = PUMPS) -> tuple[Pump, ...]:
+    """``pumps`` with the per-user and per-API ones at ``TOP_K_STEP`` windows, as a query engine
+    returns them with ``trail_sql(top_k=K)``."""
+    return tuple(replace(p, step=TOP_K_STEP) if p.name in TOP_K_PUMPS else p for p in pumps)
+
+
+def _top_k(rows: str, k: int) -> str:
+    """The rows of the ``TOP_K_PUMPS`` cut to the ``k`` largest of each window, the rest summed
+    into one ``OTHER`` row, so that every window's total stays exact."""
+    names = ", ".join(map(_quote, TOP_K_PUMPS))
+    return f"""WITH pump_rows AS (
+{rows}
+),
+ranked AS (
+  SELECT *, CASE WHEN metric IN ({names})
+    THEN row_number() OVER (PARTITION BY metric, window_start ORDER BY value DESC, category, subcategory)
+    ELSE 0 END AS place
+  FROM pump_rows
+)
+SELECT metric, window_start, category, subcategory, value FROM ranked WHERE place <= {int(k)}
+UNION ALL
+SELECT metric, window_start, {_quote(OTHER)} AS category, '' AS subcategory, sum(value) AS value
+FROM ranked WHERE place > {int(k)}
+GROUP BY metric, window_start"""
+
+
 def trail_sql(
-    latest_seconds: int, pumps: tuple[Pump, ...] = PUMPS, source: str = "trail", earliest_seconds: int | None = None
+    latest_seconds: int,
+    pumps: tuple[Pump, ...] = PUMPS,
+    source: str = "trail",
+    earliest_seconds: int | None = None,
+    top_k: int | None = None,
 ) -> str:
     """The single-scan query of every pump over ``source`` (a relation with a ``record``
     column), in Trino's dialect. An eventTime after ``latest_seconds`` is rejected, as the
     normaliser rejects one more than a day ahead of the clock; ``earliest_seconds`` (a
     multiple of every pump's step) keeps only the events from then on, for a re-query of the
-    latest windows."""
+    latest windows. With ``top_k``, the ``TOP_K_PUMPS`` keep their ``top_k`` largest rows of
+    each window and one ``OTHER`` row for the rest (give them ``top_k_pumps`` windows)."""
+    if top_k:
+        return _top_k(trail_sql(latest_seconds, pumps, source, earliest_seconds), top_k)
     columns, sets, flags = _plan(pumps)
     user, session = _attribution()
     windows = ",\n    ".join(f"event_seconds - event_seconds % {c[2:]} AS {c}" for c in columns if c.startswith("w_"))

@@ -62,6 +62,12 @@ def test_window_query_reads_only_the_days_it_needs_and_is_valid_trino():
     assert "\"timestamp\" IN ('2024/08/02', '2024/08/03')" in sql and "region IN ('us-east-1')" in sql
     assert f"event_seconds >= {NOW - 1200}" in sql
     sqlglot.parse_one(sql, read="trino")
+    from metrics.sql import top_k_pumps, transpile
+
+    top = window_query("db.records", NOW - 1200, NOW, pumps=top_k_pumps(), top_k=5)
+    assert "place <= 5" in top and "event_seconds - event_seconds % 60 AS w_60" in top
+    sqlglot.parse_one(top, read="trino")
+    sqlglot.parse_one(transpile(top, "spark"), read="spark")
 
 
 @mock_aws
@@ -207,6 +213,7 @@ def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
         assert athena["Last state"].iloc[0] == "SUCCEEDED" and athena["Queries"].iloc[0] == "1"
         assert athena["Cost estimate"].iloc[0] == "$0.0001"
         assert runtime().engine.totals.total(now - now % 10 - 60) == 4
+        assert runtime().engine.states["CallsPerUser"].pump.step == 60  # top-K per minute (INSIGHTS_ATHENA_TOP_K)
 
 
 def test_the_iam_policy_allows_exactly_the_athena_calls_the_source_makes():

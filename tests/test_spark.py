@@ -115,3 +115,18 @@ def test_spark_job_on_a_cluster_writes_the_windows_of_the_in_process_engine(clus
 def test_engine_spark_on_the_cluster_prints_the_csv_of_the_engine_hostile_records_included(cluster, tmp_path):
     write_edge_trail(tmp_path)
     assert cli(str(tmp_path), "--engine", "spark", "--spark-master", cluster) == cli(str(tmp_path))
+
+
+def test_top_k_per_minute_through_spark_equals_duckdb(cluster, tmp_path):
+    from metrics.engines import duckdb_windows, record_files, spark_windows
+    from metrics.sql import top_k_pumps
+
+    demo_trail(tmp_path, START, 600, rate=3)
+    files = record_files([tmp_path])
+
+    def rows(frame):
+        return sorted(tuple(str(v) for v in row) for row in frame.itertuples(index=False))
+
+    theirs = spark_windows(files, cluster, pumps=top_k_pumps(), top_k=2)
+    assert (theirs["category"] == "(other)").any()
+    assert rows(theirs) == rows(duckdb_windows(files, pumps=top_k_pumps(), top_k=2))

@@ -125,14 +125,23 @@ def _athena(values: dict):
         span_seconds=values["retention_hours"] * 3600,
         limit=values["athena_event_rows"],
     )
+    scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback, **athena_pumps(values)}
     if values["athena_queue_url"]:
         from collectors import athena_files
 
         url = values["athena_queue_url"]
-        sqs = athena_files.make_queue_client(url)
-        scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback}
-        return athena_files.NewFileWindows(runner, table, sqs, url, **scope)
-    return athena.AthenaWindows(runner, table, regions=values["regions"], accounts=accounts, lookback=lookback)
+        return athena_files.NewFileWindows(runner, table, athena_files.make_queue_client(url), url, **scope)
+    return athena.AthenaWindows(runner, table, **scope)
+
+
+def athena_pumps(values: dict) -> dict:
+    """The pumps an Athena source fills (per-user and per-API at one minute, top-K, unless K is
+    0) and its K, for the engine and the source alike."""
+    from metrics.pumps import PUMPS
+    from metrics.sql import top_k_pumps
+
+    k = values["athena_top_k"]
+    return {"pumps": top_k_pumps() if k else PUMPS, "top_k": k or None}
 
 
 def make_source(values: dict, checkpoints: dict | None = None):
@@ -160,7 +169,10 @@ def build(values: dict) -> Runtime:
     """The engine, its analyses (detections, per-dimension scores, alerts) and its collector,
     resuming from the saved checkpoints. Nothing slow happens here: the collector's thread
     restores the saved history (the demo keeps none: it regenerates it) before its first poll."""
-    engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
+    pumps = {"pumps": athena_pumps(values)["pumps"]} if values["source"] == "athena" else {}
+    engine = Engine(
+        retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"], **pumps
+    )
     data.on_demand = None  # until the source says it serves events itself
     store = None
     if values["source"] != "demo":
