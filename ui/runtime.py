@@ -159,6 +159,10 @@ def make_source(values: dict, checkpoints: dict | None = None):
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
+        from collectors import window_files
+
+        if window_files.holds_windows(values["files_path"]):  # the Spark job's windows, not trail files
+            return window_files.WindowFiles(values["files_path"])
         source = FileSource(values["files_path"], checkpoints=checkpoints)
     else:
         source = DemoSource(seed=values["demo_seed"], rate=values["demo_rate"], incidents=values["demo_incidents"])
