@@ -211,7 +211,8 @@ SETTINGS = (
         "files_path",
         "",
         "For `files`: a folder (searched recursively) or a file of CloudTrail records: trail files, JSON Lines, "
-        "gzipped or not.",
+        "gzipped or not. A folder of Parquet or CSV part files holds windows the Spark job counted "
+        "(`jobs/spark_pumps.py`): they are loaded as they are, and again whenever they change.",
     ),
     Setting(
         "regions",
