@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
 
-from collectors.athena import AthenaRunner
+from collectors.athena import AthenaRunner, QueryFailed
 from metrics.buffer import EventBuffer
 from metrics.engines import latest_seconds
 from metrics.explore import EventFilter, matching
@@ -82,13 +83,20 @@ class AthenaEvents:
 
     def events(self, flt: EventFilter) -> pd.DataFrame:
         """The events matching ``flt``, oldest first; ``attrs["limit"]`` is set when Athena
-        returned as many records as the row limit (there may be more)."""
+        returned as many records as the row limit (there may be more), ``attrs["error"]`` when
+        the query failed (no events then)."""
         now = self.clock()
         with self._lock:
             cached = self._answers.get(flt)
             if cached is not None and now - cached[0] < CACHE_SECONDS:
                 return cached[1]
-        rows = self.runner.run(self.query(flt, now), timeout=QUERY_TIMEOUT)
+        try:
+            rows = self.runner.run(self.query(flt, now), timeout=QUERY_TIMEOUT)
+        except (QueryFailed, ClientError, BotoCoreError) as error:
+            # The page shows why and stays up; nothing is kept, so the next run asks again.
+            failed = EventBuffer(retention_seconds=None).snapshot().frame()
+            failed.attrs["error"] = str(error)
+            return failed
         records = []
         for text in rows["record"].tolist() if len(rows) else []:
             try:

@@ -197,7 +197,7 @@ ranked AS (
 )
 SELECT metric, window_start, category, subcategory, value FROM ranked WHERE place <= {int(k)}
 UNION ALL
-SELECT metric, window_start, {_quote(OTHER)} AS category, '' AS subcategory, sum(value) AS value
+SELECT metric, window_start, {_quote(OTHER)} AS category, '' AS subcategory, CAST(sum(value) AS BIGINT) AS value
 FROM ranked WHERE place > {int(k)}
 GROUP BY metric, window_start"""
 

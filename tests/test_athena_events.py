@@ -114,3 +114,24 @@ def test_the_pages_read_athenas_events_when_the_source_is_athena():
         assert "\"timestamp\" IN ('2024/08/02')" in query and "LIMIT 1000" in query
     finally:
         data.on_demand = None
+
+
+def test_a_failed_events_query_gives_no_events_and_its_reason_and_is_asked_again():
+    from botocore.stub import Stubber
+
+    from tests.test_athena import execution
+
+    client = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    runner = AthenaRunner(client, workgroup="wg", database="db", sleep=lambda s: None)
+    source = AthenaEvents(runner, "db.t", clock=lambda: NOW)
+    stub = Stubber(client)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("FAILED", 0, "TABLE_NOT_FOUND: db.t"))
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("FAILED", 0, "TABLE_NOT_FOUND: db.t"))
+    flt = EventFilter(start=START, end=START + 10)
+    with stub:
+        frame = source.events(flt)
+        assert frame.empty and "TABLE_NOT_FOUND" in frame.attrs["error"] and "eventID" in frame.columns
+        source.events(flt)  # not kept: asked again
+    stub.assert_no_pending_responses()
