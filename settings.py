@@ -124,8 +124,38 @@ SETTINGS = (
     Setting(
         "athena_lookback_minutes",
         20.0,
-        "For `athena`: minutes of the latest windows re-queried and replaced on each refresh.",
+        "For `athena`: minutes of the latest windows re-queried and replaced on each refresh (without a "
+        "queue), or that the forest waits for late log files (with one).",
         _positive(float),
+    ),
+    Setting(
+        "athena_csv_above_kib",
+        1024,
+        "For `athena`: a result larger than this many KiB is read from its CSV in the query's S3 output "
+        "location in one request, instead of a `GetQueryResults` call per 1,000 rows.",
+        _at_least(int, 0),
+    ),
+    Setting(
+        "athena_event_rows",
+        1000,
+        "For `athena`: the most events one drill-down query (a chart click, the explorer, a detection's "
+        "events) returns; it reads only the day, region and account partitions the filter names.",
+        _positive(int),
+    ),
+    Setting(
+        "athena_top_k",
+        100,
+        "For `athena`: the per-user and per-API metrics come back in one-minute windows as the K largest "
+        "rows of each minute and one `(other)` row for the rest, so totals stay exact; 0: every row, in "
+        "10-second windows (large results at organisation scale).",
+        _at_least(int, 0),
+    ),
+    Setting(
+        "athena_queue_url",
+        "",
+        "For `athena`: an SQS queue announcing the trail's new log files (the trail's SNS notification "
+        "subscribed to it, or the bucket's S3 event notifications): each file is counted once, when it "
+        "arrives. Empty: the latest minutes are re-queried and replaced.",
     ),
     Setting(
         "role_arns",
@@ -181,7 +211,8 @@ SETTINGS = (
         "files_path",
         "",
         "For `files`: a folder (searched recursively) or a file of CloudTrail records: trail files, JSON Lines, "
-        "gzipped or not.",
+        "gzipped or not. A folder of Parquet or CSV part files holds windows the Spark job counted "
+        "(`jobs/spark_pumps.py`): they are loaded as they are, and again whenever they change.",
     ),
     Setting(
         "regions",

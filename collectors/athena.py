@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from metrics.engines import latest_seconds, windows_from_frame
 from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts
@@ -23,6 +23,7 @@ from metrics.sql import trail_sql
 DOLLARS_PER_TB = 5.0
 MINIMUM_BYTES = 10 * 1024**2
 LOOKBACK_SECONDS = 20 * 60
+CSV_ABOVE_BYTES = 1024 * 1024  # about 17 pages of GetQueryResults of window rows
 THROTTLED = ("ThrottlingException", "TooManyRequestsException")
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -73,7 +74,7 @@ TBLPROPERTIES (
 )"""
 
 
-def window_query(table: str, start: int, latest: int, *, regions=(), accounts=()) -> str:
+def window_query(table: str, start: int, latest: int, *, regions=(), accounts=(), pumps=PUMPS, top_k=None) -> str:
     """The pump query over the day partitions from ``start`` to ``latest`` (seconds), for the
     events from ``start`` on."""
     first, last = datetime.fromtimestamp(start, UTC).date(), datetime.fromtimestamp(latest, UTC).date()
@@ -84,7 +85,7 @@ def window_query(table: str, start: int, latest: int, *, regions=(), accounts=()
     if accounts:
         where.append("account IN (" + ", ".join(f"'{a}'" for a in accounts) + ")")
     source = f"(SELECT record FROM {table} WHERE {' AND '.join(where)}) AS trail"
-    return trail_sql(latest, PUMPS, source, earliest_seconds=start)
+    return trail_sql(latest, pumps, source, earliest_seconds=start, top_k=top_k)
 
 
 @dataclass
@@ -106,6 +107,8 @@ class AthenaStats:
     queries: int = 0
     failures: int = 0
     throttles: int = 0
+    csv_reads: int = 0  # results read from their CSV in S3
+    last_csv_error: str = ""
     bytes_scanned: int = 0
     cost_dollars: float = 0.0
     last: QueryInfo | None = None
@@ -120,12 +123,26 @@ class QueryFailed(RuntimeError):
 class AthenaRunner:
     """Runs one query at a time in a workgroup: start, poll with backoff, page the results."""
 
-    def __init__(self, client, *, workgroup: str, database: str, output_location: str = "", sleep=time.sleep):
+    def __init__(
+        self,
+        client,
+        *,
+        workgroup: str,
+        database: str,
+        output_location: str = "",
+        sleep=time.sleep,
+        s3=None,
+        csv_above_bytes: int = CSV_ABOVE_BYTES,
+    ):
         self.client = client
         self.workgroup = workgroup
         self.database = database
         self.output_location = output_location
         self.sleep = sleep
+        # With an S3 client, a result larger than ``csv_above_bytes`` is read from its CSV in the
+        # output location in one GET rather than a GetQueryResults call per 1,000 rows.
+        self.s3 = s3
+        self.csv_above_bytes = csv_above_bytes
         self.stats = AthenaStats()
 
     def _call(self, method: str, **kwargs):
@@ -178,7 +195,25 @@ class AthenaRunner:
             self.stats.failures += 1
             self.stats.last_failure = f"{query_id}: {info.state}: {info.reason}"
             raise QueryFailed(self.stats.last_failure)
-        return self._results(query_id)
+        location = execution.get("ResultConfiguration", {}).get("OutputLocation", "")
+        frame = self._result_csv(location) if self.s3 is not None and location.startswith("s3://") else None
+        return self._results(query_id) if frame is None else frame
+
+    def _result_csv(self, location: str) -> pd.DataFrame | None:
+        """The result from its CSV if it is large; None to page it (small, or unreadable there:
+        GetQueryResults still has it)."""
+        bucket, _, key = location[len("s3://") :].partition("/")
+        if not key or key.endswith("/"):
+            return None
+        try:
+            if self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"] <= self.csv_above_bytes:
+                return None
+            frame = result_csv(self.s3.get_object(Bucket=bucket, Key=key)["Body"])
+        except (ClientError, BotoCoreError) as error:
+            self.stats.last_csv_error = f"{location}: {error}"
+            return None
+        self.stats.csv_reads += 1
+        return frame
 
     def _results(self, query_id: str) -> pd.DataFrame:
         rows, header, token = [], None, None
@@ -199,6 +234,12 @@ class AthenaRunner:
         return pd.DataFrame(rows, columns=header or list(FRAME_COLUMNS))
 
 
+def result_csv(body) -> pd.DataFrame:
+    """Athena's result CSV (every value quoted, a NULL as an empty field) as a frame of strings,
+    like the pages of GetQueryResults; an empty field becomes "" as an empty string does."""
+    return pd.read_csv(body, dtype=str, keep_default_na=False)
+
+
 def windows_of_results(frame: pd.DataFrame) -> pd.DataFrame:
     """Athena's text cells as typed window rows."""
     out = frame.reindex(columns=list(FRAME_COLUMNS)).copy()
@@ -215,9 +256,20 @@ class AthenaWindows:
     name = "athena"
 
     def __init__(
-        self, runner: AthenaRunner, table: str, *, regions=(), accounts=(), lookback=LOOKBACK_SECONDS, every=60.0
+        self,
+        runner: AthenaRunner,
+        table: str,
+        *,
+        regions=(),
+        accounts=(),
+        lookback=LOOKBACK_SECONDS,
+        every=60.0,
+        pumps=PUMPS,
+        top_k: int | None = None,
     ):
         self.runner = runner
+        self.pumps = pumps  # the engine's: ``metrics.sql.top_k_pumps()`` with ``top_k``
+        self.top_k = top_k
         self.every = every  # seconds between two queries: each one is billed
         self.last_query: float | None = None
         self.table = table
@@ -232,14 +284,15 @@ class AthenaWindows:
         if self.last_query is not None and now - self.last_query < self.every:
             return 0
         self.last_query = now
-        step = max(p.step for p in PUMPS)
+        step = max(p.step for p in self.pumps)
         start = int(now) - int(self.lookback)
         start -= start % step
         latest = latest_seconds(int(now * 1_000_000_000))
-        sql = window_query(self.table, start, latest, regions=self.regions, accounts=self.accounts)
+        scope = {"regions": self.regions, "accounts": self.accounts, "pumps": self.pumps, "top_k": self.top_k}
+        sql = window_query(self.table, start, latest, **scope)
         frame = windows_of_results(self.runner.run(sql))
         counts = windows_from_frame(frame)
-        for pump in PUMPS:
+        for pump in self.pumps:
             engine.replace_windows(pump.name, counts.get(pump.name, WindowCounts.empty()), start, latest + 1)
         if len(frame):
             self.newest_window = max(self.newest_window or 0, int(frame["window_start"].max()))
@@ -250,16 +303,21 @@ class AthenaWindows:
         return now - self.lookback
 
     def status(self, now: float) -> dict:
-        stats = self.runner.stats
-        last = stats.last
-        return {
-            "queries": stats.queries,
-            "failures": stats.failures,
-            "throttles": stats.throttles,
-            "last_state": last.state if last else None,
-            "last_bytes_scanned": last.bytes_scanned if last else 0,
-            "bytes_scanned": stats.bytes_scanned,
-            "cost_dollars": stats.cost_dollars,
-            "last_failure": stats.last_failure,
-            "lag_seconds": None if self.newest_window is None else now - self.newest_window,
-        }
+        return runner_status(self.runner, self.newest_window, now)
+
+
+def runner_status(runner: AthenaRunner, newest_window: int | None, now: float) -> dict:
+    """What the Status page shows of the queries: states, bytes, cost, failures, lag."""
+    stats = runner.stats
+    last = stats.last
+    return {
+        "queries": stats.queries,
+        "failures": stats.failures,
+        "throttles": stats.throttles,
+        "last_state": last.state if last else None,
+        "last_bytes_scanned": last.bytes_scanned if last else 0,
+        "bytes_scanned": stats.bytes_scanned,
+        "cost_dollars": stats.cost_dollars,
+        "last_failure": stats.last_failure,
+        "lag_seconds": None if newest_window is None else now - newest_window,
+    }

@@ -177,7 +177,8 @@ class Collector:
         rows = self.source.refresh(self.engine, now)
         watermark = self.source.watermark(now)
         if watermark is not None:
-            self.engine.advance(int(watermark * NS_PER_SECOND), limit=LEARN_STEP)
+            self._watermark_ns = int(watermark * NS_PER_SECOND)  # a backlog is learned between polls
+            self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()

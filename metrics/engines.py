@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.engine import Engine
-from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME, WindowCounts
+from metrics.pumps import FRAME_COLUMNS, PUMPS, PUMPS_BY_NAME, WindowCounts
 from metrics.records import RECORD_SUFFIXES
 from metrics.sql import trail_sql, transpile
 from metrics.windows import NS_PER_SECOND
@@ -79,8 +79,8 @@ def engine_of_windows(frame: pd.DataFrame, anomaly_engine: str = "krcf") -> Engi
     return engine
 
 
-def duckdb_windows(files: list[str], now_ns: int | None = None) -> pd.DataFrame:
-    """The query's rows computed by DuckDB over ``files``."""
+def duckdb_windows(files: list[str], now_ns: int | None = None, pumps=PUMPS, top_k: int | None = None) -> pd.DataFrame:
+    """The query's rows computed by DuckDB over ``files`` (``trail_sql``'s ``pumps`` and ``top_k``)."""
     import duckdb
 
     connection = duckdb.connect()
@@ -95,10 +95,13 @@ def duckdb_windows(files: list[str], now_ns: int | None = None) -> pd.DataFrame:
         "THEN json_extract(json, '$.Records[*]') ELSE [json] END) AS r "
         f"FROM read_json_objects({listing}, format = 'auto', ignore_errors = true))"
     )
-    return connection.execute(transpile(trail_sql(latest_seconds(now_ns)), "duckdb")).fetchdf()
+    sql = trail_sql(latest_seconds(now_ns), pumps, top_k=top_k)
+    return connection.execute(transpile(sql, "duckdb")).fetchdf()
 
 
-def spark_windows(files: list[str], master: str | None = None, now_ns: int | None = None) -> pd.DataFrame:
+def spark_windows(
+    files: list[str], master: str | None = None, now_ns: int | None = None, pumps=PUMPS, top_k: int | None = None
+) -> pd.DataFrame:
     """The query's rows computed by Spark (``local[*]`` unless a master URL is given)."""
     from metrics.spark import session, trail_view
 
@@ -107,7 +110,7 @@ def spark_windows(files: list[str], master: str | None = None, now_ns: int | Non
         if not files:
             return pd.DataFrame(columns=list(FRAME_COLUMNS))
         trail_view(spark, files)
-        rows = spark.sql(transpile(trail_sql(latest_seconds(now_ns)), "spark")).collect()
+        rows = spark.sql(transpile(trail_sql(latest_seconds(now_ns), pumps, top_k=top_k), "spark")).collect()
         return pd.DataFrame([r.asDict() for r in rows], columns=list(FRAME_COLUMNS))
     finally:
         spark.stop()

@@ -7,7 +7,7 @@ import this module.
 from __future__ import annotations
 
 from pyspark import SparkConf
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 # A trail file is one JSON document {"Records": [...]}; an array file is the records; anything
@@ -38,6 +38,10 @@ def trail_view(spark: SparkSession, paths: list[str], name: str = "trail") -> No
     """Register ``name`` with one ``record`` column over the record files ``paths``
     (local paths or s3a:// URLs; folders are read recursively, gzip by extension)."""
     documents = spark.read.option("recursiveFileLookup", "true").text(paths, wholetext=True)
+    records_of(documents).createOrReplaceTempView(name)
+
+
+def records_of(documents: DataFrame) -> DataFrame:
+    """One ``record`` row per record of a frame of whole files (a ``value`` column each)."""
     documents = documents.withColumn("trail_records", F.expr("from_json(value, 'Records ARRAY<STRING>').Records"))
-    records = documents.select(F.explode(F.expr(_RECORDS)).alias("record"))
-    records.createOrReplaceTempView(name)
+    return documents.select(F.explode(F.expr(_RECORDS)).alias("record"))

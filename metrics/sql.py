@@ -16,6 +16,8 @@ in-process aggregation and to benchmark it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sqlglot
 from sqlglot import exp
 
@@ -42,6 +44,11 @@ EVENT_TIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 )
 EVENT_ID_CHARS = 128
+# At organisation scale the per-user and per-API pumps come back as the largest K rows of each
+# minute and one row for the rest (a label no IAM name or service can take).
+TOP_K_PUMPS = ("CallsPerUser", "CallsPerAPI")
+TOP_K_STEP = 60
+OTHER = "(other)"
 
 
 def _quote(value: str) -> str:
@@ -61,13 +68,14 @@ def _is_missing(name: str) -> str:
     return f"({name}_json IS NULL OR {name}_json IN ('null', '\"\"'))"
 
 
-def _fields() -> list[str]:
+def _fields(extra_paths: dict[str, str] | None = None) -> list[str]:
     """Every value the rules need: the JSON text of each field (for its type) and its text."""
     paths = {"eventID": "$.eventID", "eventTime": "$.eventTime", "readOnly": "$.readOnly"}
     paths.update({f: f"$.{f}" for f in TEXT_FIELDS})
     paths["userIdentity"] = "$.userIdentity"
     paths.update({f"id_{f}": f"$.userIdentity.{f}" for f in IDENTITY_FIELDS})
     paths["issuer"] = ISSUER_PATH
+    paths.update(extra_paths or {})
     out = ["record"]
     for name, path in paths.items():
         column = name.lower()
@@ -75,6 +83,26 @@ def _fields() -> list[str]:
         if name not in ("readOnly", "userIdentity"):
             out.append(f"json_extract_scalar(j, {_quote(path)}) AS {column}")
     return out
+
+
+def _records(source: str, extra_paths: dict[str, str] | None = None) -> str:
+    """The CTEs every query starts with: each record of ``source`` parsed once, the fields the
+    rules need, and its eventTime in seconds (``event_seconds``, NULL if unparsable)."""
+    fields = ",\n    ".join(_fields(extra_paths))
+    return f"""WITH parsed AS (
+  SELECT record, TRY(json_parse(record)) AS j FROM {source}
+),
+fields AS (
+  SELECT
+    {fields}
+  FROM parsed
+),
+timed AS (
+  SELECT *,
+    CASE WHEN eventtime_json LIKE '"%' AND regexp_like(eventtime, {_quote(EVENT_TIME_PATTERN)})
+      THEN CAST(floor(to_unixtime(TRY(from_iso8601_timestamp(eventtime)))) AS BIGINT) END AS event_seconds
+  FROM fields
+)"""
 
 
 def _valid(latest_seconds: int, earliest_seconds: int | None) -> str:
@@ -148,14 +176,47 @@ def _grouping_id(columns: list[str], members: list[str]) -> int:
     return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c not in members)
 
 
+def top_k_pumps(pumps: tuple[Pump, ...] = PUMPS) -> tuple[Pump, ...]:
+    """``pumps`` with the per-user and per-API ones at ``TOP_K_STEP`` windows, as a query engine
+    returns them with ``trail_sql(top_k=K)``."""
+    return tuple(replace(p, step=TOP_K_STEP) if p.name in TOP_K_PUMPS else p for p in pumps)
+
+
+def _top_k(rows: str, k: int) -> str:
+    """The rows of the ``TOP_K_PUMPS`` cut to the ``k`` largest of each window, the rest summed
+    into one ``OTHER`` row, so that every window's total stays exact."""
+    names = ", ".join(map(_quote, TOP_K_PUMPS))
+    return f"""WITH pump_rows AS (
+{rows}
+),
+ranked AS (
+  SELECT *, CASE WHEN metric IN ({names})
+    THEN row_number() OVER (PARTITION BY metric, window_start ORDER BY value DESC, category, subcategory)
+    ELSE 0 END AS place
+  FROM pump_rows
+)
+SELECT metric, window_start, category, subcategory, value FROM ranked WHERE place <= {int(k)}
+UNION ALL
+SELECT metric, window_start, {_quote(OTHER)} AS category, '' AS subcategory, CAST(sum(value) AS BIGINT) AS value
+FROM ranked WHERE place > {int(k)}
+GROUP BY metric, window_start"""
+
+
 def trail_sql(
-    latest_seconds: int, pumps: tuple[Pump, ...] = PUMPS, source: str = "trail", earliest_seconds: int | None = None
+    latest_seconds: int,
+    pumps: tuple[Pump, ...] = PUMPS,
+    source: str = "trail",
+    earliest_seconds: int | None = None,
+    top_k: int | None = None,
 ) -> str:
     """The single-scan query of every pump over ``source`` (a relation with a ``record``
     column), in Trino's dialect. An eventTime after ``latest_seconds`` is rejected, as the
     normaliser rejects one more than a day ahead of the clock; ``earliest_seconds`` (a
     multiple of every pump's step) keeps only the events from then on, for a re-query of the
-    latest windows."""
+    latest windows. With ``top_k``, the ``TOP_K_PUMPS`` keep their ``top_k`` largest rows of
+    each window and one ``OTHER`` row for the rest (give them ``top_k_pumps`` windows)."""
+    if top_k:
+        return _top_k(trail_sql(latest_seconds, pumps, source, earliest_seconds), top_k)
     columns, sets, flags = _plan(pumps)
     user, session = _attribution()
     windows = ",\n    ".join(f"event_seconds - event_seconds % {c[2:]} AS {c}" for c in columns if c.startswith("w_"))
@@ -175,22 +236,8 @@ def trail_sql(
     kept = " OR ".join(
         f"(g = {i} AND {flags[p.where]} = 1)" if p.where is not None else f"g = {i}" for i, p in zip(ids, pumps)
     )
-    fields = ",\n    ".join(_fields())
     grouping_sets = ", ".join("(" + ", ".join(s) + ")" for s in sets)
-    return f"""WITH parsed AS (
-  SELECT record, TRY(json_parse(record)) AS j FROM {source}
-),
-fields AS (
-  SELECT
-    {fields}
-  FROM parsed
-),
-timed AS (
-  SELECT *,
-    CASE WHEN eventtime_json LIKE '"%' AND regexp_like(eventtime, {_quote(EVENT_TIME_PATTERN)})
-      THEN CAST(floor(to_unixtime(TRY(from_iso8601_timestamp(eventtime)))) AS BIGINT) END AS event_seconds
-  FROM fields
-),
+    return f"""{_records(source)},
 events AS (
   SELECT
     eventid,
@@ -223,6 +270,74 @@ SELECT
   n AS value
 FROM grouped
 WHERE {kept}"""
+
+
+# The events table's columns an EventFilter narrows, as the events query names them.
+FILTER_COLUMNS = {
+    "regions": "region_name",
+    "accounts": "account_id",
+    "services": "f_eventsource",
+    "apis": "f_eventname",
+    "users": "user_name",
+    "sessions": "session_name",
+    "ips": "f_sourceipaddress",
+    "error_codes": "f_errorcode",
+}
+
+
+def _one_of(column: str, values) -> str:
+    """SQL for ``column`` holding one of ``values``, None meaning a missing value."""
+    present = [v for v in values if v is not None]
+    parts = [f"{column} IN ({', '.join(map(_quote, present))})"] if present else []
+    if len(present) < len(values):
+        parts.append(f"{column} IS NULL")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=()) -> str:
+    """The records (JSON text, oldest first, at most ``limit``) of ``source`` an
+    ``metrics.explore.EventFilter`` selects, for a drill-down served by the query engine. The
+    rules and attribution are the normaliser's, as in ``trail_sql``; ``needles`` are lower-case
+    pieces of text a record must hold (``metrics.query.required_text`` of the filter's search).
+    What SQL cannot say exactly (the search itself) is left to ``metrics.explore.matching``
+    over the rows returned."""
+    user, session = _attribution()
+    account_path = {"id_accountId": "$.userIdentity.accountId"}
+    labels = ",\n    ".join(
+        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in ("user", "session")
+    )
+    where = []
+    if flt.end is not None:
+        where.append(f"event_seconds < {int(flt.end)}")
+    for criterion, column in FILTER_COLUMNS.items():
+        values = getattr(flt, criterion)
+        if values:
+            where.append(_one_of(column, values))
+    for criterion, value in flt.excluded:
+        where.append(f"NOT coalesce({_one_of(FILTER_COLUMNS[criterion], (value,))}, FALSE)")
+    if flt.event_ids:
+        where.append(f"eventid IN ({', '.join(map(_quote, flt.event_ids))})")
+    if flt.outcome:
+        where.append("f_errorcode IS " + ("NOT NULL" if flt.outcome == "failed" else "NULL"))
+    where += [f"strpos(lower(record), {_quote(n)}) > 0" for n in needles]
+    return f"""{_records(source, account_path)},
+events AS (
+  SELECT
+    record,
+    eventid,
+    event_seconds,
+    {labels},
+    {_string_or_null("awsregion")} AS region_name,
+    coalesce({_string_or_null("recipientaccountid")}, {_string_or_null("id_accountid")}) AS account_id,
+    {user} AS user_name,
+    {session} AS session_name
+  FROM timed
+  WHERE {_valid(latest_seconds, flt.start)}
+)
+SELECT record FROM events
+WHERE {" AND ".join(where) or "TRUE"}
+ORDER BY event_seconds, eventid
+LIMIT {int(limit)}"""
 
 
 DIALECTS = ("trino", "spark", "duckdb")

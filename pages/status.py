@@ -45,6 +45,25 @@ def _athena(collector) -> None:
         hide_index=True,
     )
     st.caption("Cost estimate: $5 per TB scanned with a 10 MB minimum per query (Athena's price page).")
+    files = info.get("new_files")
+    if files is not None:
+        if files["poison"]:
+            st.warning(f"{files['poison']:,} queue message(s) named no log file and were deleted; the latest:")
+            st.text("\n".join(files["poison_samples"]))  # message bodies: untrusted, shown as text
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Messages": [f"{files['messages']:,}"],
+                    "Log files counted": [f"{files['files']:,}"],
+                    "Announced again": [f"{files['repeated']:,}"],
+                    "Other objects": [f"{files['ignored']:,}"],
+                    "Poison": [f"{files['poison']:,}"],
+                    "Waiting for a query": [f"{files['waiting']:,}"],
+                    "Failed deletes": [f"{files['delete_failures']:,}"],
+                }
+            ),
+            hide_index=True,
+        )
 
 
 @page.refreshing("line_refresh_seconds")

@@ -62,6 +62,12 @@ def test_window_query_reads_only_the_days_it_needs_and_is_valid_trino():
     assert "\"timestamp\" IN ('2024/08/02', '2024/08/03')" in sql and "region IN ('us-east-1')" in sql
     assert f"event_seconds >= {NOW - 1200}" in sql
     sqlglot.parse_one(sql, read="trino")
+    from metrics.sql import top_k_pumps, transpile
+
+    top = window_query("db.records", NOW - 1200, NOW, pumps=top_k_pumps(), top_k=5)
+    assert "place <= 5" in top and "event_seconds - event_seconds % 60 AS w_60" in top
+    sqlglot.parse_one(top, read="trino")
+    sqlglot.parse_one(transpile(top, "spark"), read="spark")
 
 
 @mock_aws
@@ -183,6 +189,7 @@ def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
     with moto_server() as url:
         for name, value in {
             "AWS_ENDPOINT_URL_ATHENA": url,
+            "AWS_ENDPOINT_URL_S3": url,
             "AWS_ACCESS_KEY_ID": "AKIDTEST",
             "AWS_SECRET_ACCESS_KEY": "x",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -206,6 +213,7 @@ def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
         assert athena["Last state"].iloc[0] == "SUCCEEDED" and athena["Queries"].iloc[0] == "1"
         assert athena["Cost estimate"].iloc[0] == "$0.0001"
         assert runtime().engine.totals.total(now - now % 10 - 60) == 4
+        assert runtime().engine.states["CallsPerUser"].pump.step == 60  # top-K per minute (INSIGHTS_ATHENA_TOP_K)
 
 
 def test_the_iam_policy_allows_exactly_the_athena_calls_the_source_makes():
@@ -216,6 +224,49 @@ def test_the_iam_policy_allows_exactly_the_athena_calls_the_source_makes():
     root = Path(__file__).parent.parent
     policy = json.loads((root / "deploy" / "iam-policy-athena.json").read_text())
     allowed = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    called = set(re.findall(r'_call\(\s*"(\w+)"', (root / "collectors" / "athena.py").read_text()))
-    wanted = {"athena:" + "".join(part.title() for part in name.split("_")) for name in called}
-    assert {a for a in allowed if a.startswith("athena:")} == wanted
+    code = "".join(p.read_text() for p in (root / "collectors").glob("athena*.py"))
+
+    def actions(service, calls):
+        # A batch delete is allowed by sqs:DeleteMessage.
+        return {f"{service}:" + "".join(part.title() for part in c.removesuffix("_batch").split("_")) for c in calls}
+
+    assert {a for a in allowed if a.startswith("athena:")} == actions("athena", re.findall(r'_call\(\s*"(\w+)"', code))
+    assert {a for a in allowed if a.startswith("sqs:")} == actions("sqs", re.findall(r"self\.sqs\.(\w+)\(", code))
+
+
+@mock_aws
+def test_a_large_result_is_read_from_its_csv_in_s3_and_a_small_one_page_by_page():
+    import io
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    rows = [("CallsPerAPI", NOW + 10 * i, "s3.amazonaws.com", f"Get{i}", i + 1) for i in range(3000)]
+    rows.append(("CallsPerUser", NOW, 'bob, "the" builder', "", 7))  # commas and quotes survive
+    text = io.StringIO()
+    text.write(",".join(f'"{h}"' for h in HEADER) + "\n")
+    for row in rows:
+        text.write(",".join('"' + str(v).replace('"', '""') + '"' for v in row) + "\n")
+    s3.put_object(Bucket="results", Key="athena/q1.csv", Body=text.getvalue().encode())
+    s3.put_object(Bucket="results", Key="athena/q2.csv", Body=b'"metric"\n"TotalCalls"\n')
+
+    client, stub, runner = stubbed_runner()
+    runner.s3, runner.csv_above_bytes = s3, 64 * 1024
+    done = execution("SUCCEEDED", 1)
+    done["QueryExecution"]["ResultConfiguration"] = {"OutputLocation": "s3://results/athena/q1.csv"}
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", done)
+    with stub:  # no GetQueryResults stubbed: calling it would fail
+        frame = runner.run("SELECT 1")
+    assert len(frame) == 3001 and runner.stats.csv_reads == 1
+    assert frame.iloc[0].tolist() == ["CallsPerAPI", str(NOW), "s3.amazonaws.com", "Get0", "1"]
+    assert frame.iloc[-1].tolist() == ["CallsPerUser", str(NOW), 'bob, "the" builder', "", "7"]
+
+    small = execution("SUCCEEDED", 1)
+    small["QueryExecution"]["ResultConfiguration"] = {"OutputLocation": "s3://results/athena/q2.csv"}
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", small)
+    stub.add_response("get_query_results", {"ResultSet": {"Rows": result_rows([("TotalCalls", NOW, "", "", 3)])}})
+    with stub:
+        frame = runner.run("SELECT 1")
+    assert frame.values.tolist() == [["TotalCalls", str(NOW), "", "", "3"]] and runner.stats.csv_reads == 1
+    stub.assert_no_pending_responses()

@@ -115,3 +115,63 @@ def test_spark_job_on_a_cluster_writes_the_windows_of_the_in_process_engine(clus
 def test_engine_spark_on_the_cluster_prints_the_csv_of_the_engine_hostile_records_included(cluster, tmp_path):
     write_edge_trail(tmp_path)
     assert cli(str(tmp_path), "--engine", "spark", "--spark-master", cluster) == cli(str(tmp_path))
+
+
+def test_top_k_per_minute_through_spark_equals_duckdb(cluster, tmp_path):
+    from metrics.engines import duckdb_windows, record_files, spark_windows
+    from metrics.sql import top_k_pumps
+
+    demo_trail(tmp_path, START, 600, rate=3)
+    files = record_files([tmp_path])
+
+    def rows(frame):
+        return sorted(tuple(str(v) for v in row) for row in frame.itertuples(index=False))
+
+    theirs = spark_windows(files, cluster, pumps=top_k_pumps(), top_k=2)
+    assert (theirs["category"] == "(other)").any()
+    assert rows(theirs) == rows(duckdb_windows(files, pumps=top_k_pumps(), top_k=2))
+
+
+def test_structured_streaming_counts_each_new_file_once_and_a_late_file_in_its_window(cluster, tmp_path):
+    import gzip
+    import importlib.util
+
+    import orjson
+
+    from bench.trail_layout import trail_key
+    from collectors.window_files import WindowFiles
+    from metrics.engine import Engine
+    from metrics.spark import session
+    from tests.conftest import make_record
+
+    spec = importlib.util.spec_from_file_location("spark_stream", ROOT / "jobs" / "spark_stream.py")
+    stream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stream)
+
+    trail, later = tmp_path / "bucket", tmp_path / "later"
+    files = demo_trail(later, START, 600, rate=2)
+    first = files[: len(files) // 2]
+    for path in first:  # half the files are there at the first batch, the rest arrive after it
+        target = trail / path.relative_to(later)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    out, checkpoint = tmp_path / "windows", tmp_path / "checkpoint"
+    spark = session(cluster)
+    try:
+        prefix = str(trail / "AWSLogs" / ORG)
+        stream.start(spark, prefix, str(out), str(checkpoint), once=True).awaitTermination()
+        for path in sorted(later.rglob("*.json.gz")):
+            target = trail / path.relative_to(later)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+        late = trail / trail_key(ORG, "111122223333", "us-east-1", START + 600, salt="late")
+        record = make_record("late-1", "2024-08-02T07:31:05Z", recipientAccountId="111122223333")
+        late.write_bytes(gzip.compress(orjson.dumps({"Records": [record]})))
+        stream.start(spark, prefix, str(out), str(checkpoint), once=True).awaitTermination()
+    finally:
+        spark.stop()
+    assert len(list(out.glob("batch=*"))) == 2
+    engine = Engine(retention_seconds=None)
+    WindowFiles(out).refresh(engine, START)
+    assert engine.totals.total(START - 3600 + 60) == 1  # the late event, in its own window
+    assert cli("--windows", str(out)) == cli(str(trail / "AWSLogs" / ORG))

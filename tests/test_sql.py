@@ -120,3 +120,39 @@ def test_engine_of_windows_refuses_an_unknown_metric():
     frame = pd.DataFrame([{"metric": "Bogus", "window_start": START, "category": "", "subcategory": "", "value": 1}])
     with pytest.raises(ValueError, match="unknown metric"):
         engine_of_windows(frame)
+
+
+def test_top_k_per_minute_keeps_every_windows_total_exact(org_trail):
+    from collections import Counter
+
+    from metrics.sql import OTHER, TOP_K_PUMPS, top_k_pumps
+
+    files = record_files([org_trail])
+    exact = Engine(retention_seconds=None)
+    exact.ingest(normalise_all((record for _, record in iter_paths(files)), Rejects()))
+    frame = duckdb_windows(files, pumps=top_k_pumps(), top_k=3)
+    engine = Engine(retention_seconds=None, pumps=top_k_pumps())
+    for metric, counts in windows_from_frame(frame).items():
+        engine.add_windows(metric, counts)
+    cut = False
+    for pump in PUMPS:
+        ours = engine.states[pump.name].counts()
+        theirs = exact.states[pump.name].counts()
+        if pump.name not in TOP_K_PUMPS:
+            assert ours.count.tolist() == theirs.count.tolist(), pump.name
+            continue
+        by_label, by_minute = Counter(), Counter()
+        for window, category, subcategory, n in zip(theirs.window, theirs.category, theirs.subcategory, theirs.count):
+            by_label[(window - window % 60, category, subcategory)] += int(n)
+            by_minute[window - window % 60] += int(n)
+        minutes = Counter()
+        rows = Counter(ours.window.tolist())
+        for window, category, subcategory, n in zip(ours.window, ours.category, ours.subcategory, ours.count):
+            minutes[int(window)] += int(n)
+            if category == OTHER:
+                cut = True
+            else:  # a row kept is that label's exact count in that minute
+                assert by_label[(window, category, subcategory)] == n
+        assert minutes == by_minute, pump.name  # totals exact, minute by minute
+        assert max(rows.values()) <= 3 + 1
+    assert cut  # some minute had more than three users or APIs

@@ -17,6 +17,9 @@ from metrics.pumps import PUMPS_BY_NAME
 from ui.view import View
 
 LONG_RANGE_SECONDS = 86_400
+# A source that holds windows but no events (Athena) serves them on demand: an object with
+# ``events(flt)`` and ``raw_records(ids)``, set by the runtime.
+on_demand = None
 _scoped_cache: dict[tuple, EventColumns] = {}
 _scoped_lock = threading.Lock()
 
@@ -55,8 +58,15 @@ def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
     """Events matching ``flt``, oldest first."""
+    if on_demand is not None:
+        return on_demand.events(flt)
     start_ns, end_ns = flt.bounds_ns
     return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt, raws=engine.buffer.raw_records)
+
+
+def raw_records(engine: Engine, event_ids: list[str]) -> list[bytes | None]:
+    """The raw JSON of events, from the buffer or the on-demand answers."""
+    return (on_demand or engine.buffer).raw_records(event_ids)
 
 
 def span(engine: Engine) -> tuple[int, int] | None:

@@ -78,7 +78,13 @@ def panel(engine, view, *, page: str) -> None:
     st.subheader("Events behind your click")
     st.text(visible(drill.description))
     frame = data.events(engine, drill.filter)
-    if frame.empty:
+    if "limit" in frame.attrs:
+        limit = frame.attrs["limit"]
+        st.caption(f"The first {limit:,} events Athena returned; narrow the click or the range for more.")
+    if "error" in frame.attrs:
+        st.warning("Athena could not list these events (the reason is below); the page asks again when it reruns.")
+        st.text(visible(frame.attrs["error"]))
+    elif frame.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
     else:
         events_table(engine, frame, view, key=f"{page}-drill-table")

@@ -29,6 +29,7 @@ from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
+from ui import data
 
 BASELINE_PIECE = 4096  # restored records parsed for the detections at a time
 
@@ -101,11 +102,46 @@ def _athena(values: dict):
         workgroup=values["athena_workgroup"],
         database=values["athena_database"],
         output_location=values["athena_output_location"],
+        s3=boto3.client("s3", config=cloudtrail.RETRY_CONFIG),
+        csv_above_bytes=values["athena_csv_above_kib"] * 1024,
     )
     accounts = tuple(a.strip() for a in values["athena_accounts"].split(",") if a.strip())
     table = f"{values['athena_database']}.{values['athena_table']}"
     lookback = values["athena_lookback_minutes"] * 60
-    return athena.AthenaWindows(runner, table, regions=values["regions"], accounts=accounts, lookback=lookback)
+    from collectors import athena_events
+
+    # The pages' events come from small queries of their own (a runner apart: its own stats).
+    drill_runner = athena.AthenaRunner(
+        client,
+        workgroup=values["athena_workgroup"],
+        database=values["athena_database"],
+        output_location=values["athena_output_location"],
+    )
+    data.on_demand = athena_events.AthenaEvents(
+        drill_runner,
+        table,
+        regions=values["regions"],
+        accounts=accounts,
+        span_seconds=values["retention_hours"] * 3600,
+        limit=values["athena_event_rows"],
+    )
+    scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback, **athena_pumps(values)}
+    if values["athena_queue_url"]:
+        from collectors import athena_files
+
+        url = values["athena_queue_url"]
+        return athena_files.NewFileWindows(runner, table, athena_files.make_queue_client(url), url, **scope)
+    return athena.AthenaWindows(runner, table, **scope)
+
+
+def athena_pumps(values: dict) -> dict:
+    """The pumps an Athena source fills (per-user and per-API at one minute, top-K, unless K is
+    0) and its K, for the engine and the source alike."""
+    from metrics.pumps import PUMPS
+    from metrics.sql import top_k_pumps
+
+    k = values["athena_top_k"]
+    return {"pumps": top_k_pumps() if k else PUMPS, "top_k": k or None}
 
 
 def make_source(values: dict, checkpoints: dict | None = None):
@@ -123,6 +159,10 @@ def make_source(values: dict, checkpoints: dict | None = None):
     if values["source"] == "files":
         if not values["files_path"]:
             raise app_settings.SettingsError("INSIGHTS_FILES_PATH must name a folder or file when the source is files")
+        from collectors import window_files
+
+        if window_files.holds_windows(values["files_path"]):  # the Spark job's windows, not trail files
+            return window_files.WindowFiles(values["files_path"])
         source = FileSource(values["files_path"], checkpoints=checkpoints)
     else:
         source = DemoSource(seed=values["demo_seed"], rate=values["demo_rate"], incidents=values["demo_incidents"])
@@ -133,7 +173,11 @@ def build(values: dict) -> Runtime:
     """The engine, its analyses (detections, per-dimension scores, alerts) and its collector,
     resuming from the saved checkpoints. Nothing slow happens here: the collector's thread
     restores the saved history (the demo keeps none: it regenerates it) before its first poll."""
-    engine = Engine(retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"])
+    pumps = {"pumps": athena_pumps(values)["pumps"]} if values["source"] == "athena" else {}
+    engine = Engine(
+        retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"], **pumps
+    )
+    data.on_demand = None  # until the source says it serves events itself
     store = None
     if values["source"] != "demo":
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
@@ -265,6 +309,7 @@ def reset() -> None:
     global _runtime
     with _lock:
         shared, _runtime = _runtime, None
+    data.on_demand = None
     if shared is not None:
         shared.collector.stop()
         if shared.alerter is not None:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from metrics.engine import Engine
 from metrics.visible import visible_frame
-from ui import login
+from ui import data, login
 from ui.view import View
 
 SHOWN = {
@@ -78,7 +78,7 @@ def to_json(frame: pd.DataFrame) -> bytes:
 
 def raw_json(engine: Engine, event_ids: list[str]) -> bytes:
     """The shown events' full CloudTrail records, as a trail file."""
-    records = [orjson.Fragment(raw) for raw in engine.buffer.raw_records(event_ids) if raw is not None]
+    records = [orjson.Fragment(raw) for raw in data.raw_records(engine, event_ids) if raw is not None]
     return orjson.dumps({"Records": records})
 
 
@@ -90,7 +90,7 @@ def _record_dialog(engine: Engine, event_id: str) -> None:
     @st.dialog("Full record", width="large")
     def show() -> None:
         st.text(f"Event ID {event_id}")
-        raw = engine.buffer.raw_record(event_id)
+        raw = data.raw_records(engine, [event_id])[0]
         if raw is None:
             st.info("This event has left the buffer (older than the retention period).")
         else:

@@ -1,0 +1,137 @@
+"""Drill-down at organisation scale: a chart click's, the explorer's and a detection's events come
+from a small Athena query over the partitions the filter names, with a row limit, and are the
+events the in-process buffer would give for the same filter."""
+
+import boto3
+import pytest
+import requests
+import sqlglot
+from moto import mock_aws
+
+from bench.trail_layout import demo_trail
+from collectors.athena import AthenaRunner
+from collectors.athena_events import AthenaEvents, partitions
+from metrics.buffer import EventBuffer
+from metrics.explore import EventFilter, matching
+from metrics.normalise import Rejects, normalise_all
+from metrics.records import iter_paths
+from tests.athena_duck import TABLE, DuckRunner, trail_table
+from tests.conftest import make_record
+from tests.edge_records import write_edge_trail
+
+START = 1_722_587_400  # 2024-08-02T08:30:00Z
+NOW = START + 3600
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drill")
+    files = demo_trail(root, START, 1200, rate=2) + write_edge_trail(root, org="o-edgecases01")[:2]
+    buffer = EventBuffer(retention_seconds=None)
+    buffer.append(normalise_all((r for _, r in iter_paths(files)), Rejects()))
+    return DuckRunner(trail_table(root, "b")), buffer.snapshot().frame()
+
+
+def ids(frame):
+    return sorted(frame["eventID"].tolist())
+
+
+def test_every_kind_of_drill_gives_the_events_the_buffer_would(trail):
+    runner, held = trail
+    source = AthenaEvents(runner, TABLE, clock=lambda: NOW, limit=100_000)
+    busiest_api = held["eventName"].value_counts().index[0]
+    user = held.loc[held["session"].notna(), "user"].iloc[0]
+    session = held.loc[held["session"].notna(), "session"].iloc[0]
+    filters = [
+        EventFilter(start=START + 300, end=START + 310),  # a click on one 10-second window
+        EventFilter(start=START, end=START + 1200, apis=(busiest_api,)),
+        EventFilter(start=START, end=START + 1200, users=(user,), sessions=(session,)),
+        EventFilter(start=START, end=START + 1200, error_codes=(None,), regions=("eu-west-1",)),
+        EventFilter(start=START, end=START + 1200, outcome="failed", excluded=(("users", user),)),
+        EventFilter(event_ids=tuple(held["eventID"].iloc[::97].tolist())),  # a detection's events
+        EventFilter(start=START, end=START + 1200, text="deploy-role"),  # the explorer's search
+        EventFilter(start=START, end=START + 1200, accounts=("111122223333",), users=("root",)),
+    ]
+    for flt in filters:
+        expected = matching(held, flt)
+        assert len(expected), flt
+        assert ids(source.events(flt)) == ids(expected), flt
+    assert "strpos(lower(record), 'deploy-role') > 0" in runner.queries[6]
+
+
+def test_a_drill_stops_at_the_row_limit_and_says_so_and_is_not_queried_twice(trail):
+    runner, held = trail
+    source = AthenaEvents(runner, TABLE, clock=lambda: NOW, limit=5)
+    before = len(runner.queries)
+    flt = EventFilter(start=START, end=START + 1200)
+    frame = source.events(flt)
+    assert len(frame) == 5 and frame.attrs["limit"] == 5
+    assert frame["eventTime"].is_monotonic_increasing
+    assert source.events(flt) is frame and len(runner.queries) == before + 1  # kept for a minute
+    raw = source.raw_records([frame["eventID"].iloc[0], "not-held"])
+    assert raw[0] is not None and raw[1] is None
+    narrow = source.events(EventFilter(start=START + 300, end=START + 301))
+    assert "limit" not in narrow.attrs
+
+
+def test_the_query_reads_only_the_partitions_the_filter_names():
+    flt = EventFilter(start=START - 86_400, end=START + 10, regions=("eu-west-1",), accounts=("1", "2"))
+    assert partitions(flt, NOW, 86_400, accounts=("2", "3")) == [
+        "\"timestamp\" IN ('2024/08/01', '2024/08/02')",
+        "region IN ('eu-west-1')",
+        "account IN ('2')",
+    ]
+    # A detection's events have no range: the retention's days; no accounts configured: no account partition.
+    assert partitions(EventFilter(event_ids=("e",)), NOW, 3600, regions=("us-east-1",)) == [
+        "\"timestamp\" IN ('2024/08/02')",
+        "region IN ('us-east-1')",
+    ]
+    source = AthenaEvents(None, "db.t", clock=lambda: NOW)
+    sqlglot.parse_one(source.query(EventFilter(start=START, end=NOW, users=("bob", None)), NOW), read="trino")
+
+
+@mock_aws
+def test_the_pages_read_athenas_events_when_the_source_is_athena():
+    from metrics.engine import Engine
+    from tests.test_athena import cells
+    from ui import data
+
+    record = make_record("from-athena", "2024-08-02T08:30:01Z")
+    import orjson
+
+    seeded = {"results": [{"rows": [cells("record"), cells(orjson.dumps(record).decode()), cells("{broken")]}]}
+    assert requests.post("http://motoapi.amazonaws.com/moto-api/static/athena/query-results", json=seeded).ok
+    client = boto3.client("athena", region_name="us-east-1")
+    runner = AthenaRunner(client, workgroup="primary", database="default", output_location="s3://r/")
+    engine = Engine(retention_seconds=None)  # holds windows only: no events
+    data.on_demand = AthenaEvents(runner, "default.t", clock=lambda: NOW)
+    try:
+        frame = data.events(engine, EventFilter(start=START, end=START + 10))
+        assert frame["eventID"].tolist() == ["from-athena"]
+        assert data.raw_records(engine, ["from-athena"])[0] is not None
+        assert data.on_demand.rejects.total == 1  # the unreadable row is counted, not raised
+        query = client.get_query_execution(QueryExecutionId=runner.stats.last.query_id)["QueryExecution"]["Query"]
+        assert "\"timestamp\" IN ('2024/08/02')" in query and "LIMIT 1000" in query
+    finally:
+        data.on_demand = None
+
+
+def test_a_failed_events_query_gives_no_events_and_its_reason_and_is_asked_again():
+    from botocore.stub import Stubber
+
+    from tests.test_athena import execution
+
+    client = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    runner = AthenaRunner(client, workgroup="wg", database="db", sleep=lambda s: None)
+    source = AthenaEvents(runner, "db.t", clock=lambda: NOW)
+    stub = Stubber(client)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("FAILED", 0, "TABLE_NOT_FOUND: db.t"))
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("FAILED", 0, "TABLE_NOT_FOUND: db.t"))
+    flt = EventFilter(start=START, end=START + 10)
+    with stub:
+        frame = source.events(flt)
+        assert frame.empty and "TABLE_NOT_FOUND" in frame.attrs["error"] and "eventID" in frame.columns
+        source.events(flt)  # not kept: asked again
+    stub.assert_no_pending_responses()
