@@ -441,3 +441,38 @@ def test_events_of_other_regions_are_left_out_and_their_messages_deleted(sqs):
     source.close()
     assert_exactly(engine, {r["eventID"] for r in records if r["awsRegion"] == "eu-west-1"})
     assert counts(sqs, url) == (0, 0)
+
+
+def test_status_warns_of_a_short_visibility_timeout_and_of_a_failing_receive(sqs, start_app, monkeypatch):
+    from ui.runtime import runtime
+
+    from_settings = eventbridge.from_settings
+
+    def short_polls(values, checkpoint):  # so the receive after the queue is gone comes within a second
+        source = from_settings(values, checkpoint)
+        source.wait_seconds = 1
+        return source
+
+    monkeypatch.setattr(eventbridge, "from_settings", short_polls)
+
+    url = sqs.create_queue(QueueName="brief", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    settings = {"sqs_queue_url": url, "lookback_hours": 0, "eventbridge_backfill": "none", "save_minutes": 5}
+    at = start_app("status", source="eventbridge", **settings)
+    assert not at.exception
+    source = runtime().collector.source
+    assert any("visibility timeout (30 s) is shorter" in w.value and "360 s" in w.value for w in at.warning)
+    assert not any("The queue failed" in w.value for w in at.warning)
+
+    def wait(condition, seconds=30):
+        deadline = time.time() + seconds
+        while not condition() and time.time() < deadline:
+            time.sleep(0.1)
+        assert condition()
+
+    send(sqs, url, [envelope(make_record("only", iso(time.time())))])  # ends the receive's long poll at once
+    wait(lambda: source.counts["received"] == 1)
+    sqs.delete_queue(QueueUrl=url)  # so the next receive fails
+    wait(lambda: source.counts["receive_errors"] >= 1)
+    at.run()
+    failed = [w.value for w in at.warning if "The queue failed in the last 5 minutes" in w.value]
+    assert len(failed) == 1 and "receive:" in failed[0] and "NonExistentQueue" in failed[0], failed
