@@ -223,6 +223,32 @@ def test_a_short_visibility_timeout_is_warned_about_and_saves_come_early(sqs, tm
     assert patient.warning == ""
 
 
+def test_receiving_pauses_while_a_save_is_due_and_resumes_once_it_deleted_the_messages(sqs):
+    url, _ = make_queue(sqs, visibility=6)  # a save is due once a message waited 3 s
+    send(sqs, url, [envelope(r) for r in workload(11, 5, time.time())])
+    source = source_for(sqs, url)
+    records = []
+    deadline = time.time() + 30
+    while len(records) < 5 and time.time() < deadline:
+        records += source.poll(time.time())
+    mark = source.ingested()  # in the buffer, never saved
+    assert len(records) == 5
+    deadline = time.time() + 5
+    while not source.waiting_for_save and time.time() < deadline:  # the receive in flight ends first
+        time.sleep(0.05)
+    assert source.needs_save() and source.waiting_for_save
+    send(sqs, url, [envelope(r) for r in workload(12, 5, time.time())])
+    time.sleep(1.0)  # a receiver would have taken them within this
+    assert source.counts["received"] == 5
+    assert source.details()["receiving"] == "paused until the next save"
+    source.acknowledge(mark)  # the save is done: its messages are deleted
+    deadline = time.time() + 30
+    while source.counts["received"] < 10 and time.time() < deadline:
+        time.sleep(0.1)
+    source.close()
+    assert source.counts["received"] >= 10 and not source.waiting_for_save
+
+
 def test_a_message_whose_events_cannot_be_ingested_goes_to_the_dead_letter_queue(sqs):
     class BrokenEngine(Engine):
         def ingest(self, batch, now_ns=None):
