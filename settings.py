@@ -187,7 +187,7 @@ SETTINGS = (
     ),
     Setting(
         "sqs_receivers",
-        4,
+        8,
         "For `eventbridge`: receives in flight at most while the queue is deep (one while it is not), "
         "10 messages each.",
         _positive(int),

@@ -1,13 +1,26 @@
 """Benchmark of the EventBridge source: events per second drained and ingested from a deep
 queue, and the freshness with a producer at a steady rate; every figure from this run.
 
-    python -m bench.eventbridge [--events 3000] [--receivers 4] [--rate 50] [--seconds 30]
+    python -m bench.eventbridge [--events 20000] [--moto-events 300] [--depths 100,300,1000]
+                                [--receivers 4] [--rate 50] [--seconds 30]
 
-moto's SQS server runs as a separate process on 127.0.0.1 (``moto_server``), reached through
-real botocore. moto's queue scans every message on each receive and delete, so a deep queue
-is slow in moto itself: the same drain by a bare boto3 loop (receive 10, delete them, with as
-many threads) is measured beside ours, and so is our source fed by an instant in-memory queue,
-which is the ceiling of the source, normaliser and engine on this machine.
+Every queue is reached through real botocore over HTTP, from a server in its own process.
+
+- moto's SQS server (``moto_server``, as the tests run it): its ceiling, a bare boto3 loop
+  (receive 10, delete them in one batch, 4 threads) for 5 s at several depths, then the same
+  drain by our source beside the bare loop. moto 5.2.5 makes a deep queue slow by itself: for
+  each message a receive returns it checks the retention period through
+  ``get_queue_attributes``, which computes every attribute, three of them by scanning every
+  message in the queue with two clock reads each (``Queue.attributes``); every deletion scans
+  the queue twice more, and each send computes the attributes once. So a receive costs about
+  ``10 x 6 x depth`` clock reads, and the ceiling falls as one over the depth, whatever the client.
+- ``bench.sqs_endpoint``, a minimal SQS endpoint whose calls cost the same at any depth: the
+  deep-queue drain of ``--events``, ours beside the bare loop. This is the consumer's rate.
+- An instant in-memory queue in the same process: the ceiling of the source, normaliser and engine.
+- Freshness on moto (whose queue stays shallow under a steady producer): arrival in the buffer
+  minus eventTime, as Status shows it, and minus the exact time each event was sent. eventTime
+  has whole seconds, so the first figure adds the sub-second part of the send time (0 to 1 s,
+  0.5 s on average); the second is the delivery itself.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from tests.conftest import make_record
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
 REFRESH_SECONDS = 10  # the line charts' default refresh period
+CEILING_SECONDS = 5.0  # each depth of moto's ceiling is measured this long
 
 
 def body(i: int, when: float, tag: str) -> str:
@@ -58,20 +72,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+def start_server(command: list[str], port: int) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server, url
+            return server, f"http://127.0.0.1:{port}"
         except OSError:
             time.sleep(0.2)
     server.kill()
-    raise RuntimeError("moto_server did not start")
+    raise RuntimeError(f"{command[0]} did not start")
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    return start_server([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port)
+
+
+def start_endpoint() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    return start_server([sys.executable, "-m", "bench.sqs_endpoint", "--port", str(port)], port)
 
 
 def fill(client, url: str, count: int, tag: str) -> float:
@@ -88,18 +109,21 @@ def fill(client, url: str, count: int, tag: str) -> float:
     return time.perf_counter() - started
 
 
-def bare_drain(client, url: str, count: int, threads: int) -> float:
-    """The same drain with nothing but boto3: receive 10, delete them; events per second."""
+def bare_drain(client, url: str, count: int, threads: int, seconds: float | None = None) -> tuple[float, int]:
+    """The same drain with nothing but boto3: receive 10, delete them in one batch; events per
+    second and events drained, until ``count`` are drained or ``seconds`` have passed."""
     done = [0]
     lock = threading.Lock()
     started = time.perf_counter()
+    stop = started + seconds if seconds else float("inf")
 
     def work() -> None:
-        while True:
+        while time.perf_counter() < stop:
             with lock:
                 if done[0] >= count:
                     return
-            got = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            # No long poll: the queue is full, and a thread must not wait once the last message is taken
+            got = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
             if got:
                 entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
                 client.delete_message_batch(QueueUrl=url, Entries=entries)
@@ -109,7 +133,7 @@ def bare_drain(client, url: str, count: int, threads: int) -> float:
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(work) for _ in range(threads)]:
             future.result()
-    return count / (time.perf_counter() - started)
+    return done[0] / (time.perf_counter() - started), done[0]
 
 
 def our_drain(client, url: str, count: int, receivers: int) -> tuple[float, int]:
@@ -148,12 +172,31 @@ class InstantQueue:
         return {"Successful": [{"Id": e["Id"]} for e in Entries]}
 
 
-def freshness(client, url: str, rate: float, seconds: float, receivers: int) -> tuple[dict, int]:
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")  # noqa: E731
+    return pick(0.5), pick(0.95)
+
+
+def freshness(client, url: str, rate: float, seconds: float, receivers: int) -> tuple[dict, tuple, int]:
     """A producer puts ``rate`` events a second for ``seconds``, each stamped with the time it
-    is sent; the collector runs in its thread. Returns the freshness of every region together."""
+    is sent; the collector runs in its thread. Returns the source's freshness over every region
+    (against eventTime), the median and p95 against the exact send times, and the events sent."""
     engine = Engine(retention_seconds=None)
+    sent_at: dict[str, float] = {}
+    exact: list[float] = []
+    ingest = engine.ingest
+
+    def timed_ingest(batch, **options):  # the collector's normalised batch, as the source sees it ingested
+        result = ingest(batch, **options)
+        now = time.time()
+        exact.extend(now - sent_at[event] for event in batch.column("eventID") if event in sent_at)
+        return result
+
+    engine.ingest = timed_ingest
     source = eventbridge.SqsSource(client, url, receivers=receivers, lookback=0)
     collector = Collector(source, engine).start()
+    collector.wait_ready(60)  # the producer starts once the source listens, as a running app's would
     sent = 0
     started = time.monotonic()
     while time.monotonic() - started < seconds:
@@ -162,6 +205,7 @@ def freshness(client, url: str, rate: float, seconds: float, receivers: int) -> 
             batch = min(10, due - sent)
             now = time.time()
             entries = [{"Id": str(i), "MessageBody": body(sent + i, now, "steady")} for i in range(batch)]
+            sent_at.update((f"steady-{sent + i:07d}", now) for i in range(batch))
             client.send_message_batch(QueueUrl=url, Entries=entries)
             sent += batch
         time.sleep(0.02)
@@ -171,59 +215,130 @@ def freshness(client, url: str, rate: float, seconds: float, receivers: int) -> 
     collector.stop()
     source.close()
     overall = source.freshness.summary(time.time())[-1]
-    return overall, sent
+    return overall, percentiles(exact), sent
 
 
 def step(what: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} {what}\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=3000, help="events in the deep queue")
-    parser.add_argument("--receivers", type=int, default=eventbridge.RECEIVERS)
-    parser.add_argument("--rate", type=float, default=50.0, help="producer events per second, freshness run")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of the freshness run")
-    args = parser.parse_args()
-    load_before = os.getloadavg()
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def queue(client, name: str) -> str:
+    return client.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
+
+
+def moto_part(args) -> list[str]:
+    """moto's ceiling at each depth, then ours beside the bare loop on ``--moto-events``."""
     server, endpoint = start_moto()
+    lines = ["moto_server (moto 5.2.5), real botocore over HTTP:"]
     try:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
         os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
         client = eventbridge.make_client(f"{endpoint}/123456789012/q", receivers=args.receivers)
-        bare_url = client.create_queue(QueueName="bare", Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
-        ours_url = client.create_queue(QueueName="ours", Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
-        steady_url = client.create_queue(QueueName="steady", Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
-        step("filling two queues")
-        fill_bare = fill(client, bare_url, args.events, "bare")
-        fill_ours = fill(client, ours_url, args.events, "ours")
-        step("bare drain")
-        bare = bare_drain(client, bare_url, args.events, args.receivers)
-        step("our drain")
-        ours, held = our_drain(client, ours_url, args.events, args.receivers)
-        step("our drain of an instant queue")
-        ceiling, ceiling_held = our_drain(InstantQueue(args.events * 10), "instant", args.events * 10, args.receivers)
-        step("freshness")
-        overall, sent = freshness(client, steady_url, args.rate, args.seconds, args.receivers)
+        for depth in args.depths:
+            url = queue(client, f"depth-{depth}")
+            step(f"moto: filling {depth:,}")
+            filled = fill(client, url, depth, "depth")
+            step(f"moto: bare ceiling at depth {depth:,}")
+            rate, done = bare_drain(client, url, depth, args.receivers, CEILING_SECONDS)
+            lines.append(
+                f"  ceiling, bare boto3 receive+delete, {args.receivers} threads, depth {depth:,} to {depth - done:,}: "
+                f"{rate:,.1f} events/s (filled at {depth / filled:,.0f} events/s; load {load()})"
+            )
+        count = args.moto_events
+        bare_url, ours_url = queue(client, "bare"), queue(client, "ours")
+        step(f"moto: filling two queues of {count:,}")
+        fill(client, bare_url, count, "bare")
+        fill(client, ours_url, count, "ours")
+        step("moto: bare drain")
+        bare, _ = bare_drain(client, bare_url, count, args.receivers)
+        step("moto: our drain")
+        ours, held = our_drain(client, ours_url, count, args.receivers)
+        lines += [
+            f"  deep queue of {count:,} events drained to empty (load {load()}):",
+            f"    bare boto3 receive+delete, {args.receivers} threads: {bare:,.1f} events/s",
+            f"    ours (receive, parse, ingest, delete), {args.receivers} receivers: {ours:,.1f} events/s, "
+            f"{held:,} held",
+            f"    ours/bare: {ours / bare:.2f}x",
+        ]
+        step("moto: freshness")
+        steady, exact, sent = freshness(client, queue(client, "steady"), args.rate, args.seconds, args.receivers)
+        lines += [
+            f"  freshness, producer at {args.rate:g} events/s for {args.seconds:g} s ({sent:,} sent, "
+            f"{steady['events']:,} measured; load {load()}):",
+            f"    arrival - eventTime (as Status shows it): median {steady['p50']:.2f} s, p95 {steady['p95']:.2f} s "
+            f"(target 2 s: {steady['p95'] / 2:.2f}x; "
+            f"with the {REFRESH_SECONDS} s chart refresh {2 + REFRESH_SECONDS} s)",
+            f"    arrival - exact send time: median {exact[0]:.2f} s, p95 {exact[1]:.2f} s "
+            "(eventTime has whole seconds: the line above adds the send time's fraction, 0 to 1 s)",
+        ]
     finally:
         server.terminate()
         server.wait(10)
-    print(f"deep queue of {args.events:,} events in moto (filled in {fill_bare:.1f} s and {fill_ours:.1f} s)")
-    print(f"  bare boto3 receive+delete, {args.receivers} threads: {bare:,.0f} events/s")
-    print(f"  ours (receive, parse, ingest, delete), {args.receivers} receivers: {ours:,.0f} events/s, {held:,} held")
-    print(f"  ours/bare: {ours / bare:.2f}x")
-    print(
-        f"source ceiling, instant in-memory queue, {args.events * 10:,} events: {ceiling:,.0f} events/s "
-        f"({ceiling_held:,} held; target >= 1,000: {ceiling / 1000:.1f}x)"
+    return lines
+
+
+def endpoint_part(args) -> list[str]:
+    """The deep-queue drain on an endpoint whose calls cost the same at any depth."""
+    server, endpoint = start_endpoint()
+    try:
+        os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
+        client = eventbridge.make_client(f"{endpoint}/123456789012/q", receivers=args.receivers)
+        bare_url, ours_url = queue(client, "bare"), queue(client, "ours")
+        step(f"endpoint: filling two queues of {args.events:,}")
+        filled = fill(client, bare_url, args.events, "bare")
+        fill(client, ours_url, args.events, "ours")
+        step("endpoint: bare drain")
+        bare, _ = bare_drain(client, bare_url, args.events, args.receivers)
+        step("endpoint: our drain")
+        ours, held = our_drain(client, ours_url, args.events, args.receivers)
+    finally:
+        server.terminate()
+        server.wait(10)
+    return [
+        f"bench.sqs_endpoint (constant cost a call), real botocore over HTTP, deep queue of {args.events:,} events "
+        f"(filled at {args.events / filled:,.0f} events/s; load {load()}):",
+        f"  bare boto3 receive+delete, {args.receivers} threads: {bare:,.0f} events/s",
+        f"  ours (receive, parse, ingest, delete), {args.receivers} receivers: {ours:,.0f} events/s, {held:,} held "
+        f"(target >= 1,000: {ours / 1000:.2f}x)",
+        f"  ours/bare: {ours / bare:.2f}x",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events in the deep queue of bench.sqs_endpoint")
+    parser.add_argument("--moto-events", type=int, default=300, help="events in moto's deep queue, ours and bare")
+    parser.add_argument(
+        "--depths",
+        type=lambda text: [int(d) for d in text.split(",")],
+        default=[100, 300, 1000],
+        help="depths at which moto's ceiling is measured, comma-separated",
     )
-    target = 2 + REFRESH_SECONDS
-    print(
-        f"freshness, producer at {args.rate:g} events/s for {args.seconds:g} s ({sent:,} sent, {overall['events']:,} "
-        f"measured): median {overall['p50']:.2f} s, p95 {overall['p95']:.2f} s (target 2 s: {overall['p95'] / 2:.2f}x; "
-        f"with the {REFRESH_SECONDS} s chart refresh {target} s); eventTime has whole seconds, up to 1 s of it"
-    )
-    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (2 cores)")
+    parser.add_argument("--receivers", type=int, default=eventbridge.RECEIVERS)
+    parser.add_argument("--rate", type=float, default=50.0, help="producer events per second, freshness run")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the freshness run")
+    parser.add_argument("--parts", default="endpoint,instant,moto", help="which parts to run, comma-separated")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
+    lines = [f"load average at the start {load()} (2 cores)"]
+    if "endpoint" in parts:
+        lines += endpoint_part(args)
+    if "instant" in parts:
+        step("our drain of an instant queue")
+        ceiling, ceiling_held = our_drain(InstantQueue(args.events), "instant", args.events, args.receivers)
+        lines.append(
+            f"source ceiling, instant in-memory queue, {args.events:,} events: {ceiling:,.0f} events/s "
+            f"({ceiling_held:,} held; target >= 1,000: {ceiling / 1000:.1f}x; load {load()})"
+        )
+    if "moto" in parts:
+        lines += moto_part(args)
+    lines.append(f"load average at the end {load()} (2 cores)")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def drain(args: argparse.Namespace, err=sys.stderr) -> int:
                 moment = time.time()
                 quiet = moment - max(started, source.last_message_at or started)
                 if args.idle_exit is not None and quiet >= args.idle_exit and not source.waiting():
-                    source.stop_receiving()  # what the receives in flight bring is still written
+                    if source.stop_receiving():  # what the receives in flight bring is still written
+                        err.write("a receive was still in flight: its messages reappear after the visibility timeout\n")
                     while write(out) or source.waiting():
                         pass
                     break

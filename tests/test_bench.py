@@ -41,16 +41,17 @@ def test_the_core_benchmark_runs_and_prints_every_figure():
 
 def test_the_eventbridge_benchmark_runs_against_moto_and_prints_every_figure():
     result = subprocess.run(
-        [sys.executable, "-m", "bench.eventbridge", "--events", "30", "--seconds", "2", "--rate", "10"],
+        [sys.executable, "-m", "bench.eventbridge", "--events", "300", "--moto-events", "30", "--depths", "30"]
+        + ["--seconds", "2", "--rate", "10"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    for label in ("bare boto3", "ours/bare", "source ceiling", "freshness", "load average"):
+    for label in ("ceiling, bare boto3", "ours/bare", "source ceiling", "arrival - exact send time", "load average"):
         assert label in result.stdout, label
-    assert "30 held" in result.stdout  # the drain ended with every event
+    assert ", 300 held" in result.stdout and ", 30 held" in result.stdout  # each drain ended with every event
 
 
 def test_the_scale_benchmark_runs_memory_and_duckdb_on_a_small_trail():

@@ -223,6 +223,32 @@ def test_a_short_visibility_timeout_is_warned_about_and_saves_come_early(sqs, tm
     assert patient.warning == ""
 
 
+def test_receiving_pauses_while_a_save_is_due_and_resumes_once_it_deleted_the_messages(sqs):
+    url, _ = make_queue(sqs, visibility=6)  # a save is due once a message waited 3 s
+    send(sqs, url, [envelope(r) for r in workload(11, 5, time.time())])
+    source = source_for(sqs, url)
+    records = []
+    deadline = time.time() + 30
+    while len(records) < 5 and time.time() < deadline:
+        records += source.poll(time.time())
+    mark = source.ingested()  # in the buffer, never saved
+    assert len(records) == 5
+    deadline = time.time() + 5
+    while not source.waiting_for_save and time.time() < deadline:  # the receive in flight ends first
+        time.sleep(0.05)
+    assert source.needs_save() and source.waiting_for_save
+    send(sqs, url, [envelope(r) for r in workload(12, 5, time.time())])
+    time.sleep(1.0)  # a receiver would have taken them within this
+    assert source.counts["received"] == 5
+    assert source.details()["receiving"] == "paused until the next save"
+    source.acknowledge(mark)  # the save is done: its messages are deleted
+    deadline = time.time() + 30
+    while source.counts["received"] < 10 and time.time() < deadline:
+        time.sleep(0.1)
+    source.close()
+    assert source.counts["received"] >= 10 and not source.waiting_for_save
+
+
 def test_a_message_whose_events_cannot_be_ingested_goes_to_the_dead_letter_queue(sqs):
     class BrokenEngine(Engine):
         def ingest(self, batch, now_ns=None):
@@ -354,7 +380,7 @@ def test_the_hour_before_the_queue_is_filled_from_lookupevents_and_status_shows_
             "AWS_EC2_METADATA_DISABLED": "true",
         }.items():
             monkeypatch.setenv(name, value)
-        settings = {"sqs_queue_url": url, "lookback_hours": 1, "regions": "us-east-1", "overlap_minutes": 0.25}
+        settings = {"sqs_queue_url": url, "lookback_hours": 1, "regions": "us-east-1", "overlap_minutes": 0.5}
         settings["poll_seconds"] = 1  # keeps polling: start_app otherwise polls once an hour
         at = start_app("status", source="eventbridge", **settings)
         assert not at.exception
@@ -372,7 +398,7 @@ def test_the_hour_before_the_queue_is_filled_from_lookupevents_and_status_shows_
         wait(lambda: source.gaps is not None and source.gaps.items)
         at.run()
         gap = gaps_table().iloc[0]
-        assert (gap["Why"], gap["State"]) == ("first start", "open")  # open for the 15 s of late events at least
+        assert (gap["Why"], gap["State"]) == ("first start", "open")  # open for the 30 s of late events at least
         assert any("being read from cloudtrail" in w.value for w in at.warning)
 
         engine = runtime().engine
@@ -427,7 +453,7 @@ def test_the_command_line_drains_the_queue_to_json_lines_each_event_once(sqs, tm
     ids = [json.loads(line)["eventID"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(r["eventID"] for r in records)  # each once
     assert "wrote 40 events" in done.stderr and "3 messages that were not CloudTrail events" in done.stderr
-    assert counts(sqs, url) == (0, 0) and counts(sqs, dead) == (0, 0)
+    assert counts(sqs, url) == (0, 0) and counts(sqs, dead) == (0, 0), done.stderr
 
 
 def test_events_of_other_regions_are_left_out_and_their_messages_deleted(sqs):
@@ -441,3 +467,38 @@ def test_events_of_other_regions_are_left_out_and_their_messages_deleted(sqs):
     source.close()
     assert_exactly(engine, {r["eventID"] for r in records if r["awsRegion"] == "eu-west-1"})
     assert counts(sqs, url) == (0, 0)
+
+
+def test_status_warns_of_a_short_visibility_timeout_and_of_a_failing_receive(sqs, start_app, monkeypatch):
+    from ui.runtime import runtime
+
+    from_settings = eventbridge.from_settings
+
+    def short_polls(values, checkpoint):  # so the receive after the queue is gone comes within a second
+        source = from_settings(values, checkpoint)
+        source.wait_seconds = 1
+        return source
+
+    monkeypatch.setattr(eventbridge, "from_settings", short_polls)
+
+    url = sqs.create_queue(QueueName="brief", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    settings = {"sqs_queue_url": url, "lookback_hours": 0, "eventbridge_backfill": "none", "save_minutes": 5}
+    at = start_app("status", source="eventbridge", **settings)
+    assert not at.exception
+    source = runtime().collector.source
+    assert any("visibility timeout (30 s) is shorter" in w.value and "360 s" in w.value for w in at.warning)
+    assert not any("The queue failed" in w.value for w in at.warning)
+
+    def wait(condition, seconds=30):
+        deadline = time.time() + seconds
+        while not condition() and time.time() < deadline:
+            time.sleep(0.1)
+        assert condition()
+
+    send(sqs, url, [envelope(make_record("only", iso(time.time())))])  # ends the receive's long poll at once
+    wait(lambda: source.counts["received"] == 1)
+    sqs.delete_queue(QueueUrl=url)  # so the next receive fails
+    wait(lambda: source.counts["receive_errors"] >= 1)
+    at.run()
+    failed = [w.value for w in at.warning if "The queue failed in the last 5 minutes" in w.value]
+    assert len(failed) == 1 and "receive:" in failed[0] and "NonExistentQueue" in failed[0], failed
