@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from collectors import memory
 from metrics.buffer import NS_PER_SECOND
 from metrics.engine import Engine
+from metrics.documents import normalise_documents
 from metrics.normalise import Rejects, normalise_all
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Collector:
         self.save_every = save_every
         # Beside the pumps: objects with observe(records, columns) and advance(watermark_s),
         # e.g. rule detections and per-dimension anomaly scores. Their failures are recorded.
+        # ``records`` are parsed dicts, or after a large poll the events' raw JSON bytes.
         self.analyses = list(analyses)
         self.analysis_errors: dict[str, str] = {}
         self.health = Health(source=source.name, started=clock())
@@ -108,8 +110,7 @@ class Collector:
         if hasattr(self.source, "refresh"):
             self._refresh_windows(now)
             return
-        records = self.source.poll(now)
-        batch = normalise_all(records, self.health.rejects, origin=self.source.name)
+        batch, records = self._poll_and_normalise(now)
         result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
         self._ingested()
         watermark = self._watermark(batch, now)
@@ -131,6 +132,21 @@ class Collector:
             health.lag_seconds = now - newest
         if self.store is not None and (self.clock() - self._last_save >= self.save_every or self._save_asked()):
             self.save()
+
+    def _poll_and_normalise(self, now: float):
+        """(the poll's events, what the analyses observe). A source that can hand over its files
+        unparsed (``poll_documents``) has a large poll normalised in one go, and the analyses
+        then get the events' raw JSON instead of parsed records."""
+        documents = getattr(self.source, "poll_documents", None)
+        if not callable(documents):
+            records = self.source.poll(now)
+            return normalise_all(records, self.health.rejects, origin=self.source.name), records
+        items = documents(now)
+        batch, records = normalise_documents(items, self.health.rejects, origin=self.source.name)
+        counted = getattr(self.source, "documents_read", None)
+        if counted is not None:
+            counted(items)
+        return batch, records
 
     def _ingested(self) -> None:
         hook = getattr(self.source, "ingested", None)
@@ -189,7 +205,7 @@ class Collector:
             health.lag_seconds = now - newest
 
     def _analyse(self, records, columns, watermark) -> None:
-        parsed = [r for r in records if isinstance(r, dict)]
+        parsed = [r for r in records if isinstance(r, (dict, bytes))]
         for analysis in self.analyses:
             name = type(analysis).__name__
             try:
