@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from collectors import memory
 from metrics.buffer import NS_PER_SECOND
-from metrics.engine import Engine
 from metrics.documents import normalise_documents
+from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
 
 LOG = logging.getLogger(__name__)
