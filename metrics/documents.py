@@ -29,8 +29,8 @@ from metrics.records import iter_bytes, iter_lines
 # A poll of at least this many bytes takes the columnar path: below it the per-record path
 # costs no more, and a live poll's few records reach the analyses parsed.
 FAST_BYTES = 1 << 20
-# Escaped UTF-16 surrogates (orjson refuses a lone one) and exponents orjson reads as infinity.
-_ODD = re.compile(rb"\\u[dD][89a-fA-F]|\d[eE][+-]?\d{3}")
+# Escaped UTF-16 surrogates: orjson refuses a lone one, msgspec and pyarrow may not.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -138,7 +138,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if _ODD.search(data):
+    if _SURROGATE.search(data):
         return None
     try:
         records = _TRAIL.decode(data).Records
