@@ -14,6 +14,9 @@ with orjson, what a detector that reads only dicts costs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import math
 import os
 import socket
 import subprocess
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import orjson
 
+import collectors.collector as collector_module
 from bench.ingest import DAY, START, generate
 from collectors.analyses import Detections
 from collectors.collector import Collector
@@ -69,13 +73,14 @@ def drain(source, now: float, analyses: list) -> tuple[float, Collector]:
 
     engine.advance = timed_advance
     collector.learning = learning
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(100_000):
         before = collector.health.events + collector.health.duplicates + collector.health.rejects.total
         collector.poll_once(now)
         after = collector.health.events + collector.health.duplicates + collector.health.rejects.total
         if after == before and not getattr(source, "more", False) and source.watermark(now) is not None:
             break
+    collector.cpu_seconds = time.process_time() - cpu
     return time.perf_counter() - start, collector
 
 
@@ -85,9 +90,9 @@ def report(label: str, seconds: float, collector: Collector) -> None:
     errors = f"; analysis errors {collector.analysis_errors}" if collector.analysis_errors else ""
     learned = collector.learning[0]
     print(
-        f"{label:<44}{events / seconds:>10,.0f} records/s into the engine ({events:,} events, {seconds:.2f} s, "
-        f"of which {learned:.2f} s the forest learning; {events / (seconds - learned):,.0f}/s without it; "
-        f"target >= 200,000/s); rejects {rejects or 'none'}{errors}",
+        f"{label:<58}{events / seconds:>8,.0f} records/s ({events:,} events in {seconds:.2f} s, "
+        f"{collector.cpu_seconds:.2f} s CPU: {events / collector.cpu_seconds:,.0f}/s of CPU; forest learning "
+        f"{learned:.2f} s of it; target >= 200,000/s); rejects {rejects or 'none'}{errors}",
         flush=True,
     )
 
@@ -122,33 +127,51 @@ def moto_client(trail_dir: Path):
     return client, server
 
 
+@contextlib.contextmanager
+def _path(path: str):
+    """The collector's normalising as it is ("columnar": a large poll at once) or record by
+    record whatever the poll's size ("per-record", what every poll did before)."""
+    if path == "columnar":
+        yield
+        return
+    original = collector_module.normalise_documents
+    collector_module.normalise_documents = functools.partial(original, fast_bytes=math.inf)
+    try:
+        yield
+    finally:
+        collector_module.normalise_documents = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "bench-ingest"))
     parser.add_argument("--kinds", default="none,detections,parsed", help="analyses: none,detections,parsed")
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--paths", default="columnar,per-record", help="columnar (large polls at once), per-record")
     args = parser.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores", flush=True)
     lines, trail = generate(folder, args.events)
-    kinds = args.kinds.split(",")
+    runs = [(kind, path) for path in args.paths.split(",") for kind in args.kinds.split(",")]
     names = {"none": "", "detections": ", detections", "parsed": ", detections (parsed)"}
-    for kind in kinds:
-        seconds, collector = drain(FileSource(trail, settle_seconds=0), time.time(), _analyses(kind, folder))
-        report(f"files source, gz trail folder{names[kind]}", seconds, collector)
-        seconds, collector = drain(FileSource(lines, settle_seconds=0), time.time(), _analyses(kind, folder))
-        report(f"files source, JSON Lines{names[kind]}", seconds, collector)
+    for kind, path in runs:
+        with _path(path):
+            seconds, collector = drain(FileSource(trail, settle_seconds=0), time.time(), _analyses(kind, folder))
+            report(f"files source, gz trail folder, {path}{names[kind]}", seconds, collector)
+            seconds, collector = drain(FileSource(lines, settle_seconds=0), time.time(), _analyses(kind, folder))
+            report(f"files source, JSON Lines, {path}{names[kind]}", seconds, collector)
     if not args.skip_s3:
         from collectors.s3 import S3TrailSource
 
         client, server = moto_client(trail)
         try:
-            for kind in kinds:
-                source = S3TrailSource(client, "trail", start=START, end=START + DAY, max_objects_per_poll=500)
-                seconds, collector = drain(source, START + DAY + 3600, _analyses(kind, folder))
-                report(f"S3 source (moto){names[kind]}", seconds, collector)
+            for kind, path in runs:
+                with _path(path):
+                    source = S3TrailSource(client, "trail", start=START, end=START + DAY, max_objects_per_poll=500)
+                    seconds, collector = drain(source, START + DAY + 3600, _analyses(kind, folder))
+                    report(f"S3 source (moto), {path}{names[kind]}", seconds, collector)
         finally:
             server.terminate()
             server.wait()

@@ -205,6 +205,8 @@ class Collector:
             health.lag_seconds = now - newest
 
     def _analyse(self, records, columns, watermark) -> None:
+        if not self.analyses:
+            return
         parsed = [r for r in records if isinstance(r, (dict, bytes))]
         for analysis in self.analyses:
             name = type(analysis).__name__

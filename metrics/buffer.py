@@ -23,6 +23,7 @@ from metrics.windows import NS_PER_SECOND
 
 DAY_SECONDS = 86_400
 MAX_CHUNK_ID_BYTES = 1 << 30
+RELEASE_AFTER_EVENTS = 1 << 16
 # Eviction scans the whole buffer, so it waits until this share of the retention is stale.
 EVICTION_SLACK = 0.01
 # Drill-down decompresses one block (about 2.5 MB of JSON) to read one record.
@@ -150,7 +151,7 @@ class Chunk:
     read_only: np.ndarray  # int8: 1, 0, or -1 for missing
     codes: dict[str, np.ndarray]
     raw_block: np.ndarray  # int32: which compressed block holds the raw record
-    raw_slot: np.ndarray  # int32: its position in that block
+    raw_slot: np.ndarray  # int16: its position in that block (fewer than BLOCK_RECORDS)
     index: IdIndex | None = None  # the buffer's own chunks have one; a reader's pieces need none
 
     def __len__(self) -> int:
@@ -218,7 +219,7 @@ class RawStore:
         """Store records; returns each one's (block, slot)."""
         n = len(raws)
         blocks = np.empty(n, dtype=np.int32)
-        slots = np.empty(n, dtype=np.int32)
+        slots = np.empty(n, dtype=np.int16)
         done = 0
         while done < n:
             part = raws[done : done + BLOCK_RECORDS - len(self._open)]
@@ -465,6 +466,9 @@ class EventBuffer:
         ):
             last = chunks.pop()
             chunks[-1] = Chunk.concat([chunks[-1], last])
+            if len(chunks[-1]) >= RELEASE_AFTER_EVENTS:
+                # Arrow's allocator keeps what a large merge freed unless asked to give it back.
+                pa.default_memory_pool().release_unused()
 
     def evict(self, now_ns: int) -> int:
         """Drop events older than the retention window; returns how many."""

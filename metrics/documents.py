@@ -138,7 +138,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if _SURROGATE.search(data):
+    if b"\\u" in data and _SURROGATE.search(data):
         return None
     try:
         records = _TRAIL.decode(data).Records
