@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 
 import msgspec
-from isal import igzip
+from isal import igzip, igzip_lib
 
 from metrics.columnar import normalise_lines
 from metrics.events import Batch
@@ -129,7 +129,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
     if data[:2] == b"\x1f\x8b":
         try:
             data = igzip.decompress(data)
-        except (OSError, EOFError, ValueError, zlib.error):
+        except (OSError, EOFError, ValueError, zlib.error, igzip_lib.IsalError):
             return None  # the per-record path reports why
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]

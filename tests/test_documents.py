@@ -32,6 +32,8 @@ def odd_items() -> list:
         Document(trail([*good[20:30], *wrong, 7, None]), "b.json"),
         Document(b'{"Records": [{"eventID": "x", ', "cut.json"),  # invalid JSON
         Document(b"\x1f\x8bnot gzip", "bad.json.gz"),
+        Document(gzip.compress(trail(all_stratus()[:3]))[:-30], "cut.json.gz"),  # a truncated gzip
+        Document(b"\x1f\x8b\x08\x00" + b"not gzip" * 8, "corrupt.json.gz"),
         Document(orjson.dumps(good[30:35]), "array.json"),  # a bare JSON array
         Document(b"\n".join(orjson.dumps(r) for r in good[35:38]), "lines.json"),  # JSON Lines in a .json
         Document(trail([{**good[38], "eventSource": "caf\xe9"}]) + b" ", "utf8.json"),
