@@ -117,7 +117,9 @@ class Collector:
         if watermark is not None:
             self._watermark_ns = int(watermark * NS_PER_SECOND)
             self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
-        self._analyse(records, result.columns if result.added else None, watermark)
+        # The columnar path hands over the events' raw JSON, nothing else to filter out.
+        observed = records if records is batch.raws else [r for r in records if isinstance(r, dict)]
+        self._analyse(observed, result.columns if result.added else None, watermark)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()
@@ -205,13 +207,10 @@ class Collector:
             health.lag_seconds = now - newest
 
     def _analyse(self, records, columns, watermark) -> None:
-        if not self.analyses:
-            return
-        parsed = [r for r in records if isinstance(r, (dict, bytes))]
         for analysis in self.analyses:
             name = type(analysis).__name__
             try:
-                analysis.observe(parsed, columns)
+                analysis.observe(records, columns)
                 if watermark is not None:
                     analysis.advance(int(watermark))
                 self.analysis_errors.pop(name, None)

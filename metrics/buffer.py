@@ -238,7 +238,7 @@ class RawStore:
 
     def _seal(self) -> None:
         offsets = np.zeros(len(self._open) + 1, dtype=np.int32)  # a block is far below 2 GB
-        np.cumsum([len(r) for r in self._open], out=offsets[1:])
+        np.cumsum(np.fromiter(map(len, self._open), dtype=np.int64, count=len(self._open)), out=offsets[1:])
         # zstandard's result keeps its worst-case allocation; a copy holds only the bytes.
         data = bytes(memoryview(self._compress(b"".join(self._open))))
         self.blocks[self._open_id] = (data, offsets)
