@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from collectors import memory
 from metrics.buffer import NS_PER_SECOND
+from metrics.documents import normalise_documents
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
 
@@ -88,6 +89,7 @@ class Collector:
         self.save_every = save_every
         # Beside the pumps: objects with observe(records, columns) and advance(watermark_s),
         # e.g. rule detections and per-dimension anomaly scores. Their failures are recorded.
+        # ``records`` are parsed dicts, or after a large poll the events' raw JSON bytes.
         self.analyses = list(analyses)
         self.analysis_errors: dict[str, str] = {}
         self.health = Health(source=source.name, started=clock())
@@ -108,15 +110,16 @@ class Collector:
         if hasattr(self.source, "refresh"):
             self._refresh_windows(now)
             return
-        records = self.source.poll(now)
-        batch = normalise_all(records, self.health.rejects, origin=self.source.name)
+        batch, records = self._poll_and_normalise(now)
         result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
         self._ingested()
         watermark = self._watermark(batch, now)
         if watermark is not None:
             self._watermark_ns = int(watermark * NS_PER_SECOND)
             self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
-        self._analyse(records, result.columns if result.added else None, watermark)
+        # The columnar path hands over the events' raw JSON, nothing else to filter out.
+        observed = records if records is batch.raws else [r for r in records if isinstance(r, dict)]
+        self._analyse(observed, result.columns if result.added else None, watermark)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()
@@ -131,6 +134,21 @@ class Collector:
             health.lag_seconds = now - newest
         if self.store is not None and (self.clock() - self._last_save >= self.save_every or self._save_asked()):
             self.save()
+
+    def _poll_and_normalise(self, now: float):
+        """(the poll's events, what the analyses observe). A source that can hand over its files
+        unparsed (``poll_documents``) has a large poll normalised in one go, and the analyses
+        then get the events' raw JSON instead of parsed records."""
+        documents = getattr(self.source, "poll_documents", None)
+        if not callable(documents):
+            records = self.source.poll(now)
+            return normalise_all(records, self.health.rejects, origin=self.source.name), records
+        items = documents(now)
+        batch, records = normalise_documents(items, self.health.rejects, origin=self.source.name)
+        counted = getattr(self.source, "documents_read", None)
+        if counted is not None:
+            counted(items)
+        return batch, records
 
     def _ingested(self) -> None:
         hook = getattr(self.source, "ingested", None)
@@ -190,11 +208,10 @@ class Collector:
             health.lag_seconds = now - newest
 
     def _analyse(self, records, columns, watermark) -> None:
-        parsed = [r for r in records if isinstance(r, dict)]
         for analysis in self.analyses:
             name = type(analysis).__name__
             try:
-                analysis.observe(parsed, columns)
+                analysis.observe(records, columns)
                 if watermark is not None:
                     analysis.advance(int(watermark))
                 self.analysis_errors.pop(name, None)

@@ -19,7 +19,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from metrics.records import RECORD_SUFFIXES, iter_file, iter_lines
+from metrics.documents import Document, Lines, parsed
+from metrics.normalise import Unreadable
+from metrics.records import RECORD_SUFFIXES
 
 SETTLE_SECONDS = 1.0
 # CloudTrail delivers within about 15 minutes; nothing guarantees more of a folder.
@@ -54,6 +56,7 @@ class FileSource:
         self.more = False  # files had unread lines after the last poll
         self.replaced = 0  # files found truncated or replaced, read again from their start
         self._read_bytes = self._total_bytes = 0
+        self._lines_read = 0  # JSON Lines read by the current poll
 
     def checkpoints(self) -> dict:
         return {"files": {name: dict(state) for name, state in self._state.items()}}
@@ -80,7 +83,13 @@ class FileSource:
     def poll(self, now: float) -> list[object]:
         """Records (or ``Unreadable`` markers) that are new since the last poll, at most
         ``batch_records`` of JSON Lines (a document is never cut)."""
+        return parsed(self.poll_documents(now))
+
+    def poll_documents(self, now: float) -> list[Document | Lines | Unreadable]:
+        """What ``poll`` reads, unparsed: whole new files, pieces of JSON Lines, and markers of
+        files that could not be read (``metrics.documents`` normalises them)."""
         records: list[object] = []
+        self._lines_read = 0
         more = False
         read = total = 0
         for file in self._files():
@@ -91,7 +100,7 @@ class FileSource:
             key = str(file)
             if file.name.lower().endswith(LINE_SUFFIXES):
                 total += stat.st_size
-                if len(records) < self.batch_records:
+                if self._lines_read < self.batch_records:
                     self._read_lines(file, key, stat, now, records)
                 state = self._state.get(key)
                 done = state["offset"] if state else 0
@@ -108,7 +117,10 @@ class FileSource:
             return
         if now - stat.st_mtime < self.settle_seconds:
             return
-        records.extend(iter_file(file))
+        try:
+            records.append(Document(file.read_bytes(), key))
+        except OSError as error:
+            records.append(Unreadable(f"unreadable file: {error.strerror or error}", key))
         self._state[key] = {
             "inode": stat.st_ino,
             "size": stat.st_size,
@@ -129,7 +141,7 @@ class FileSource:
                     return
                 settled = now - stat.st_mtime >= self.settle_seconds
                 handle.seek(offset)
-                while len(records) < self.batch_records:
+                while self._lines_read < self.batch_records:
                     data = handle.read(READ_BYTES)
                     if not data:
                         break
@@ -143,8 +155,10 @@ class FileSource:
                             more = handle.readline()
                             data += more
                             end = len(data)
-                    records.extend(iter_lines(data[:end], key, line + 1))
-                    line += data[:end].count(b"\n")
+                    records.append(Lines(data[:end], key, line + 1))
+                    lines = data[:end].count(b"\n")
+                    line += lines
+                    self._lines_read += max(lines, 1)
                     offset += end
                     handle.seek(offset)
                 head = (
@@ -184,6 +198,9 @@ class RegionFilter:
         self.source = source
         self.regions = frozenset(regions)
         self.name = source.name
+
+    # The records are filtered once parsed: the collector must not read the documents unfiltered.
+    poll_documents = None
 
     def __getattr__(self, name: str):
         return getattr(self.source, name)

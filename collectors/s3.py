@@ -19,11 +19,12 @@ the file. The bucket may hold years of them, so it is never listed whole:
   before its last listing (so today, and yesterday just after midnight), which finds the
   files delivered since.
 
-Every object is read once: its key goes into ``seen`` after it was read and parsed, and a key
+Every object is read once: its key goes into ``seen`` after it was read, and a key
 in ``seen`` is never read again. The caller may persist ``seen`` between polls and pass it back
 to a new source after a restart. Unparsable data comes back as ``Unreadable`` markers (from
 ``iter_bytes``), and so does an object over ``MAX_OBJECT_BYTES`` or one that failed to download
-``READ_ATTEMPTS`` times.
+``READ_ATTEMPTS`` times. ``poll_documents`` gives the objects' bytes unparsed instead, for the
+collector to normalise a large poll in one go (``metrics.documents``).
 
 An S3 error on one prefix (AccessDenied, throttling) is kept in ``progress["errors"]`` and that
 prefix is listed again on the next poll; the other prefixes carry on. A poll raises only when
@@ -41,8 +42,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from metrics.documents import Document, parsed
 from metrics.normalise import Unreadable
-from metrics.records import iter_bytes
 
 # CloudTrail delivers a file within about 15 minutes of the events it holds.
 DELIVERY_WINDOW = 15 * 60
@@ -217,6 +218,21 @@ class S3TrailSource:
 
     def poll(self, now: float) -> list[object]:
         """Records (or ``Unreadable`` markers) of the next objects not read yet."""
+        items = self.poll_documents(now)
+        records = parsed(items)
+        self.documents_read(items)
+        return records
+
+    def documents_read(self, items) -> None:
+        """Counts the records of documents once normalised (``metrics.documents`` fills them in)."""
+        for item in items:
+            if isinstance(item, Document):
+                self._unreadable += item.unreadable
+                self._records += item.records - item.unreadable
+
+    def poll_documents(self, now: float) -> list[Document | Unreadable]:
+        """What ``poll`` reads, unparsed: the next objects' bytes, and markers of those that could
+        not be read; ``documents_read`` is called with them once they are normalised."""
         self._ok = 0
         self._failures = []
         if self._discovered_at is None or (self._caught_up() and now - self._discovered_at >= self.rediscover_seconds):
@@ -241,7 +257,7 @@ class S3TrailSource:
             if self._pending:
                 key, size = self._pending.popleft()
                 self._pending_keys.discard(key)
-                records.extend(self._read(key, size))
+                records.extend(self._fetch(key, size))
                 reads += 1
             elif self._tasks and lists < self.max_lists_per_poll:
                 lists += self._list(self._tasks.popleft(), now)
@@ -382,7 +398,7 @@ class S3TrailSource:
 
     # Reading objects.
 
-    def _read(self, key: str, size: int) -> list[object]:
+    def _fetch(self, key: str, size: int) -> list[Document | Unreadable]:
         if key in self._seen:
             return []
         origin = f"s3://{self.bucket}/{key}"
@@ -405,17 +421,13 @@ class S3TrailSource:
             self._seen.add(key)
             self._unreadable += 1
             return [Unreadable("unreadable object", origin, _describe(error))]
-        items = list(iter_bytes(data, origin))
         self._seen.add(key)
         self._read_attempts.pop(key, None)
         with self._lock:
             self._errors.pop(key, None)
-        unreadable = sum(isinstance(item, Unreadable) for item in items)
         self._objects_read += 1
         self._bytes_read += len(data)
-        self._unreadable += unreadable
-        self._records += len(items) - unreadable
-        return items
+        return [Document(data, origin)]
 
     # Bookkeeping.
 

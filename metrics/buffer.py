@@ -5,22 +5,30 @@ Writers append batches; readers take snapshots that never change under them. Sto
 short list of immutable chunks (merged like a binary counter, so an append costs time in
 proportion to its batch, amortised) with text columns as codes into append-only
 dictionaries, and the raw records compressed in blocks for drill-down.
+
+EventIDs are an Arrow string column per chunk, found through the chunk's sorted 64-bit hashes:
+a hash match is always checked against the stored id, so two distinct ids that share a hash
+are two events. That costs about 52 bytes an event, where a Python set of strings beside an
+object column cost about 150; a whole batch is checked with a few ``searchsorted`` calls.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import zstandard
 
 from metrics.events import COLUMNS, DICTIONARY_COLUMNS, Batch
 from metrics.windows import NS_PER_SECOND
 
 DAY_SECONDS = 86_400
+MAX_CHUNK_ID_BYTES = 1 << 30
+RELEASE_AFTER_EVENTS = 1 << 16
 # Eviction scans the whole buffer, so it waits until this share of the retention is stale.
 EVICTION_SLACK = 0.01
 # Drill-down decompresses one block (about 2.5 MB of JSON) to read one record.
@@ -28,7 +36,8 @@ BLOCK_RECORDS = 2048
 
 
 class Dictionary:
-    """Append-only mapping between strings and small integer codes (-1 is missing)."""
+    """Append-only mapping between strings and small integer codes (-1 is missing), as the
+    narrowest integer type that holds them."""
 
     __slots__ = ("index", "values")
 
@@ -38,17 +47,31 @@ class Dictionary:
         self.index.update((v, i) for i, v in enumerate(self.values))
 
     def encode(self, column: Sequence[str | None]) -> np.ndarray:
-        codes = list(map(self.index.get, column))
-        if None in codes:  # only strings never seen before
-            for i, code in enumerate(codes):
-                if code is None:
-                    value = column[i]
-                    code = self.index.get(value)
-                    if code is None:
-                        code = self.index[value] = len(self.values)
-                        self.values.append(value)
-                    codes[i] = code
-        return np.array(codes, dtype=np.int32)
+        # One hash-table pass in native code, then a dict look-up per distinct value only.
+        codes, uniques = pd.factorize(np.asarray(column, dtype=object))
+        if not len(uniques):
+            return np.full(len(codes), -1, dtype=code_type(len(self.values)))
+        index, values = self.index, self.values
+        mapped = np.empty(len(uniques) + 1, dtype=np.int32)
+        mapped[-1] = -1  # factorize's -1 (missing) picks the last slot
+        for i, value in enumerate(uniques.tolist()):
+            code = index.get(value)
+            if code is None:
+                code = index[value] = len(values)
+                values.append(value)
+            mapped[i] = code
+        return mapped.astype(code_type(len(values)))[codes]
+
+
+def code_type(size: int) -> type:
+    """The narrowest integer type for codes into a dictionary of ``size`` strings (and -1): most
+    columns hold a few dozen distinct values, so a byte a row instead of four. Chunks of
+    different widths concatenate to the wider."""
+    if size < 2**7:
+        return np.int8
+    if size < 2**15:
+        return np.int16
+    return np.int32
 
 
 @dataclass(frozen=True)
@@ -84,21 +107,69 @@ class EventColumns:
         return cls(times, codes, labels)
 
 
+def id_hashes(ids) -> np.ndarray:
+    """64-bit hashes of eventIDs (a list or object array of str), for finding an id fast; two
+    distinct ids may share one, so a match is always checked against the id itself."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+@dataclass(frozen=True)
+class IdIndex:
+    """A chunk's eventID hashes sorted, and the row of each: ``searchsorted`` finds an id."""
+
+    hashes: np.ndarray  # uint64, sorted
+    rows: np.ndarray  # int32: the chunk row of each hash
+
+    @classmethod
+    def of(cls, hashes: np.ndarray) -> IdIndex:
+        order = np.argsort(hashes, kind="stable")
+        return cls(hashes[order], order.astype(np.int32))
+
+    @staticmethod
+    def concat(indexes: Sequence[IdIndex], sizes: Sequence[int]) -> IdIndex:
+        offsets = np.cumsum([0, *sizes[:-1]])
+        hashes = np.concatenate([i.hashes for i in indexes])
+        rows = np.concatenate([i.rows + np.int32(o) for i, o in zip(indexes, offsets)])
+        order = np.argsort(hashes, kind="stable")  # sorted runs: close to a linear merge
+        return IdIndex(hashes[order], rows[order])
+
+    def candidates(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions into ``hashes``, chunk rows) of every stored id sharing a hash with them."""
+        order = np.argsort(hashes)  # sorted queries search far faster than random ones
+        hashes = hashes[order]
+        low = np.searchsorted(self.hashes, hashes, side="left")
+        counts = np.searchsorted(self.hashes, hashes, side="right") - low
+        wanted = np.repeat(order, counts)
+        firsts = np.cumsum(counts) - counts  # where each query's matches start among all matches
+        places = np.repeat(low - firsts, counts) + np.arange(len(wanted))
+        return wanted, self.rows[places]
+
+    @property
+    def nbytes(self) -> int:
+        return self.hashes.nbytes + self.rows.nbytes
+
+
 @dataclass(frozen=True)
 class Chunk:
-    ids: np.ndarray  # object: eventID strings
+    ids: pa.StringArray  # eventIDs: about 40 bytes each, where Python strings in a set cost 150
     times: np.ndarray  # int64 nanoseconds
     read_only: np.ndarray  # int8: 1, 0, or -1 for missing
     codes: dict[str, np.ndarray]
     raw_block: np.ndarray  # int32: which compressed block holds the raw record
-    raw_slot: np.ndarray  # int32: its position in that block
+    raw_slot: np.ndarray  # int16: its position in that block (fewer than BLOCK_RECORDS)
+    index: IdIndex | None = None  # the buffer's own chunks have one; a reader's pieces need none
 
     def __len__(self) -> int:
         return len(self.times)
 
-    def take(self, selector: np.ndarray) -> Chunk:
+    def take(self, selector) -> Chunk:
+        if isinstance(selector, slice):
+            start, stop, _ = selector.indices(len(self))
+            ids = self.ids.slice(start, max(0, stop - start))
+        else:
+            ids = self.ids.take(pa.array(np.asarray(selector, dtype=np.int64)))
         return Chunk(
-            self.ids[selector],
+            ids,
             self.times[selector],
             self.read_only[selector],
             {k: v[selector] for k, v in self.codes.items()},
@@ -106,17 +177,30 @@ class Chunk:
             self.raw_slot[selector],
         )
 
+    def indexed(self) -> Chunk:
+        """This chunk with its id index (built from the ids when missing)."""
+        if self.index is not None:
+            return self
+        return replace(self, index=IdIndex.of(id_hashes(self.ids.to_numpy(zero_copy_only=False))))
+
+    def id_list(self, rows: np.ndarray) -> list[str]:
+        return self.ids.take(pa.array(rows, pa.int64())).to_pylist()
+
     @staticmethod
     def concat(chunks: Sequence[Chunk]) -> Chunk:
         if len(chunks) == 1:
             return chunks[0]
+        index = None
+        if all(c.index is not None for c in chunks):
+            index = IdIndex.concat([c.index for c in chunks], [len(c) for c in chunks])
         return Chunk(
-            np.concatenate([c.ids for c in chunks]),
+            pa.concat_arrays([c.ids for c in chunks]),
             np.concatenate([c.times for c in chunks]),
             np.concatenate([c.read_only for c in chunks]),
             {k: np.concatenate([c.codes[k] for c in chunks]) for k in chunks[0].codes},
             np.concatenate([c.raw_block for c in chunks]),
             np.concatenate([c.raw_slot for c in chunks]),
+            index,
         )
 
 
@@ -140,7 +224,7 @@ class RawStore:
         """Store records; returns each one's (block, slot)."""
         n = len(raws)
         blocks = np.empty(n, dtype=np.int32)
-        slots = np.empty(n, dtype=np.int32)
+        slots = np.empty(n, dtype=np.int16)
         done = 0
         while done < n:
             part = raws[done : done + BLOCK_RECORDS - len(self._open)]
@@ -153,8 +237,8 @@ class RawStore:
         return blocks, slots
 
     def _seal(self) -> None:
-        offsets = np.zeros(len(self._open) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in self._open], out=offsets[1:])
+        offsets = np.zeros(len(self._open) + 1, dtype=np.int32)  # a block is far below 2 GB
+        np.cumsum(np.fromiter(map(len, self._open), dtype=np.int64, count=len(self._open)), out=offsets[1:])
         # zstandard's result keeps its worst-case allocation; a copy holds only the bytes.
         data = bytes(memoryview(self._compress(b"".join(self._open))))
         self.blocks[self._open_id] = (data, offsets)
@@ -223,7 +307,7 @@ class BufferSnapshot:
     def _whole(self) -> Chunk:
         if not self.chunks:
             return _empty_chunk()
-        return Chunk.concat(self.chunks)
+        return Chunk.concat([replace(c, index=None) for c in self.chunks])
 
     def frame(self, start_ns: int | None = None, end_ns: int | None = None) -> pd.DataFrame:
         """Events with start <= eventTime < end, one column per ``COLUMNS`` entry, text as
@@ -240,7 +324,7 @@ class BufferSnapshot:
         data = {}
         for name in COLUMNS:
             if name == "eventID":
-                data[name] = pd.Series(part.ids, dtype=object)
+                data[name] = pd.Series(part.ids.to_numpy(zero_copy_only=False), dtype=object)
             elif name == "eventTime":
                 data[name] = pd.to_datetime(part.times, unit="ns", utc=True)
             elif name == "readOnly":
@@ -258,11 +342,12 @@ class BufferSnapshot:
 
 def _empty_chunk() -> Chunk:
     empty = np.empty(0, dtype=np.int32)
+    no_codes = np.empty(0, dtype=np.int8)
     return Chunk(
-        np.empty(0, dtype=object),
+        pa.array([], pa.string()),
         np.empty(0, dtype=np.int64),
         np.empty(0, dtype=np.int8),
-        {name: empty for name in DICTIONARY_COLUMNS},
+        {name: no_codes for name in DICTIONARY_COLUMNS},
         empty,
         empty,
     )
@@ -278,8 +363,8 @@ class EventBuffer:
         self.retention_ns = None if retention_seconds is None else int(retention_seconds * NS_PER_SECOND)
         self.dictionaries = {name: Dictionary() for name in DICTIONARY_COLUMNS}
         self.raw = RawStore()
-        self._chunks: list[Chunk] = []
-        self._ids: set[str] = set()
+        self._chunks: list[Chunk] = []  # each with its id index
+        self._count = 0
         self._lock = threading.Lock()
         self._version = 0
         self._oldest_ns: int | None = None
@@ -288,7 +373,7 @@ class EventBuffer:
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     @property
     def version(self) -> int:
@@ -298,14 +383,17 @@ class EventBuffer:
     def append(self, batch: Batch, now_ns: int | None = None) -> AppendResult:
         with self._lock:
             cutoff = self._cutoff(now_ns)
-            fresh, duplicates, expired = self._select_new(batch, cutoff)
+            ids = np.asarray(batch.column("eventID"), dtype=object)
+            hashes = id_hashes(ids)
+            fresh, duplicates, expired = self._select_new(ids, hashes, batch.column("eventTime"), cutoff)
             self.duplicates += duplicates
             self.expired += expired
-            if fresh:
+            if len(fresh):
                 if len(fresh) < len(batch):
-                    batch = batch.select(fresh)
-                chunk = self._encode(batch)
-                self._ids.update(chunk.ids.tolist())
+                    batch = batch.select(fresh.tolist())
+                    ids, hashes = ids[fresh], hashes[fresh]
+                chunk = self._encode(batch, ids, hashes)
+                self._count += len(chunk)
                 self._chunks.append(chunk)
                 self._merge_tail()
                 self._version += 1
@@ -327,40 +415,65 @@ class EventBuffer:
             return None
         return now_ns - self.retention_ns
 
-    def _select_new(self, batch: Batch, cutoff: int | None) -> tuple[list[int], int, int]:
-        ids, seen = self._ids, set()
+    def _held(self, ids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+        """Whether each id is in the buffer: a hash match, then the ids compared, so that two
+        distinct ids sharing a hash are never taken for one."""
+        held = np.zeros(len(ids), dtype=bool)
+        for chunk in self._chunks:
+            wanted, rows = chunk.index.candidates(hashes)
+            if len(wanted):
+                stored = np.array(chunk.id_list(rows), dtype=object)
+                held[wanted[stored == ids[wanted]]] = True
+        return held
+
+    def _select_new(self, ids: np.ndarray, hashes: np.ndarray, times, cutoff: int | None):
+        """(positions of the events to add, duplicates, expired) of a batch: an id held or seen
+        earlier in the batch is a duplicate, else an event older than ``cutoff`` expired."""
+        n = len(ids)
+        held = self._held(ids, hashes) if self._chunks else np.zeros(n, dtype=bool)
+        old = np.zeros(n, dtype=bool) if cutoff is None else np.asarray(times, dtype=np.int64) < cutoff
+        if len(np.unique(hashes[~held])) == int(n - held.sum()):  # no id twice in the batch
+            fresh = np.flatnonzero(~held & ~old)
+            return fresh, int(held.sum()), int((~held & old).sum())
+        seen: set[str] = set()
         fresh, duplicates, expired = [], 0, 0
-        times = batch.column("eventTime")
-        for i, event_id in enumerate(batch.column("eventID")):
-            if event_id in ids or event_id in seen:
+        for i, (event_id, is_held, is_old) in enumerate(zip(ids.tolist(), held.tolist(), old.tolist())):
+            if is_held or event_id in seen:
                 duplicates += 1
-            elif cutoff is not None and times[i] < cutoff:
+            elif is_old:
                 expired += 1
             else:
                 seen.add(event_id)
                 fresh.append(i)
-        return fresh, duplicates, expired
+        return np.array(fresh, dtype=np.intp), duplicates, expired
 
-    def _encode(self, batch: Batch) -> Chunk:
-        read_only = np.array([-1 if v is None else int(v) for v in batch.column("readOnly")], dtype=np.int8)
+    def _encode(self, batch: Batch, ids: np.ndarray, hashes: np.ndarray) -> Chunk:
+        read_only = _read_only(batch.column("readOnly"))
         codes = {name: self.dictionaries[name].encode(batch.column(name)) for name in DICTIONARY_COLUMNS}
         blocks, slots = self.raw.put(batch.raws)
-        ids = np.empty(len(batch), dtype=object)
-        ids[:] = batch.column("eventID")
         return Chunk(
-            ids,
-            np.array(batch.column("eventTime"), dtype=np.int64),
+            pa.array(ids, pa.string()),
+            np.asarray(batch.column("eventTime"), dtype=np.int64),
             read_only,
             codes,
             blocks,
             slots,
+            IdIndex.of(hashes),
         )
 
     def _merge_tail(self) -> None:
         chunks = self._chunks
-        while len(chunks) >= 2 and len(chunks[-2]) <= len(chunks[-1]):
+        while (
+            len(chunks) >= 2
+            and len(chunks[-2]) <= len(chunks[-1])
+            # Arrow's string offsets are 32-bit: a chunk's ids stay well below 2 GB.
+            and chunks[-2].ids.nbytes + chunks[-1].ids.nbytes < MAX_CHUNK_ID_BYTES
+        ):
             last = chunks.pop()
             chunks[-1] = Chunk.concat([chunks[-1], last])
+            if len(chunks[-1]) >= RELEASE_AFTER_EVENTS:
+                # Arrow's allocator keeps what a large merge freed unless asked to give it back.
+                pa.default_memory_pool().release_unused()
 
     def evict(self, now_ns: int) -> int:
         """Drop events older than the retention window; returns how many."""
@@ -376,11 +489,11 @@ class EventBuffer:
             if count == 0:
                 kept.append(chunk)
                 continue
-            self._ids.difference_update(chunk.ids[old].tolist())
             dropped += count
             if count < len(chunk):
-                kept.append(chunk.take(np.flatnonzero(~old)))
+                kept.append(chunk.take(np.flatnonzero(~old)).indexed())
         self._chunks = kept
+        self._count -= dropped
         self._oldest_ns = min((int(c.times.min()) for c in kept), default=None)
         if dropped:
             self.evicted += dropped
@@ -401,14 +514,11 @@ class EventBuffer:
             live = np.flatnonzero(used[:size])
             if len(live) * 2 > size:
                 continue
-            remap = np.full(size + 1, -1, dtype=np.int32)
+            remap = np.full(size + 1, -1, dtype=code_type(len(live)))
             remap[live] = np.arange(len(live), dtype=np.int32)
             # Snapshots hold the old list, so a new one is made rather than edited in place.
             self.dictionaries[name] = Dictionary([dictionary.values[i] for i in live])
-            self._chunks = [
-                Chunk(c.ids, c.times, c.read_only, {**c.codes, name: remap[c.codes[name]]}, c.raw_block, c.raw_slot)
-                for c in self._chunks
-            ]
+            self._chunks = [replace(c, codes={**c.codes, name: remap[c.codes[name]]}) for c in self._chunks]
 
     def snapshot(self) -> BufferSnapshot:
         with self._lock:
@@ -417,14 +527,18 @@ class EventBuffer:
 
     def raw_records(self, event_ids: Sequence[str]) -> list[bytes | None]:
         """The stored raw JSON of each event, None for those not (or no longer) here."""
-        wanted = pd.Index(list(event_ids), dtype=object)
+        wanted = np.asarray(list(event_ids), dtype=object)
+        hashes = id_hashes(wanted)
         places: dict[int, tuple[int, int]] = {}
         with self._lock:
             for chunk in self._chunks:
-                positions = pd.Index(chunk.ids, dtype=object).get_indexer(wanted)
-                for i in np.flatnonzero(positions >= 0).tolist():
-                    row = positions[i]
-                    places[i] = (int(chunk.raw_block[row]), int(chunk.raw_slot[row]))
+                positions, rows = chunk.index.candidates(hashes)
+                if not len(positions):
+                    continue
+                stored = chunk.id_list(rows)
+                for i, row, event_id in zip(positions.tolist(), rows.tolist(), stored):
+                    if event_id == wanted[i]:
+                        places[i] = (int(chunk.raw_block[row]), int(chunk.raw_slot[row]))
             raws = self.raw.get_many(list(places.values()))
         found: list[bytes | None] = [None] * len(wanted)
         for i, raw in zip(places, raws):
@@ -440,12 +554,11 @@ class EventBuffer:
 
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""
-        with self._lock:
-            if event_id not in self._ids:
-                return None
-            for chunk in self._chunks:
-                hits = np.flatnonzero(chunk.ids == event_id)
-                if len(hits):
-                    i = hits[0]
-                    return self.raw.get(int(chunk.raw_block[i]), int(chunk.raw_slot[i]))
-        return None
+        return self.raw_records([event_id])[0]
+
+
+def _read_only(values) -> np.ndarray:
+    """readOnly as int8: 1, 0, or -1 for missing."""
+    if isinstance(values, np.ndarray) and values.dtype == bool:
+        return values.astype(np.int8)
+    return np.array([-1 if v is None else int(v) for v in values], dtype=np.int8)

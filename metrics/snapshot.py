@@ -179,7 +179,7 @@ def _table(piece: Chunk, raws: list[bytes], labels: dict[str, pa.Array]) -> pa.T
     arrays = []
     for name in COLUMNS:
         if name == "eventID":
-            arrays.append(pa.array(piece.ids, pa.string()))
+            arrays.append(piece.ids)
         elif name == "eventTime":
             arrays.append(pa.array(piece.times, pa.timestamp("ns", tz="UTC")))
         elif name == "readOnly":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pandas as pd
 
 from metrics.pumps import Pump, WindowCounts, counts_frame
 from metrics.windows import window_start
@@ -46,21 +47,15 @@ class WindowedCounts:
     def add(self, counts: WindowCounts) -> None:
         if not len(counts):
             return
-        groups, labels, totals = self._groups, self._labels, self._totals
-        codes = []
-        for window, category, subcategory, n in zip(
-            counts.window.tolist(), counts.category.tolist(), counts.subcategory.tolist(), counts.count.tolist()
-        ):
-            code = groups.get((category, subcategory))
-            if code is None:
-                code = groups[(category, subcategory)] = len(labels)
-                labels.append((category, subcategory))
-                self._rank = None
-            codes.append(code)
+        codes = self._group_codes(counts.category, counts.subcategory)
+        labels, totals = self._labels, self._totals
+        windows, inverse = np.unique(counts.window, return_inverse=True)
+        sums = np.bincount(inverse, weights=counts.count, minlength=len(windows)).astype(np.int64)
+        for window, n in zip(windows.tolist(), sums.tolist()):
             totals[window] = totals.get(window, 0) + n
         if len(labels) > GROUP_MASK:
             raise OverflowError(f"{self.pump.name}: more than {GROUP_MASK} groups")
-        keys = (counts.window // self.pump.step) << GROUP_BITS | np.array(codes, dtype=np.int64)
+        keys = (counts.window // self.pump.step) << GROUP_BITS | codes
         with self._lock:
             self._pending.append((keys, counts.count.astype(np.int64)))
             self._pending_rows += len(keys)
@@ -69,6 +64,26 @@ class WindowedCounts:
         low, high = int(counts.window.min()), int(counts.window.max())
         self.first = low if self.first is None else min(self.first, low)
         self.last = high if self.last is None else max(self.last, high)
+
+    def _group_codes(self, categories: np.ndarray, subcategories: np.ndarray) -> np.ndarray:
+        """The group code of each (category, subcategory) row, new groups numbered as they come:
+        a loop over the batch's distinct pairs, not over its rows."""
+        cat_codes, cat_values = pd.factorize(categories)  # None is -1
+        sub_codes, sub_values = pd.factorize(subcategories)
+        pairs, inverse = np.unique((cat_codes + 1) * (len(sub_values) + 1) + (sub_codes + 1), return_inverse=True)
+        groups, labels = self._groups, self._labels
+        mapped = np.empty(len(pairs), dtype=np.int64)
+        width = len(sub_values) + 1
+        for i, pair in enumerate(pairs.tolist()):
+            c, u = divmod(pair, width)
+            key = (cat_values[c - 1] if c else None, sub_values[u - 1] if u else None)
+            code = groups.get(key)
+            if code is None:
+                code = groups[key] = len(labels)
+                labels.append(key)
+                self._rank = None
+            mapped[i] = code
+        return mapped[inverse.reshape(-1)]
 
     def _merge(self) -> None:
         """Folds the waiting rows into the sorted columns (the lock held)."""

@@ -48,7 +48,7 @@ def test_old_events_are_evicted_as_time_passes_and_their_ids_forgotten():
     evicted = buffer.evict((T0 + 650) * NS_PER_SECOND)  # cutoff T0 + 50
     assert evicted == 50
     assert len(buffer) == 50
-    assert len(buffer._ids) == 50
+    assert sum(len(c.index.hashes) for c in buffer._chunks) == 50
     assert buffer.snapshot().frame()["eventID"].iloc[0] == "e50"
     assert buffer.raw_record("e10") is None
 
@@ -169,3 +169,29 @@ def test_raw_records_of_evicted_events_are_released():
     buffer.append(batch_of(records(10, start=T0 + 50_000, prefix="new")), now_ns=(T0 + 50_000) * NS_PER_SECOND)
     assert buffer.raw.blocks == {}  # both sealed blocks held only evicted events
     assert orjson.loads(buffer.raw_record("new3"))["eventID"] == "new3"
+
+
+def test_distinct_events_whose_id_hashes_collide_are_all_kept(monkeypatch):
+    import numpy as np
+
+    import metrics.buffer
+
+    # Every id hashes alike: only comparing the ids themselves can tell them apart.
+    monkeypatch.setattr(metrics.buffer, "id_hashes", lambda ids: np.zeros(len(ids), dtype=np.uint64))
+    buffer = EventBuffer(None)
+    first = buffer.append(batch_of(records(3)))
+    again = buffer.append(batch_of(records(4) + records(2, prefix="other") + records(1, prefix="other")))
+    assert (len(first.added), first.duplicates) == (3, 0)
+    assert (len(again.added), again.duplicates) == (3, 4)  # e3, other0, other1 new; e0-e2 and other0 again
+    assert sorted(buffer.snapshot().frame()["eventID"]) == ["e0", "e1", "e2", "e3", "other0", "other1"]
+    assert orjson.loads(buffer.raw_record("other1"))["eventID"] == "other1"
+    assert buffer.raw_records(["e2", "absent", "e0"])[1] is None
+
+
+def test_ids_that_differ_only_past_a_nul_or_in_case_are_distinct_events():
+    buffer = EventBuffer(None)
+    ids = ["a", "a\x00", "A", "a ", "é", "e\u0301"]
+    result = buffer.append(batch_of([make_record(i, at(T0)) for i in ids]))
+    assert len(result.added) == len(ids) and result.duplicates == 0
+    assert sorted(buffer.snapshot().frame()["eventID"]) == sorted(ids)
+    assert buffer.append(batch_of([make_record(i, at(T0)) for i in ids])).duplicates == len(ids)

@@ -47,7 +47,8 @@ def test_a_failing_poll_is_recorded_retried_and_never_ends_the_thread():
     source = ListSource([RuntimeError("endpoint down"), [make_record("a", iso(T0))]])
     collector = Collector(source, engine, interval=0.01).start()
     deadline = time.time() + 10
-    while len(engine.buffer) < 1 and time.time() < deadline:
+    # The health is written once the poll is done, after the events are in the buffer.
+    while collector.health.polls < 1 and time.time() < deadline:
         time.sleep(0.01)
     try:
         assert collector.alive

@@ -417,3 +417,28 @@ def test_the_collector_counts_every_record_once(client, trail, engine):
     expected = {r["eventID"] for records in read for r in records}
     assert collector.health.events == len(expected) and collector.health.duplicates == 0
     assert collector.health.rejects.total == 2  # the corrupt gzip and the file that is not JSON
+
+
+def test_a_large_poll_read_the_columnar_way_counts_the_same_events_rejects_and_progress(client, trail, monkeypatch):
+    import functools
+
+    import collectors.collector as collector_module
+    from metrics.engine import Engine
+
+    def collect(fast_bytes):
+        monkeypatch.setattr(
+            collector_module,
+            "normalise_documents",
+            functools.partial(collector_module.normalise_documents.func, fast_bytes=fast_bytes)
+            if isinstance(collector_module.normalise_documents, functools.partial)
+            else functools.partial(collector_module.normalise_documents, fast_bytes=fast_bytes),
+        )
+        source = S3TrailSource(client, BUCKET, start=START, end=END, max_objects_per_poll=10)
+        collector = Collector(source, Engine(), clock=lambda: NOW)
+        while source.watermark(NOW) is None:
+            collector.poll_once(NOW)
+        frame = collector.engine.buffer.snapshot().frame()
+        progress = {k: source.progress[k] for k in ("records", "unreadable", "objects_read")}
+        return sorted(frame["eventID"]), dict(collector.health.rejects.counts), progress
+
+    assert collect(0) == collect(float("inf"))
