@@ -12,22 +12,45 @@ import pandas as pd
 
 from metrics.buffer import EventColumns
 from metrics.engine import ANOMALY, Engine
-from metrics.explore import EventFilter, matching, rebin, scope_mask, scoped_metric, subset
+from metrics.explore import (
+    EventFilter,
+    GroupedRows,
+    pump_rows,
+    rebin,
+    scope_mask,
+    scoped_metric,
+    subset,
+    sum_groups,
+)
 from metrics.pumps import PUMPS_BY_NAME
+from metrics.selection import Ordered, Selection, select
 from ui.view import View
 
 LONG_RANGE_SECONDS = 86_400
 _scoped_cache: dict[tuple, EventColumns] = {}
+_ordered_cache: dict[tuple, Ordered] = {}
 _scoped_lock = threading.Lock()
+
+
+def ordered(engine: Engine) -> Ordered:
+    """The buffer's events in time order, made once per change of the buffer (every session
+    reads the same)."""
+    snapshot = engine.buffer.snapshot()
+    key = (id(engine), snapshot.version)
+    with _scoped_lock:
+        if key not in _ordered_cache:
+            _ordered_cache.clear()
+            _ordered_cache[key] = Ordered.of(snapshot)
+        return _ordered_cache[key]
 
 
 def _scoped_columns(engine: Engine, view: View) -> EventColumns:
     """The buffer's columns within the view's scope, kept while the buffer is unchanged."""
-    snapshot = engine.buffer.snapshot()
-    key = (id(engine), snapshot.version, view.regions, view.accounts)
+    held = ordered(engine)
+    key = (id(engine), id(held), view.regions, view.accounts)
     with _scoped_lock:
         if key not in _scoped_cache:
-            columns = snapshot.columns()
+            columns = EventColumns(held.whole.times, held.whole.codes, held.labels)
             _scoped_cache.clear()
             _scoped_cache[key] = subset(columns, scope_mask(columns, view.regions, view.accounts))
         return _scoped_cache[key]
@@ -44,6 +67,27 @@ def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
     return scoped_metric(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end, dense_until)
 
 
+def _rows(engine: Engine, name: str, view: View, now: int) -> GroupedRows:
+    """A metric's counts for the windows of the view as columns: from the running state
+    without a scope (it also holds counts aggregated elsewhere, as by Athena), else from the
+    scope's events."""
+    start, end = view.bounds(now)
+    if not view.scoped:
+        return engine.states[name].grouped(start, end)
+    return pump_rows(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end)
+
+
+def totals(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
+    """A metric summed per group over the view's range (``metrics.explore.sum_groups``): what
+    a bar chart of the busiest draws, without a row per window."""
+    return sum_groups(_rows(engine, name, view, now), name)
+
+
+def binned_metric(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
+    """A metric in bins of ``seconds``: the rows of ``rebin(metric(...), seconds)``."""
+    return sum_groups(_rows(engine, name, view, now), name, seconds)
+
+
 def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
     """A dense metric in bins of ``seconds`` for the view: from the running per-window totals
     without a scope, else from the scope's events."""
@@ -53,10 +97,15 @@ def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.
     return rebin(metric(engine, name, view, now), seconds)
 
 
+def select_events(engine: Engine, flt: EventFilter) -> Selection:
+    """Events matching ``flt``, oldest first, as a selection (counted and paged without a
+    frame of them all); raises ``QueryError`` when its search cannot be read."""
+    return select(ordered(engine), flt, engine.buffer.raw_texts)
+
+
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
-    """Events matching ``flt``, oldest first."""
-    start_ns, end_ns = flt.bounds_ns
-    return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt, raws=engine.buffer.raw_records)
+    """Events matching ``flt``, oldest first, as a frame: for the few a detection holds."""
+    return select_events(engine, flt).frame()
 
 
 def span(engine: Engine) -> tuple[int, int] | None:
