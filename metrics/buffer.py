@@ -10,7 +10,7 @@ dictionaries, and the raw records compressed in blocks for drill-down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -446,11 +446,11 @@ class EventBuffer:
         with self._lock:
             return self.raw.get_many(list(zip(blocks.tolist(), slots.tolist())))
 
-    def raw_texts(self, blocks: Sequence[int]) -> Iterator[tuple[int, bytes, np.ndarray]]:
-        """For a search: each block's records as one decompressed text, with the offsets of its
-        records in it (record ``slot`` is ``text[offsets[slot]:offsets[slot + 1]]``), blocks
-        evicted since left out. Decompressed one at a time outside the lock, so that a scan of
-        months neither holds the writers up nor the whole text in memory."""
+    def raw_texts(self, blocks: Sequence[int]) -> Iterator[tuple[int, np.ndarray, Callable[[], bytes]]]:
+        """For a search: each block's record offsets and a function giving its records as one
+        decompressed text (record ``slot`` is ``text[offsets[slot]:offsets[slot + 1]]``), blocks
+        evicted since left out. Decompressed only when asked, one at a time and outside the
+        lock, so that a scan of months neither holds the writers up nor all the text in memory."""
         with self._lock:
             found = []
             for block in blocks:
@@ -458,12 +458,13 @@ class EventBuffer:
                     pending = self.raw._open[:]
                     offsets = np.zeros(len(pending) + 1, dtype=np.int64)
                     np.cumsum([len(r) for r in pending], out=offsets[1:])
-                    found.append((block, b"".join(pending), offsets, False))
+                    found.append((block, offsets, b"".join(pending), False))
                 elif block in self.raw.blocks:
-                    found.append((block, *self.raw.blocks[block], True))
+                    data, offsets = self.raw.blocks[block]
+                    found.append((block, offsets, data, True))
         decompress = zstandard.ZstdDecompressor().decompress  # one per call: not thread-safe
-        for block, data, offsets, compressed in found:
-            yield block, decompress(data) if compressed else data, offsets
+        for block, offsets, data, compressed in found:
+            yield block, offsets, (lambda data=data: decompress(data)) if compressed else (lambda data=data: data)
 
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""

@@ -13,6 +13,9 @@ its required text, as ``Term.matches`` defines it. Both give the same answer (a 
 from __future__ import annotations
 
 import bisect
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -40,7 +43,11 @@ _OUTSIDE_STRINGS = set(b"{}[],: \t\r\n0123456789.+-eEtruefalsn")
 _SPACE = b" \t\r\n"
 BACKSLASH, QUOTE, COLON = 92, 34, 58
 
-RawTexts = Callable[[list[int]], Iterator[tuple[int, bytes, np.ndarray]]]
+RawTexts = Callable[[list[int]], Iterator[tuple[int, np.ndarray, Callable[[], bytes]]]]
+CACHED_BLOCKS = 200_000  # (word, block) entries: a hundred words over a buffer of 1M events
+# Per buffer (the object whose ``raw_texts`` is read; block numbers are its own).
+_HITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
 
 
 def _plain_word(term: Term) -> bytes | None:
@@ -99,24 +106,48 @@ def _in_value(text: bytes, at: int, size: int, end: int) -> bool:
 
 
 def _scan(raw_texts: RawTexts, blocks: np.ndarray, words: list[bytes]) -> dict[bytes, np.ndarray]:
-    """For each word, the keys (block << 32 | slot) of the records holding it in a value."""
-    found: dict[bytes, list[int]] = {word: [] for word in words}
-    for block, text, offsets in raw_texts(np.unique(blocks).tolist()):
-        lowered = text.lower()  # ASCII only: every offset stays where it was
-        edges = offsets.tolist()
-        base = block << 32
+    """For each word, the keys (block << 32 | slot) of the records holding it in a value.
+
+    A block's records never change once it is full, so what a word found in it is kept (a
+    bounded cache): the explorer reruns on every click, and only the blocks written since are
+    read again."""
+    found: dict[bytes, list[np.ndarray]] = {word: [] for word in words}
+    owner = getattr(raw_texts, "__self__", None)
+    with _CACHE_LOCK:
+        cache = OrderedDict() if owner is None else _HITS.setdefault(owner, OrderedDict())
+    for block, offsets, read in raw_texts(np.unique(blocks).tolist()):
+        records = len(offsets) - 1
+        with _CACHE_LOCK:
+            known = {word: cache.get((word, block, records)) for word in words}
+        missing = [word for word, slots in known.items() if slots is None]
+        if missing:
+            lowered = read().lower()  # ASCII only: every offset stays where it was
+            edges = offsets.tolist()
+            for word in missing:
+                known[word] = _find(lowered, edges, word)
+            with _CACHE_LOCK:
+                for word in missing:
+                    cache[(word, block, records)] = known[word]
+                while len(cache) > CACHED_BLOCKS:
+                    cache.popitem(last=False)
         for word in words:
-            hits, size = found[word], len(word)
-            at = lowered.find(word)
-            while at >= 0:
-                slot = bisect.bisect_right(edges, at) - 1
-                end = edges[slot + 1]
-                if _in_value(lowered, at, size, end):
-                    hits.append(base | slot)
-                    at = lowered.find(word, end)  # one hit per record is enough
-                else:
-                    at = lowered.find(word, at + 1)
-    return {word: np.array(keys, dtype=np.int64) for word, keys in found.items()}
+            found[word].append((block << 32) | known[word])
+    return {word: np.concatenate(keys) if keys else np.empty(0, dtype=np.int64) for word, keys in found.items()}
+
+
+def _find(lowered: bytes, edges: list[int], word: bytes) -> np.ndarray:
+    """The slots of the records (between ``edges``) that hold ``word`` in a value."""
+    hits, size = [], len(word)
+    at = lowered.find(word)
+    while at >= 0:
+        slot = bisect.bisect_right(edges, at) - 1
+        end = edges[slot + 1]
+        if _in_value(lowered, at, size, end):
+            hits.append(slot)
+            at = lowered.find(word, end)  # one hit per record is enough
+        else:
+            at = lowered.find(word, at + 1)
+    return np.array(hits, dtype=np.int64)
 
 
 def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns) -> np.ndarray:
@@ -126,7 +157,7 @@ def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns) -> np.ndarray
     result = np.zeros(len(keys), dtype=bool)
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
-    read = np.zeros(len(keys), dtype=bool)
+    covered = np.zeros(len(keys), dtype=bool)
 
     def judge(rows: np.ndarray, raws: list) -> None:
         values = columns(rows)
@@ -136,17 +167,18 @@ def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns) -> np.ndarray
                 record.update(orjson.loads(raw))
             result[row] = query.matches(record)
 
-    for block, text, offsets in raw_texts(np.unique(keys >> 32).tolist()):
+    for block, offsets, read in raw_texts(np.unique(keys >> 32).tolist()):
+        text = read()
         low, high = np.searchsorted(ordered, [block << 32, (block + 1) << 32])
         rows = order[low:high]
-        read[rows] = True
+        covered[rows] = True
         edges = offsets.tolist()
         raws = [text[edges[slot] : edges[slot + 1]] for slot in (ordered[low:high] & 0xFFFFFFFF).tolist()]
         if needles:
             wanted = [i for i, raw in enumerate(raws) if all(needle in raw.lower() for needle in needles)]
             rows, raws = rows[wanted], [raws[i] for i in wanted]
         judge(rows, raws)
-    gone = np.flatnonzero(~read)  # raw records evicted since: the table's values alone
+    gone = np.flatnonzero(~covered)  # raw records evicted since: the table's values alone
     if len(gone) and not needles:
         judge(gone, [None] * len(gone))
     return result

@@ -204,7 +204,7 @@ def opened() -> None:
             triage.assign(hit.id, assignee, user)
             triage.set_note(hit.id, note, user)
             st.rerun()
-    events = data.events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
+    events = data.select_events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
     if events.empty:
         st.info("Its events have left the buffer (older than the retention period).")
     else:

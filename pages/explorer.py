@@ -44,13 +44,12 @@ if window:
     if right.button("Use the sidebar's range", icon=":material/close:"):
         del state["ex_window"]
         st.rerun()
-in_range = data.events(shared.engine, base)
+in_range = data.select_events(shared.engine, base)
 
 columns = st.columns(len(FILTERS))
 chosen = {}
 for slot, (key, (label, column, field)) in zip(columns, FILTERS.items()):
-    present = in_range[column].dropna().unique().tolist()
-    options = sorted(set(map(str, present)) | {v for v in state.get(key, []) if v != NO_CODE})
+    options = sorted(set(in_range.values(column)) | {v for v in state.get(key, []) if v != NO_CODE})
     if column == "errorCode":
         options = [NO_CODE, *options]
     values = slot.multiselect(label, options, key=key, placeholder="Any")
@@ -83,7 +82,7 @@ top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
     st.rerun()
 try:
-    events = data.events(shared.engine, flt)
+    events = data.select_events(shared.engine, flt)
 except QueryError as error:
     st.error(f"The search cannot be read: {error}.")
     st.stop()
@@ -94,7 +93,7 @@ def histogram() -> None:
     start, end = flt.start, flt.end
     seconds = bin_seconds(end - start, 10, points=80)
     chart = charts.matches_histogram(
-        events["eventTime"], start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
+        events.times_ns(), start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
     )
     picked = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key="ex_histogram", width="stretch")
     points = (picked.selection.get(PICK) if picked is not None else None) or []
@@ -115,9 +114,9 @@ def top_values() -> None:
         )
         slots = [*st.columns(3), *st.columns(3)]  # three to a row: values stay readable at 1440 px
         for slot, (key, (label, column, field)) in zip(slots, FILTERS.items()):
-            counts = events[column].value_counts(dropna=column != "errorCode").head(5)
-            values = [NO_CODE if pd.isna(v) else str(v) for v in counts.index]
-            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": counts.to_numpy()})
+            counts = events.counts(column, 5, missing=column == "errorCode")
+            values = [NO_CODE if v is None else v for v, _ in counts]
+            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": [n for _, n in counts]})
             generation = state.get("ex_top_generation", 0)
             picked = slot.dataframe(
                 table,

@@ -4,7 +4,7 @@ that stood out."""
 import pandas as pd
 import streamlit as st
 
-from metrics.explore import EventFilter, episodes, leading, rebin
+from metrics.explore import EventFilter, episodes, rebin
 from ui import charts, data, drill, page, view
 from ui.drill import Drill
 
@@ -168,16 +168,16 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     typical = float(totals["value"].median()) if len(totals) else 0.0
     rows = []
     for episode in found.itertuples():
-        events = data.events(engine, EventFilter(start=episode.start, end=episode.end))
+        events = data.select_events(engine, EventFilter(start=episode.start, end=episode.end))
         rows.append(
             {
                 "Episode": page.span_text(current, episode.start, episode.end),
                 "Peak score": episode.peak,
                 "Calls": episode.calls,
                 "Typical calls": typical * (episode.end - episode.start) / STEP,
-                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in leading(events, "eventName", 2)),
-                "Leading users": ", ".join(f"{name} ({n})" for name, n in leading(events, "user", 2)),
-                "Leading IP": ", ".join(f"{name} ({n})" for name, n in leading(events, "sourceIPAddress", 1)),
+                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in events.counts("eventName", 2)),
+                "Leading users": ", ".join(f"{name} ({n})" for name, n in events.counts("user", 2)),
+                "Leading IP": ", ".join(f"{name} ({n})" for name, n in events.counts("sourceIPAddress", 1)),
             }
         )
     table = pd.DataFrame(rows)

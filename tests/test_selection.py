@@ -16,7 +16,7 @@ T0 = 1_722_585_600  # 2024-08-02T08:00:00Z
 TRICKY = [
     # A word only in a key, in an escape, in a literal, a number, and the user behind a role.
     make_record("t1", "2024-08-02T08:10:00Z", requestParameters={"accessDeniedFlag": "no"}),
-    make_record("t2", "2024-08-02T08:10:01Z", errorMessage="line one\nline two", requestID="quote\"inside"),
+    make_record("t2", "2024-08-02T08:10:01Z", errorMessage="line one\nline two", requestID='quote"inside'),
     make_record("t3", "2024-08-02T08:10:02Z", requestParameters={"count": 12345, "dryRun": False, "note": None}),
     make_record(
         "t4",
@@ -131,3 +131,18 @@ def test_group_totals_hold_each_groups_sum_first_and_last_window(engine):
     )
     pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False, check_index_type=False)
     assert got["value"].is_monotonic_decreasing
+
+
+def test_a_repeated_search_finds_the_events_written_since_into_the_open_and_new_blocks():
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=6, rate=1.0).records(T0, T0 + 3600)
+
+    def found() -> list[str]:
+        return select(Ordered.of(engine.buffer.snapshot()), EventFilter(text="AccessDenied"), engine.buffer.raw_texts)
+
+    engine.ingest(batch_of(records[: len(records) // 3]))
+    first = found().event_ids()
+    engine.ingest(batch_of(records[len(records) // 3 :]))
+    expected = matching(engine.buffer.snapshot().frame(), EventFilter(text="AccessDenied"), engine.buffer.raw_records)
+    assert found().event_ids() == expected["eventID"].tolist()
+    assert len(expected) > len(first) > 0

@@ -77,11 +77,11 @@ def panel(engine, view, *, page: str) -> None:
         return
     st.subheader("Events behind your click")
     st.text(visible(drill.description))
-    frame = data.events(engine, drill.filter)
-    if frame.empty:
+    events = data.select_events(engine, drill.filter)
+    if events.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
     else:
-        events_table(engine, frame, view, key=f"{page}-drill-table")
+        events_table(engine, events, view, key=f"{page}-drill-table")
     left, right, _ = st.columns([1.3, 1, 4])
     if left.button("Open in Events explorer", key=f"{page}-drill-open", icon=":material/manage_search:"):
         st.session_state[EXPLORER_FILTER] = drill
