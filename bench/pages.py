@@ -26,6 +26,7 @@ import altair as alt
 import numpy as np
 
 from collectors.demo import DemoSource, rhythm
+from metrics import search
 from metrics.engine import Engine
 from metrics.explore import EventFilter, bin_seconds, busiest_per_window, episodes, rebin
 from metrics.normalise import Rejects, normalise_all
@@ -93,8 +94,13 @@ def ips(engine: Engine, view: View, at: int) -> None:
     charts.busiest_line(peaks, step=seconds).to_dict()
 
 
-def explorer(text: str = ""):
+def explorer(text: str = "", cold: bool = False):
+    """The explorer's data; ``cold``: as the first search of a word (what a word found in each
+    block is kept, and the explorer reruns on every click)."""
+
     def run(engine: Engine, view: View, at: int) -> None:
+        if cold:
+            search._HITS.clear()
         base = view.filter(now=at)
         in_range = data.select_events(engine, base)
         for column in ("eventSource", "eventName", "user", "sourceIPAddress", "errorCode"):
@@ -169,7 +175,8 @@ PAGES = {
     "Source IPs": ips,
     "EC2": lines_page("EC2Calls"),
     "Events explorer": explorer(),
-    "Explorer: word search": explorer("AccessDenied"),
+    "Explorer: word search": explorer("AccessDenied", cold=True),
+    "Explorer: same, again": explorer("AccessDenied"),
     "Explorer: field search": explorer("errorCode:AccessDenied AND NOT eventName:Get*"),
     "Drill: Overview bar": drill_overview,
     "Drill: Services point": drill_point("CallsPerServiceType", 10, LINE_POINTS),
