@@ -146,3 +146,16 @@ def test_a_repeated_search_finds_the_events_written_since_into_the_open_and_new_
     expected = matching(engine.buffer.snapshot().frame(), EventFilter(text="AccessDenied"), engine.buffer.raw_records)
     assert found().event_ids() == expected["eventID"].tolist()
     assert len(expected) > len(first) > 0
+
+
+@pytest.mark.parametrize("name", ["TotalCalls", "NumberOfSuccessfulCalls"])
+def test_a_scopes_dense_bins_equal_its_rebinned_dense_frame_zeros_included(engine, name):
+    from ui import data
+    from ui.view import View
+
+    scoped = View("Custom range", (T0 - 600, T0 + 4200), ("us-east-1",), (), "UTC")
+    now = T0 + 3900
+    expected = rebin(data.metric(engine, name, scoped, now), 300).reset_index(drop=True)
+    got = data.binned(engine, name, scoped, now, 300)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert (got["value"] == 0).any()  # the quiet bins before the first event are there

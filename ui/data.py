@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pandas as pd
 
 from metrics.buffer import EventColumns
@@ -22,8 +23,9 @@ from metrics.explore import (
     subset,
     sum_groups,
 )
-from metrics.pumps import PUMPS_BY_NAME
+from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
 from metrics.selection import Ordered, Selection, select
+from metrics.windows import to_timestamps, window_start
 from ui.view import View
 
 LONG_RANGE_SECONDS = 86_400
@@ -94,7 +96,21 @@ def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.
     if not view.scoped and PUMPS_BY_NAME[name].dense:
         start, end = view.bounds(now)
         return engine.binned_totals(name, start, end, seconds, dense_until=min(now, end - 1))
-    return rebin(metric(engine, name, view, now), seconds)
+    start, end = view.bounds(now)
+    pump = PUMPS_BY_NAME[name]
+    if not pump.dense:
+        return rebin(metric(engine, name, view, now), seconds)
+    # A scope's dense series: its events summed per bin, then every bin of the range zero-filled
+    # up to the live edge, as rebinning the dense per-window frame would give.
+    found = sum_groups(pump_rows(_scoped_columns(engine, view), pump, start, end), name, seconds)
+    first = window_start(start, seconds)
+    last = window_start(min(end - 1, now), seconds)
+    bins = to_timestamps(np.arange(first, last + 1, seconds, dtype=np.int64))
+    values = found.set_index("window_start")["value"].reindex(bins, fill_value=0).to_numpy()
+    return pd.DataFrame(
+        {"metric": name, "window_start": bins, "category": "", "subcategory": "", "value": values},
+        columns=list(FRAME_COLUMNS),
+    )
 
 
 def select_events(engine: Engine, flt: EventFilter) -> Selection:
