@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -105,7 +106,9 @@ def _in_value(text: bytes, at: int, size: int, end: int) -> bool:
     return not (after < end and text[after] == COLON)
 
 
-def _scan(raw_texts: RawTexts, blocks: np.ndarray, words: list[bytes]) -> dict[bytes, np.ndarray]:
+def _scan(
+    raw_texts: RawTexts, blocks: np.ndarray, words: list[bytes], deadline: float | None, left: set[int]
+) -> dict[bytes, np.ndarray]:
     """For each word, the keys (block << 32 | slot) of the records holding it in a value.
 
     A block's records never change once it is full, so what a word found in it is kept (a
@@ -115,12 +118,17 @@ def _scan(raw_texts: RawTexts, blocks: np.ndarray, words: list[bytes]) -> dict[b
     owner = getattr(raw_texts, "__self__", None)
     with _CACHE_LOCK:
         cache = OrderedDict() if owner is None else _HITS.setdefault(owner, OrderedDict())
-    for block, offsets, read in raw_texts(np.unique(blocks).tolist()):
+    read_one = False
+    for block, offsets, read in raw_texts(np.unique(blocks)[::-1].tolist()):  # the newest first
         records = len(offsets) - 1
         with _CACHE_LOCK:
             known = {word: cache.get((word, block, records)) for word in words}
         missing = [word for word, slots in known.items() if slots is None]
+        if missing and read_one and deadline is not None and time.monotonic() > deadline:
+            left.add(block)  # for a later run: at least one block is read per run, so it ends
+            continue
         if missing:
+            read_one = True
             lowered = read().lower()  # ASCII only: every offset stays where it was
             edges = offsets.tolist()
             for word in missing:
@@ -150,7 +158,7 @@ def _find(lowered: bytes, edges: list[int], word: bytes) -> np.ndarray:
     return np.array(hits, dtype=np.int64)
 
 
-def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns) -> np.ndarray:
+def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns, deadline: float | None, left: set[int]):
     """Per event: ``query.matches`` of its record (the events table's values, then its raw JSON
     over them), parsed block by block; a record without a required piece of text is passed over."""
     needles = [piece.encode() for piece in required_text(query)]
@@ -167,11 +175,14 @@ def _parsed(query, keys: np.ndarray, raw_texts: RawTexts, columns) -> np.ndarray
                 record.update(orjson.loads(raw))
             result[row] = query.matches(record)
 
-    for block, offsets, read in raw_texts(np.unique(keys >> 32).tolist()):
-        text = read()
+    for number, (block, offsets, read) in enumerate(raw_texts(np.unique(keys >> 32)[::-1].tolist())):
         low, high = np.searchsorted(ordered, [block << 32, (block + 1) << 32])
         rows = order[low:high]
         covered[rows] = True
+        if number and deadline is not None and time.monotonic() > deadline:
+            left.add(block)
+            continue
+        text = read()
         edges = offsets.tolist()
         raws = [text[edges[slot] : edges[slot + 1]] for slot in (ordered[low:high] & 0xFFFFFFFF).tolist()]
         if needles:
@@ -226,18 +237,25 @@ def search_mask(
     slots: np.ndarray,
     raw_texts: RawTexts,
     columns: Callable[[np.ndarray], dict[str, list]],
-) -> np.ndarray:
+    deadline: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per event (given by its columns' ``codes`` and its raw record's ``blocks`` and
-    ``slots``): whether it matches the search in ``text``; raises ``QueryError`` if the search
-    cannot be read. ``columns(rows)`` gives the events table's values of some events, for the
-    records the parser has to read."""
+    ``slots``): whether it matches the search in ``text``, and whether it is still to be read:
+    past ``deadline`` (``time.monotonic()``) the blocks not read yet are left, the newest read
+    first, for another call to finish (what was read is kept). Raises ``QueryError`` if the
+    search cannot be read. ``columns(rows)`` gives the events table's values of some events, for
+    the records the parser has to read."""
     query = parse(text)
     n = len(blocks)
     if query is None:
-        return np.ones(n, dtype=bool)
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     keys = blocks.astype(np.int64) << 32 | slots.astype(np.int64)
-    if not _fast(query):
-        return _parsed(query, keys, raw_texts, columns)
-    words = _words(query)
-    found = _scan(raw_texts, blocks, words) if words else {}
-    return _evaluate(query, {"n": n, "codes": codes, "labels": labels, "keys": keys, "found": found})
+    left: set[int] = set()
+    if _fast(query):
+        words = _words(query)
+        found = _scan(raw_texts, blocks, words, deadline, left) if words else {}
+        result = _evaluate(query, {"n": n, "codes": codes, "labels": labels, "keys": keys, "found": found})
+    else:
+        result = _parsed(query, keys, raw_texts, columns, deadline, left)
+    pending = np.isin(blocks, list(left)) if left else np.zeros(n, dtype=bool)
+    return result & ~pending, pending

@@ -55,6 +55,7 @@ class Selection:
 
     ordered: Ordered
     positions: np.ndarray
+    unsearched: int = 0  # events of the range whose records the search has not read yet
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -109,9 +110,10 @@ def _one_of(ordered: Ordered, codes: np.ndarray, column: str, values: tuple) -> 
     return np.isin(codes, wanted)
 
 
-def select(ordered: Ordered, flt: EventFilter, raw_texts: RawTexts) -> Selection:
+def select(ordered: Ordered, flt: EventFilter, raw_texts: RawTexts, deadline: float | None = None) -> Selection:
     """The events ``flt`` selects, as ``metrics.explore.matching`` defines it; raises
-    ``QueryError`` when its text cannot be read."""
+    ``QueryError`` when its text cannot be read. A search stops reading records at ``deadline``
+    (``time.monotonic()``), newest first, and says how many events it left (``unsearched``)."""
     scale = NS_PER_SECOND
     positions = ordered.between(
         None if flt.start is None else flt.start * scale, None if flt.end is None else flt.end * scale
@@ -131,19 +133,20 @@ def select(ordered: Ordered, flt: EventFilter, raw_texts: RawTexts) -> Selection
     if flt.event_ids:
         keep &= pd.Index(whole.ids[positions], dtype=object).isin(flt.event_ids)
     positions = positions[keep]
+    unsearched = 0
     if flt.text.strip():
-        positions = positions[
-            search_mask(
-                flt.text,
-                {column: whole.codes[column][positions] for column in SEARCHED_COLUMNS},
-                ordered.labels,
-                whole.raw_block[positions],
-                whole.raw_slot[positions],
-                raw_texts,
-                _table_values(ordered, positions),
-            )
-        ]
-    return Selection(ordered, positions)
+        found, pending = search_mask(
+            flt.text,
+            {column: whole.codes[column][positions] for column in SEARCHED_COLUMNS},
+            ordered.labels,
+            whole.raw_block[positions],
+            whole.raw_slot[positions],
+            raw_texts,
+            _table_values(ordered, positions),
+            deadline,
+        )
+        positions, unsearched = positions[found], int(pending.sum())
+    return Selection(ordered, positions, unsearched)
 
 
 def _table_values(ordered: Ordered, positions: np.ndarray) -> Callable[[np.ndarray], dict[str, list]]:

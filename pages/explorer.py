@@ -1,6 +1,8 @@
 """Events explorer: the events themselves, filtered every way an analyst needs, with the full
 record of any one and downloads of what is shown."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +13,8 @@ from ui.charts import PICK
 from ui.tables import events_table
 
 NO_CODE = "(none: succeeded)"
+# A search reads records this long per run, newest first, then shows what it found and goes on.
+SEARCH_SECONDS = 1.0
 FILTERS = {  # widget key: (label, column, EventFilter field)
     "ex_services": ("Service", "eventSource", "services"),
     "ex_apis": ("API", "eventName", "apis"),
@@ -82,10 +86,17 @@ top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
     st.rerun()
 try:
-    events = data.select_events(shared.engine, flt)
+    events = data.select_events(shared.engine, flt, budget=SEARCH_SECONDS)
 except QueryError as error:
     st.error(f"The search cannot be read: {error}.")
     st.stop()
+if events.unsearched:
+    share = 1 - events.unsearched / max(1, len(in_range))
+    st.progress(
+        min(max(share, 0.0), 1.0),
+        text=f"Searching the records, newest first: {events.unsearched:,} older events still to read. "
+        "The matches found so far are below; the page fills in on its own.",
+    )
 
 
 def histogram() -> None:
@@ -146,9 +157,14 @@ def top_values() -> None:
 if events.empty:
     if in_range.empty:
         page.explain_empty(shared, current)
+    elif events.unsearched:
+        st.info("No match in the newest records read so far; the search goes on through the older ones.")
     else:
         st.info(f"None of the {len(in_range):,} events in this range matches these filters.")
 else:
     histogram()
     top_values()
     events_table(shared.engine, events, current, key="explorer-table", choose_columns=True, remember="open_event")
+if events.unsearched:
+    time.sleep(0.1)  # let the browser draw the matches so far
+    st.rerun()

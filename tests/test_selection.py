@@ -159,3 +159,23 @@ def test_a_scopes_dense_bins_equal_its_rebinned_dense_frame_zeros_included(engin
     got = data.binned(engine, name, scoped, now, 300)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     assert (got["value"] == 0).any()  # the quiet bins before the first event are there
+
+
+def test_a_search_past_its_deadline_leaves_the_oldest_records_for_the_next_run_and_then_ends():
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=6, rate=3.0).records(T0, T0 + 3600)
+    for part in range(0, len(records), 2000):  # four blocks
+        engine.ingest(batch_of(records[part : part + 2000]))
+    search._HITS.clear()
+    ordered, flt = Ordered.of(engine.buffer.snapshot()), EventFilter(text="AccessDenied")
+    expected = matching(engine.buffer.snapshot().frame(), flt, engine.buffer.raw_records)["eventID"].tolist()
+    runs, partial = [], None
+    while partial is None or partial.unsearched:
+        partial = select(ordered, flt, engine.buffer.raw_texts, deadline=0.0)  # long past: one block a run
+        runs.append(partial)
+    assert len(runs) > 2
+    assert runs[0].unsearched > runs[1].unsearched > 0
+    assert set(runs[0].event_ids()) <= set(expected)
+    assert runs[-1].event_ids() == expected

@@ -7,6 +7,7 @@ aggregation routine runs over that subset of the buffer.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -113,10 +114,13 @@ def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.
     )
 
 
-def select_events(engine: Engine, flt: EventFilter) -> Selection:
+def select_events(engine: Engine, flt: EventFilter, budget: float | None = None) -> Selection:
     """Events matching ``flt``, oldest first, as a selection (counted and paged without a
-    frame of them all); raises ``QueryError`` when its search cannot be read."""
-    return select(ordered(engine), flt, engine.buffer.raw_texts)
+    frame of them all); raises ``QueryError`` when its search cannot be read. A search reads
+    records for about ``budget`` seconds at most, the newest first; the selection says how
+    many it left for the next call (which goes on from there)."""
+    deadline = None if budget is None else time.monotonic() + budget
+    return select(ordered(engine), flt, engine.buffer.raw_texts, deadline)
 
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
