@@ -226,7 +226,8 @@ def opened() -> None:
             triage.assign(hit.id, assignee, user)
             triage.set_note(hit.id, note, user)
             st.rerun()
-    events = data.select_events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
+    with page.busy("Reading its events…"):
+        events = data.select_events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
     if events.empty:
         st.info("Its events have left the buffer (older than the retention period).")
     else:

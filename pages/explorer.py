@@ -48,7 +48,8 @@ if window:
     if right.button("Use the sidebar's range", icon=":material/close:"):
         del state["ex_window"]
         st.rerun()
-in_range = data.select_events(shared.engine, base)
+with page.busy("Reading the events of this range…"):
+    in_range = data.select_events(shared.engine, base)
 
 columns = st.columns(len(FILTERS))
 chosen = {}
@@ -86,7 +87,8 @@ top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
     st.rerun()
 try:
-    events = data.select_events(shared.engine, flt, budget=SEARCH_SECONDS)
+    with page.busy("Searching the events…" if text.strip() else "Filtering the events…"):
+        events = data.select_events(shared.engine, flt, budget=SEARCH_SECONDS)
 except QueryError as error:
     st.error(f"The search cannot be read: {error}.")
     st.stop()

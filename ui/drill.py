@@ -77,7 +77,8 @@ def panel(engine, view, *, page: str) -> None:
         return
     st.subheader("Events behind your click")
     st.text(visible(drill.description))
-    events = data.select_events(engine, drill.filter)
+    with st.spinner("Reading the events…", show_time=True):
+        events = data.select_events(engine, drill.filter)
     if events.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
     else:
