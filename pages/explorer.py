@@ -139,8 +139,9 @@ def top_values() -> None:
                 hide_index=True,
                 width="stretch",
                 column_config={
-                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=220),
-                    "Events": st.column_config.NumberColumn(width=70),
+                    # With the selection column, within a third of the main column at 1440 px.
+                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=180),
+                    "Events": st.column_config.NumberColumn(width=75),
                 },
             )
             rows = picked.selection.rows if picked else []

@@ -153,13 +153,14 @@ def events_table(
         column_config={
             "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title, width=140),
             "Read-only": st.column_config.CheckboxColumn("Read-only", width="small"),
-            # Widths that add up to the main column at 1440 px with the sidebar open.
-            "Region": st.column_config.TextColumn("Region", width=100),
-            "Account": st.column_config.TextColumn("Account", width=110),
-            "Service": st.column_config.TextColumn("Service", width=80),
-            "API": st.column_config.TextColumn("API", width=170),
-            "User": st.column_config.TextColumn("User", width=170),
-            "Source IP": st.column_config.TextColumn("Source IP", width=110),
+            # Widths that, with the selection column, fit the main column at 1440 px with the
+            # sidebar open (a browser test holds it).
+            "Region": st.column_config.TextColumn("Region", width=95),
+            "Account": st.column_config.TextColumn("Account", width=105),
+            "Service": st.column_config.TextColumn("Service", width=75),
+            "API": st.column_config.TextColumn("API", width=145),
+            "User": st.column_config.TextColumn("User", width=145),
+            "Source IP": st.column_config.TextColumn("Source IP", width=105),
             "Error code": st.column_config.TextColumn("Error code", width=100),
             **({} if "Event ID" in columns else {"Event ID": None}),
         },
