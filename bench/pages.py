@@ -42,15 +42,26 @@ PAGE_SIZE = tables.PAGE_SIZE
 
 def load(events: int, days: int) -> Engine:
     """An engine holding about ``events`` demo records over the ``days`` before ``T_END``,
-    normalised and ingested an hour at a time (as the collector's batches)."""
+    normalised and ingested an hour (or a day) at a time, as the collector's batches. Over many
+    days, one day of records is generated and repeated on each day with its own eventIDs (the
+    demo's generator walks every 10-second slot, which for months takes longer than the pages)."""
     engine = Engine(retention_seconds=None)
-    # The demo's rate is its weekday peak: divide by its mean share over these days, weekends included.
-    share = np.mean([rhythm(t) for t in range(T_END - days * DAY, T_END, 60)])
-    source = DemoSource(seed=11, rate=events / (days * DAY * share), prefill=0)
-    for start in range(T_END - days * DAY, T_END, HOUR):
-        records = source.records(start, start + HOUR)
-        if records:
-            engine.ingest(normalise_all(iter(records), Rejects()))
+    first_day = T_END - days * DAY if days == 1 else T_END - DAY
+    # The demo's rate is its weekday peak: divide by its mean share over the day, weekends included.
+    share = np.mean([rhythm(t) for t in range(first_day, T_END, 60)])
+    # Its scripted incidents come on top, a fixed number a day: left out when a day is repeated.
+    source = DemoSource(seed=11, rate=events / (days * DAY * share), prefill=0, incidents=days == 1)
+    if days == 1:
+        for start in range(T_END - DAY, T_END, HOUR):
+            records = source.records(start, start + HOUR)
+            if records:
+                engine.ingest(normalise_all(iter(records), Rejects()))
+        return engine
+    day = source.records(T_END - DAY, T_END)  # eventTime "YYYY-MM-DDTHH:MM:SSZ", all on one date
+    for back in range(days - 1, -1, -1):
+        date = time.strftime("%Y-%m-%d", time.gmtime(T_END - DAY - back * DAY))
+        copies = [{**r, "eventID": f"{r['eventID']}-{back}", "eventTime": date + r["eventTime"][10:]} for r in day]
+        engine.ingest(normalise_all(iter(copies), Rejects()))
     return engine
 
 
