@@ -66,9 +66,13 @@ def top() -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        # Widths that, with the selection column, fit the main column at 1440 px, dates included.
         column_config={
-            "User": st.column_config.TextColumn("User", width="large", help="Long names shortened in the middle."),
-            "Session": st.column_config.TextColumn("Session", width="large"),
+            "User": st.column_config.TextColumn("User", width=260, help="Long names shortened in the middle."),
+            "Session": st.column_config.TextColumn("Session", width=230),
+            "Calls": st.column_config.NumberColumn("Calls", width=75),
+            "First call": st.column_config.TextColumn("First call", width=145),
+            "Last call": st.column_config.TextColumn("Last call", width=145),
         },
     )
     st.caption(f"Times in {current.zone_title}, to the 10-second window. Select a row to list that session's events.")
