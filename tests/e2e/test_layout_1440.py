@@ -71,3 +71,29 @@ def test_the_explorer_table_and_its_top_values_show_every_column_uncut(server):
 
 def _iso(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def test_a_drag_across_the_overview_chart_zooms_every_page_to_that_range(server):
+    page: Page = shared["page"]
+    page.goto(f"{server.url}/?range=1h")
+    settle(page)
+    expect(page.get_by_role("heading", name="API calls and anomaly score")).to_be_visible()
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    expect(chart).to_be_visible()
+    page.wait_for_timeout(1000)  # Vega draws after the element appears
+    box = chart.bounding_box()
+    y = box["y"] + box["height"] * 0.4
+    page.mouse.move(box["x"] + box["width"] * 0.35, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)
+    page.mouse.move(box["x"] + box["width"] * 0.65, y, steps=8)
+    page.mouse.up()
+    settle(page)
+    page.wait_for_function("() => location.search.includes('range=custom')")
+    chosen = page.get_by_role("combobox", name="Time range")
+    expect(chosen).to_match_aria_snapshot('- combobox "Time range": Custom range')
+    page.get_by_role("link", name="APIs").click()  # every page: the range goes with the session
+    settle(page)
+    expect(page.get_by_role("heading", name="APIs")).to_be_visible()
+    expect(chosen).to_match_aria_snapshot('- combobox "Time range": Custom range')
+    assert "range=custom" in page.url
