@@ -24,6 +24,7 @@ from metrics.engines import latest_seconds
 from metrics.explore import EventFilter, matching
 from metrics.normalise import Rejects, normalise_all
 from metrics.query import parse, required_text
+from metrics.selection import Ordered, Selection, select
 from metrics.sql import _quote, events_sql
 
 ROW_LIMIT = 1000
@@ -113,6 +114,14 @@ class AthenaEvents:
             while len(self._answers) > CACHED_ANSWERS:
                 self._answers.popitem(last=False)
         return frame
+
+    def select(self, flt: EventFilter) -> tuple[Selection, dict]:
+        """``events(flt)`` as the pages' selection of events, with its ``attrs`` (limit, error)."""
+        frame = self.events(flt)
+        with self._lock:
+            held = self._answers.get(flt)
+        buffer = held[2] if held is not None and held[1] is frame else EventBuffer(retention_seconds=None)
+        return select(Ordered.of(buffer.snapshot()), flt, buffer.raw_texts), dict(frame.attrs)
 
     def raw_records(self, event_ids: list[str]) -> list[bytes | None]:
         """The raw JSON of events of the answers held, None for one no answer holds."""

@@ -15,7 +15,7 @@ object column cost about 150; a whole batch is checked with a few ``searchsorted
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -309,6 +309,10 @@ class BufferSnapshot:
             return _empty_chunk()
         return Chunk.concat([replace(c, index=None) for c in self.chunks])
 
+    def whole(self) -> Chunk:
+        """Every event of the snapshot as one chunk (in storage order, not time order)."""
+        return self._whole()
+
     def frame(self, start_ns: int | None = None, end_ns: int | None = None) -> pd.DataFrame:
         """Events with start <= eventTime < end, one column per ``COLUMNS`` entry, text as
         categoricals, sorted by time."""
@@ -319,25 +323,29 @@ class BufferSnapshot:
         if end_ns is not None:
             keep &= whole.times < end_ns
         part = whole.take(np.flatnonzero(keep))
-        order = np.argsort(part.times, kind="stable")
-        part = part.take(order)
-        data = {}
-        for name in COLUMNS:
-            if name == "eventID":
-                data[name] = pd.Series(part.ids.to_numpy(zero_copy_only=False), dtype=object)
-            elif name == "eventTime":
-                data[name] = pd.to_datetime(part.times, unit="ns", utc=True)
-            elif name == "readOnly":
-                flags = pd.array(part.read_only == 1, dtype="boolean")
-                flags[part.read_only < 0] = pd.NA
-                data[name] = flags
-            else:
-                data[name] = pd.Categorical.from_codes(
-                    part.codes[name],
-                    categories=pd.Index(self.labels[name], dtype=object),
-                    validate=False,
-                )
-        return pd.DataFrame(data)
+        return chunk_frame(part.take(np.argsort(part.times, kind="stable")), self.labels)
+
+
+def chunk_frame(part: Chunk, labels: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """A chunk's events as a frame in the chunk's order: one column per ``COLUMNS`` entry,
+    text as categoricals over ``labels`` (a snapshot's)."""
+    data = {}
+    for name in COLUMNS:
+        if name == "eventID":
+            data[name] = pd.Series(part.ids.to_numpy(zero_copy_only=False), dtype=object)
+        elif name == "eventTime":
+            data[name] = pd.to_datetime(part.times, unit="ns", utc=True)
+        elif name == "readOnly":
+            flags = pd.array(part.read_only == 1, dtype="boolean")
+            flags[part.read_only < 0] = pd.NA
+            data[name] = flags
+        else:
+            data[name] = pd.Categorical.from_codes(
+                part.codes[name],
+                categories=pd.Index(labels[name], dtype=object),
+                validate=False,
+            )
+    return pd.DataFrame(data)
 
 
 def _empty_chunk() -> Chunk:
@@ -551,6 +559,26 @@ class EventBuffer:
         the same record; a caller reading a large snapshot asks piece by piece."""
         with self._lock:
             return self.raw.get_many(list(zip(blocks.tolist(), slots.tolist())))
+
+    def raw_texts(self, blocks: Sequence[int]) -> Iterator[tuple[int, np.ndarray, Callable[[], bytes]]]:
+        """For a search: each block's record offsets and a function giving its records as one
+        decompressed text (record ``slot`` is ``text[offsets[slot]:offsets[slot + 1]]``), blocks
+        evicted since left out. Decompressed only when asked, one at a time and outside the
+        lock, so that a scan of months neither holds the writers up nor all the text in memory."""
+        with self._lock:
+            found = []
+            for block in blocks:
+                if block == self.raw._open_id:
+                    pending = self.raw._open[:]
+                    offsets = np.zeros(len(pending) + 1, dtype=np.int64)
+                    np.cumsum([len(r) for r in pending], out=offsets[1:])
+                    found.append((block, offsets, b"".join(pending), False))
+                elif block in self.raw.blocks:
+                    data, offsets = self.raw.blocks[block]
+                    found.append((block, offsets, data, True))
+        decompress = zstandard.ZstdDecompressor().decompress  # one per call: not thread-safe
+        for block, offsets, data, compressed in found:
+            yield block, offsets, (lambda data=data: decompress(data)) if compressed else (lambda data=data: data)
 
     def raw_record(self, event_id: str) -> bytes | None:
         """The stored raw JSON of one event, or None if it is not (or no longer) here."""

@@ -15,9 +15,9 @@ import pandas as pd
 
 from metrics.buffer import EventColumns
 from metrics.events import COLUMNS
-from metrics.pumps import Pump, aggregate, counts_frame
+from metrics.pumps import FRAME_COLUMNS, Pump, aggregate, counts_frame
 from metrics.query import parse, required_text
-from metrics.windows import NS_PER_SECOND, window_start
+from metrics.windows import NS_PER_SECOND, to_timestamps, window_start
 
 # Columns of the events table a search sees beside the record (``user``, ``session``...).
 TEXT_COLUMNS = tuple(c for c in COLUMNS if c not in ("eventTime", "readOnly", "eventType", "identityType"))
@@ -247,3 +247,78 @@ def episodes(
     ]
     found = pd.DataFrame(rows, columns=columns)
     return found.sort_values(["peak", "start"], ascending=[False, True], kind="stable").head(n).reset_index(drop=True)
+
+
+# Rows of counts as columns: window starts (seconds), group codes, counts, and each group
+# code's category and subcategory (None: missing).
+GroupedRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def pump_rows(columns: EventColumns, pump: Pump, start: int, end: int) -> GroupedRows:
+    """The events of ``columns`` in the windows of ``pump`` starting in [start, end), as
+    ``GroupedRows`` of one event each, grouped as the pump groups them."""
+    first, last = window_start(start, pump.step), window_start(end - 1, pump.step)
+    times = columns.times
+    keep = (times >= first * NS_PER_SECOND) & (times < (last + pump.step) * NS_PER_SECOND)
+    if pump.where is not None:
+        keep &= pump.where.mask(columns)
+    windows = window_start(times[keep] // NS_PER_SECOND, pump.step)
+    subs = columns.codes[pump.subcategory][keep].astype(np.int64) if pump.subcategory else -1
+    width = len(columns.labels[pump.subcategory]) + 1 if pump.subcategory else 1
+    cats = columns.codes[pump.category][keep].astype(np.int64) if pump.category else np.full(len(windows), -1)
+    groups, keys = pd.factorize((cats + 1) * width + (subs + 1))
+    categories = _labels_of(columns, pump.category, keys // width - 1)
+    subcategories = _labels_of(columns, pump.subcategory, keys % width - 1)
+    return windows, groups.astype(np.int64), np.ones(len(windows), dtype=np.int64), categories, subcategories
+
+
+def _labels_of(columns: EventColumns, name: str | None, codes: np.ndarray) -> np.ndarray:
+    out = np.full(len(codes), None, dtype=object)
+    if name is not None:
+        labels = columns.labels[name]
+        for i, code in enumerate(codes.tolist()):
+            if code >= 0:
+                out[i] = labels[code]
+    return out
+
+
+def sum_groups(rows: GroupedRows, metric: str, seconds: int | None = None) -> pd.DataFrame:
+    """Counts summed per group and bin of ``seconds`` (a multiple of the window): the rows of
+    ``rebin(frame, seconds)``, sorted alike. Without ``seconds``, per group over the whole range:
+    ``category``, ``subcategory``, ``value`` and the ``first`` and ``last`` window holding any,
+    largest first. Either way without a row per window, so months cost what their events cost."""
+    windows, groups, counts, categories, subcategories = rows
+    if seconds is None:
+        codes, used = pd.factorize(groups)
+        first = np.full(len(used), np.iinfo(np.int64).max)
+        last = np.full(len(used), np.iinfo(np.int64).min)
+        np.minimum.at(first, codes, windows)
+        np.maximum.at(last, codes, windows)
+        frame = pd.DataFrame(
+            {
+                "category": pd.Series(categories[used], dtype=object).fillna(""),
+                "subcategory": pd.Series(subcategories[used], dtype=object).fillna(""),
+                "value": np.bincount(codes, weights=counts, minlength=len(used)).astype(np.int64),
+                "first": to_timestamps(first),
+                "last": to_timestamps(last),
+            }
+        )
+        return frame.sort_values(["value", "category", "subcategory"], ascending=[False, True, True], ignore_index=True)
+    if not len(windows):
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    bins = windows - windows % seconds
+    width = int(groups.max()) + 1
+    codes, keys = pd.factorize((bins // seconds) * width + groups)
+    sums = np.bincount(codes, weights=counts, minlength=len(keys)).astype(np.int64)
+    group = keys % width
+    frame = pd.DataFrame(
+        {
+            "metric": metric,
+            "window_start": to_timestamps((keys // width) * seconds),
+            "category": pd.Series(categories[group], dtype=object).fillna(""),
+            "subcategory": pd.Series(subcategories[group], dtype=object).fillna(""),
+            "value": sums,
+        },
+        columns=list(FRAME_COLUMNS),
+    )
+    return frame.sort_values(["window_start", "category", "subcategory"], kind="stable", ignore_index=True)

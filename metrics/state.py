@@ -183,6 +183,14 @@ class WindowedCounts:
         categories, subcategories = self._label_arrays()
         return WindowCounts(windows, categories[groups], subcategories[groups], counts)
 
+    def grouped(self, start: int | None = None, end: int | None = None):
+        """The counts of windows starting in [start, end) as columns, in key order (by window,
+        then group code): window starts (seconds), group codes, counts, and each group code's
+        category and subcategory. For sums over many windows that need no row per window."""
+        keys, counts = self._columns(start, end)
+        categories, subcategories = self._label_arrays()
+        return (keys >> GROUP_BITS) * self.pump.step, keys & GROUP_MASK, counts, categories, subcategories
+
     def _label_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         cached = self._arrays
         if cached is None or len(cached[0]) < len(self._labels):

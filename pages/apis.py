@@ -15,7 +15,7 @@ shared, _ = page.start("APIs", "The ten most called APIs (eventName, with its se
 @page.refreshing("bar_refresh_seconds")
 def top() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "CallsPerAPI", current, at)
+    frame = data.totals(shared.engine, "CallsPerAPI", current, at)
     if frame.empty:
         page.explain_empty(shared, current, "API calls")
         return

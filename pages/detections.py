@@ -108,7 +108,7 @@ def hits() -> None:
         visible_frame(table.rename(columns={"when": f"Time ({current.zone_title})"})),
         key="det_table",
         on_select="rerun",
-        selection_mode="single-row",
+        selection_mode="multi-row",
         hide_index=True,
         width="stretch",
         column_config={
@@ -123,14 +123,36 @@ def hits() -> None:
             "Note": st.column_config.TextColumn(width=100),
         },
     )
-    st.caption(f"{len(shown):,} detections. Select one to see its events and decide what to do with it.")
-    rows = picked.selection.rows if picked else []
-    if rows and rows[0] < len(shown) and st.session_state.get("det_table-seen") != rows[0]:
-        st.session_state["det_table-seen"] = rows[0]
-        st.session_state["det_open"] = shown["id"].iloc[rows[0]]
-        st.rerun()  # the whole page: the selected detection's panel is outside this fragment
-    if not rows:
-        st.session_state.pop("det_table-seen", None)
+    st.caption(
+        f"{len(shown):,} detections. Select one to see its events and decide what to do with it; "
+        "select several (Ctrl or Shift and click, or the boxes on the left) to decide for them at once."
+    )
+    rows = [r for r in (picked.selection.rows if picked else []) if r < len(shown)]
+    if rows != st.session_state.get("det_table-seen", []):
+        # Positions mean rows only of the table they were picked in: keep the hits they named,
+        # so that a refresh that adds or reorders rows changes nothing the analyst chose.
+        before = set(st.session_state.get("det_table-seen", []))
+        st.session_state["det_table-seen"] = rows
+        st.session_state["det_picked"] = shown["id"].iloc[rows].tolist()
+        added = [r for r in rows if r not in before]
+        if added:
+            st.session_state["det_open"] = shown["id"].iloc[added[-1]]
+            st.rerun()  # the whole page: the selected detection's panel is outside this fragment
+    _bulk_picked([h for h in st.session_state.get("det_picked", []) if h in set(frame["id"])])
+
+
+def _bulk_picked(picked: list[str]) -> None:
+    """One decision for the detections selected in the table."""
+    if len(picked) < 2:
+        return
+    left, right, _ = st.columns([1, 1, 2])
+    if left.button(f"Acknowledge the {len(picked)} selected", key="det_picked_ack", icon=":material/done_all:"):
+        triage.acknowledge_many(picked, user)
+        st.rerun(scope="app")
+    label = f"Suppress the {len(picked)} selected"
+    if right.button(label, key="det_picked_suppress", icon=":material/visibility_off:"):
+        triage.suppress_many(picked, user)
+        st.rerun(scope="app")
 
 
 def _picked_bin(state, shown: pd.DataFrame, seconds: int, current: view.View) -> pd.DataFrame:
@@ -204,7 +226,8 @@ def opened() -> None:
             triage.assign(hit.id, assignee, user)
             triage.set_note(hit.id, note, user)
             st.rerun()
-    events = data.events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
+    with page.busy("Reading its events…"):
+        events = data.select_events(shared.engine, EventFilter(event_ids=tuple(hit.event_ids)))
     if events.empty:
         st.info("Its events have left the buffer (older than the retention period).")
     else:

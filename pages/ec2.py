@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from metrics.explore import NO_ERROR, rebin
+from metrics.explore import NO_ERROR
 from metrics.pumps import EC2
 from ui import charts, data, drill, page, view
 from ui.drill import Drill
@@ -17,11 +17,11 @@ shared, _ = page.start("EC2", "Calls to EC2: a line for the calls that succeeded
 @page.refreshing("line_refresh_seconds")
 def live() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "EC2Calls", current, at)
+    seconds = page.bin_for(current, STEP, at, points=page.LINE_POINTS)
+    frame = data.binned_metric(shared.engine, "EC2Calls", current, at, seconds)
     if frame.empty:
         page.explain_empty(shared, current, "EC2 calls")
         return
-    seconds = page.bin_for(current, STEP, at, points=page.LINE_POINTS)
     frame = frame.assign(outcome=frame["subcategory"].replace("", SUCCESS))
     st.subheader(f"EC2 calls by outcome, {current.label()}")
 
@@ -34,13 +34,11 @@ def live() -> None:
             flt.narrowed(start=t, end=t + seconds), f"EC2 calls {what}, window {page.window_text(current, t, seconds)}"
         )
 
-    binned = rebin(frame.drop(columns="outcome"), seconds)
-    binned = binned.assign(outcome=binned["subcategory"].replace("", SUCCESS))
     # Success first, so that the error codes are drawn over it.
-    names = [SUCCESS, *sorted(set(binned["outcome"]) - {SUCCESS})]
+    names = [SUCCESS, *sorted(set(frame["outcome"]) - {SUCCESS})]
     drill.chart(
         charts.lines_by(
-            binned,
+            frame,
             "outcome",
             "Outcome",
             step=seconds,

@@ -1,6 +1,8 @@
 """Events explorer: the events themselves, filtered every way an analyst needs, with the full
 record of any one and downloads of what is shown."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +13,8 @@ from ui.charts import PICK
 from ui.tables import events_table
 
 NO_CODE = "(none: succeeded)"
+# A search reads records this long per run, newest first, then shows what it found and goes on.
+SEARCH_SECONDS = 1.0
 FILTERS = {  # widget key: (label, column, EventFilter field)
     "ex_services": ("Service", "eventSource", "services"),
     "ex_apis": ("API", "eventName", "apis"),
@@ -44,13 +48,13 @@ if window:
     if right.button("Use the sidebar's range", icon=":material/close:"):
         del state["ex_window"]
         st.rerun()
-in_range = data.events(shared.engine, base)
+with page.busy("Reading the events of this range…"):
+    in_range = data.select_events(shared.engine, base)
 
 columns = st.columns(len(FILTERS))
 chosen = {}
 for slot, (key, (label, column, field)) in zip(columns, FILTERS.items()):
-    present = in_range[column].dropna().unique().tolist()
-    options = sorted(set(map(str, present)) | {v for v in state.get(key, []) if v != NO_CODE})
+    options = sorted(set(in_range.values(column)) | {v for v in state.get(key, []) if v != NO_CODE})
     if column == "errorCode":
         options = [NO_CODE, *options]
     values = slot.multiselect(label, options, key=key, placeholder="Any")
@@ -83,10 +87,18 @@ top = st.columns([4, 1])
 if top[1].button("Refresh", icon=":material/refresh:", help="Read the newest events."):
     st.rerun()
 try:
-    events = data.events(shared.engine, flt)
+    with page.busy("Searching the events…" if text.strip() else "Filtering the events…"):
+        events = data.select_events(shared.engine, flt, budget=SEARCH_SECONDS)
 except QueryError as error:
     st.error(f"The search cannot be read: {error}.")
     st.stop()
+if events.unsearched:
+    share = 1 - events.unsearched / max(1, len(in_range))
+    st.progress(
+        min(max(share, 0.0), 1.0),
+        text=f"Searching the records, newest first: {events.unsearched:,} older events still to read. "
+        "The matches found so far are below; the page fills in on its own.",
+    )
 
 
 def histogram() -> None:
@@ -94,7 +106,7 @@ def histogram() -> None:
     start, end = flt.start, flt.end
     seconds = bin_seconds(end - start, 10, points=80)
     chart = charts.matches_histogram(
-        events["eventTime"], start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
+        events.times_ns(), start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
     )
     picked = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key="ex_histogram", width="stretch")
     points = (picked.selection.get(PICK) if picked is not None else None) or []
@@ -115,9 +127,9 @@ def top_values() -> None:
         )
         slots = [*st.columns(3), *st.columns(3)]  # three to a row: values stay readable at 1440 px
         for slot, (key, (label, column, field)) in zip(slots, FILTERS.items()):
-            counts = events[column].value_counts(dropna=column != "errorCode").head(5)
-            values = [NO_CODE if pd.isna(v) else str(v) for v in counts.index]
-            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": counts.to_numpy()})
+            counts = events.counts(column, 5, missing=column == "errorCode")
+            values = [NO_CODE if v is None else v for v, _ in counts]
+            table = pd.DataFrame({label: [charts.middle(v, 34) for v in values], "Events": [n for _, n in counts]})
             generation = state.get("ex_top_generation", 0)
             picked = slot.dataframe(
                 table,
@@ -127,8 +139,9 @@ def top_values() -> None:
                 hide_index=True,
                 width="stretch",
                 column_config={
-                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=220),
-                    "Events": st.column_config.NumberColumn(width=70),
+                    # With the selection column, within a third of the main column at 1440 px.
+                    label: st.column_config.TextColumn(label, help="Long values shortened in the middle.", width=180),
+                    "Events": st.column_config.NumberColumn(width=75),
                 },
             )
             rows = picked.selection.rows if picked else []
@@ -147,9 +160,14 @@ def top_values() -> None:
 if events.empty:
     if in_range.empty:
         page.explain_empty(shared, current)
+    elif events.unsearched:
+        st.info("No match in the newest records read so far; the search goes on through the older ones.")
     else:
         st.info(f"None of the {len(in_range):,} events in this range matches these filters.")
 else:
     histogram()
     top_values()
     events_table(shared.engine, events, current, key="explorer-table", choose_columns=True, remember="open_event")
+if events.unsearched:
+    time.sleep(0.1)  # let the browser draw the matches so far
+    st.rerun()

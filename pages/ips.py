@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from metrics.explore import busiest_per_window, rebin
+from metrics.explore import busiest_per_window
 from ui import charts, colors, data, drill, page, view
 from ui.drill import Drill
 
@@ -23,7 +23,7 @@ def _drill_range(current: view.View, at: int, ip: str) -> Drill:
 @page.refreshing("bar_refresh_seconds")
 def top() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "CallsPerUniqueIp", current, at)
+    frame = data.totals(shared.engine, "CallsPerUniqueIp", current, at)
     if frame.empty:
         page.explain_empty(shared, current, "API calls")
         return
@@ -40,13 +40,13 @@ def top() -> None:
 @page.refreshing("line_refresh_seconds")
 def busiest() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "CallsPerUniqueIp", current, at)
+    seconds = page.bin_for(current, STEP, at)
+    # Over long ranges, the busiest address of each coarse bin: months of minutes draw nothing legible.
+    frame = data.binned_metric(shared.engine, "CallsPerUniqueIp", current, at, seconds)
     if frame.empty:
         return
-    seconds = page.bin_for(current, STEP, at)
     st.subheader(f"Most calls by a single IP per {charts.bin_label(seconds)}, {current.label()}")
-    # Over long ranges, the busiest address of each coarse bin: months of minutes draw nothing legible.
-    peaks = busiest_per_window(rebin(frame, seconds) if seconds > STEP else frame)
+    peaks = busiest_per_window(frame)
 
     def to_drill(point: dict) -> Drill:
         t, ip = int(point["t"]), point["category"]

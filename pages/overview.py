@@ -4,7 +4,7 @@ that stood out."""
 import pandas as pd
 import streamlit as st
 
-from metrics.explore import EventFilter, episodes, leading, rebin
+from metrics.explore import EventFilter, episodes, rebin
 from ui import charts, data, drill, page, view
 from ui.drill import Drill
 
@@ -63,7 +63,8 @@ def live() -> None:
         st.caption(dropped)
     successes = data.binned(engine, "NumberOfSuccessfulCalls", current, at, seconds)
     calls, succeeded = int(totals["value"].sum()), int(successes["value"].sum())
-    tiles = st.columns(4)
+    # The first tile's label holds the range, a custom one as dates: room for it uncut at 1440 px.
+    tiles = st.columns([2.3, 1, 1, 1.4])
     tiles[0].metric(f"API calls, {current.label()}", f"{calls:,}")
     tiles[1].metric("Failed calls", f"{(calls - succeeded) / calls:.1%}", help="Calls whose record has an errorCode.")
     tiles[2].metric("Events in memory", f"{len(engine.buffer):,}", help="Across all regions and accounts.")
@@ -168,16 +169,16 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     typical = float(totals["value"].median()) if len(totals) else 0.0
     rows = []
     for episode in found.itertuples():
-        events = data.events(engine, EventFilter(start=episode.start, end=episode.end))
+        events = data.select_events(engine, EventFilter(start=episode.start, end=episode.end))
         rows.append(
             {
                 "Episode": page.span_text(current, episode.start, episode.end),
                 "Peak score": episode.peak,
                 "Calls": episode.calls,
                 "Typical calls": typical * (episode.end - episode.start) / STEP,
-                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in leading(events, "eventName", 2)),
-                "Leading users": ", ".join(f"{name} ({n})" for name, n in leading(events, "user", 2)),
-                "Leading IP": ", ".join(f"{name} ({n})" for name, n in leading(events, "sourceIPAddress", 1)),
+                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in events.counts("eventName", 2)),
+                "Leading users": ", ".join(f"{name} ({n})" for name, n in events.counts("user", 2)),
+                "Leading IP": ", ".join(f"{name} ({n})" for name, n in events.counts("sourceIPAddress", 1)),
             }
         )
     table = pd.DataFrame(rows)
@@ -188,11 +189,17 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        # Widths that, with the selection column, fit the main column at 1440 px: no column hidden.
         column_config={
-            "Peak score": st.column_config.NumberColumn(format="%.2f"),
+            "Episode": st.column_config.TextColumn(width=220),
+            "Peak score": st.column_config.NumberColumn(format="%.2f", width=75),
+            "Calls": st.column_config.NumberColumn(width=65),
             "Typical calls": st.column_config.NumberColumn(
-                format="%.0f", help="The median calls per 10 s in the range, times the episode's length."
+                format="%.0f", help="The median calls per 10 s in the range, times the episode's length.", width=85
             ),
+            "Leading APIs": st.column_config.TextColumn(width=190),
+            "Leading users": st.column_config.TextColumn(width=165),
+            "Leading IP": st.column_config.TextColumn(width=125),
         },
     )
     st.caption(

@@ -3,7 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-from metrics.explore import rebin
 from ui import charts, colors, data, drill, page, view
 from ui.drill import Drill
 
@@ -29,11 +28,11 @@ def with_others(frame: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
 @page.refreshing("line_refresh_seconds")
 def live() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "CallsPerServiceType", current, at)
+    seconds = page.bin_for(current, STEP, at, points=page.LINE_POINTS)
+    frame = data.binned_metric(shared.engine, "CallsPerServiceType", current, at, seconds)
     if frame.empty:
         page.explain_empty(shared, current, "calls to services other than EC2")
         return
-    seconds = page.bin_for(current, STEP, at, points=page.LINE_POINTS)
     st.subheader(f"Calls per service, {current.label()}")
     totals = frame.groupby("category", observed=True)["value"].sum().sort_values(ascending=False, kind="stable")
     chosen = st.multiselect(
@@ -46,12 +45,13 @@ def live() -> None:
     st.session_state["services-drawn"] = chosen
     others = st.toggle(f'Draw the others as one line, "{colors.OTHERS}"', value=True, key="services-others")
     drawn = with_others(frame, chosen) if others else frame[frame["category"].isin(chosen)]
+    drawn = drawn.sort_values(["window_start", "category"], kind="stable", ignore_index=True)
     if drawn.empty:
         st.info("No service is chosen: pick one or more above, or switch on the line of all the others.")
         return
     names = [*chosen, colors.OTHERS] if others else chosen
     chart = charts.lines_by(
-        rebin(drawn, seconds),
+        drawn,
         "category",
         "Service",
         step=seconds,

@@ -10,6 +10,7 @@ from ui.drill import Drill
 
 PAGE = "users"
 STEP = PUMPS_BY_NAME["CallsPerUser"].step
+CALL_TIME = "%Y-%m-%d %H:%M:%S"  # with the date: a day's range spans two
 
 shared, _ = page.start(
     "Users",
@@ -29,7 +30,7 @@ def _drill(current: view.View, at: int, **criteria) -> Drill:
 @page.refreshing("bar_refresh_seconds")
 def top() -> None:
     at, current = page.now(), view.current()
-    frame = data.metric(shared.engine, "CallsPerUser", current, at)
+    frame = data.totals(shared.engine, "CallsPerUser", current, at)
     if frame.empty:
         page.explain_empty(shared, current, "API calls")
         return
@@ -46,9 +47,7 @@ def top() -> None:
     leaders = frame.groupby("category", observed=True)["value"].sum().nlargest(10).index
     sessions = (
         frame[frame["category"].isin(leaders)]
-        .groupby(["category", "subcategory"], observed=True)
-        .agg(calls=("value", "sum"), first=("window_start", "min"), last=("window_start", "max"))
-        .reset_index()
+        .rename(columns={"value": "calls"})
         .sort_values(["calls", "category"], ascending=[False, True], ignore_index=True)
     )
     table = pd.DataFrame(
@@ -56,8 +55,8 @@ def top() -> None:
             "User": sessions["category"].map(lambda name: charts.middle(name, 44)),
             "Session": sessions["subcategory"].replace("", "(none: long-term credentials)"),
             "Calls": sessions["calls"],
-            "First call": current.wall(sessions["first"]).dt.strftime("%H:%M:%S"),
-            "Last call": current.wall(sessions["last"]).dt.strftime("%H:%M:%S"),
+            "First call": current.wall(sessions["first"]).dt.strftime(CALL_TIME),
+            "Last call": current.wall(sessions["last"]).dt.strftime(CALL_TIME),
         }
     )
     state = st.dataframe(
@@ -67,9 +66,13 @@ def top() -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        # Widths that, with the selection column, fit the main column at 1440 px, dates included.
         column_config={
-            "User": st.column_config.TextColumn("User", width="large", help="Long names shortened in the middle."),
-            "Session": st.column_config.TextColumn("Session", width="large"),
+            "User": st.column_config.TextColumn("User", width=260, help="Long names shortened in the middle."),
+            "Session": st.column_config.TextColumn("Session", width=230),
+            "Calls": st.column_config.NumberColumn("Calls", width=75),
+            "First call": st.column_config.TextColumn("First call", width=145),
+            "Last call": st.column_config.TextColumn("Last call", width=145),
         },
     )
     st.caption(f"Times in {current.zone_title}, to the 10-second window. Select a row to list that session's events.")

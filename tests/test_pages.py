@@ -577,6 +577,24 @@ def test_one_click_acknowledges_every_detection_shown(two_hits, tmp_path):
     assert set(at.dataframe[0].value["Status"]) == {"acknowledged"}
 
 
+def test_rows_picked_in_the_table_are_suppressed_together_and_one_picked_row_opens_its_panel(two_hits, tmp_path):
+    from metrics.triage import Triage
+
+    at = two_hits()
+    assert "The selected detection" not in [h.value for h in at.subheader]
+    at.session_state["det_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert "The selected detection" in [h.value for h in at.subheader]  # at once, no other click needed
+    assert not [b for b in at.button if b.key == "det_picked_suppress"]  # one row: its panel decides
+    at.session_state["det_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="det_picked_suppress").click().run()
+    assert not at.exception
+    triage = Triage(tmp_path / "state" / "detections.json")
+    assert len(triage.suppressed_hits) == 2 and not triage.acknowledged
+
+
 def test_a_note_and_an_assignee_are_kept_per_detection_and_shown_in_the_table(two_hits, tmp_path):
     from metrics.triage import Triage
     from ui.runtime import runtime

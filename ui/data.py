@@ -7,13 +7,26 @@ aggregation routine runs over that subset of the buffer.
 from __future__ import annotations
 
 import threading
+import time
 
+import numpy as np
 import pandas as pd
 
 from metrics.buffer import EventColumns
 from metrics.engine import ANOMALY, Engine
-from metrics.explore import EventFilter, matching, rebin, scope_mask, scoped_metric, subset
-from metrics.pumps import PUMPS_BY_NAME
+from metrics.explore import (
+    EventFilter,
+    GroupedRows,
+    pump_rows,
+    rebin,
+    scope_mask,
+    scoped_metric,
+    subset,
+    sum_groups,
+)
+from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
+from metrics.selection import Ordered, Selection, select
+from metrics.windows import to_timestamps, window_start
 from ui.view import View
 
 LONG_RANGE_SECONDS = 86_400
@@ -21,16 +34,29 @@ LONG_RANGE_SECONDS = 86_400
 # ``events(flt)`` and ``raw_records(ids)``, set by the runtime.
 on_demand = None
 _scoped_cache: dict[tuple, EventColumns] = {}
+_ordered_cache: dict[tuple, Ordered] = {}
 _scoped_lock = threading.Lock()
+
+
+def ordered(engine: Engine) -> Ordered:
+    """The buffer's events in time order, made once per change of the buffer (every session
+    reads the same)."""
+    snapshot = engine.buffer.snapshot()
+    key = (id(engine), snapshot.version)
+    with _scoped_lock:
+        if key not in _ordered_cache:
+            _ordered_cache.clear()
+            _ordered_cache[key] = Ordered.of(snapshot)
+        return _ordered_cache[key]
 
 
 def _scoped_columns(engine: Engine, view: View) -> EventColumns:
     """The buffer's columns within the view's scope, kept while the buffer is unchanged."""
-    snapshot = engine.buffer.snapshot()
-    key = (id(engine), snapshot.version, view.regions, view.accounts)
+    held = ordered(engine)
+    key = (id(engine), id(held), view.regions, view.accounts)
     with _scoped_lock:
         if key not in _scoped_cache:
-            columns = snapshot.columns()
+            columns = EventColumns(held.whole.times, held.whole.codes, held.labels)
             _scoped_cache.clear()
             _scoped_cache[key] = subset(columns, scope_mask(columns, view.regions, view.accounts))
         return _scoped_cache[key]
@@ -47,21 +73,72 @@ def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
     return scoped_metric(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end, dense_until)
 
 
+def _rows(engine: Engine, name: str, view: View, now: int) -> GroupedRows:
+    """A metric's counts for the windows of the view as columns: from the running state
+    without a scope (it also holds counts aggregated elsewhere, as by Athena), else from the
+    scope's events."""
+    start, end = view.bounds(now)
+    if not view.scoped:
+        return engine.states[name].grouped(start, end)
+    return pump_rows(_scoped_columns(engine, view), PUMPS_BY_NAME[name], start, end)
+
+
+def totals(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
+    """A metric summed per group over the view's range (``metrics.explore.sum_groups``): what
+    a bar chart of the busiest draws, without a row per window."""
+    return sum_groups(_rows(engine, name, view, now), name)
+
+
+def binned_metric(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
+    """A metric in bins of ``seconds``: the rows of ``rebin(metric(...), seconds)``."""
+    return sum_groups(_rows(engine, name, view, now), name, seconds)
+
+
 def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
     """A dense metric in bins of ``seconds`` for the view: from the running per-window totals
     without a scope, else from the scope's events."""
     if not view.scoped and PUMPS_BY_NAME[name].dense:
         start, end = view.bounds(now)
         return engine.binned_totals(name, start, end, seconds, dense_until=min(now, end - 1))
-    return rebin(metric(engine, name, view, now), seconds)
+    start, end = view.bounds(now)
+    pump = PUMPS_BY_NAME[name]
+    if not pump.dense:
+        return rebin(metric(engine, name, view, now), seconds)
+    # A scope's dense series: its events summed per bin, then every bin of the range zero-filled
+    # up to the live edge, as rebinning the dense per-window frame would give.
+    found = sum_groups(pump_rows(_scoped_columns(engine, view), pump, start, end), name, seconds)
+    first = window_start(start, seconds)
+    last = window_start(min(end - 1, now), seconds)
+    bins = to_timestamps(np.arange(first, last + 1, seconds, dtype=np.int64))
+    values = found.set_index("window_start")["value"].reindex(bins, fill_value=0).to_numpy()
+    return pd.DataFrame(
+        {"metric": name, "window_start": bins, "category": "", "subcategory": "", "value": values},
+        columns=list(FRAME_COLUMNS),
+    )
+
+
+def select_events(engine: Engine, flt: EventFilter, budget: float | None = None) -> Selection:
+    """Events matching ``flt``, oldest first, as a selection (counted and paged without a
+    frame of them all); raises ``QueryError`` when its search cannot be read. A search reads
+    records for about ``budget`` seconds at most, the newest first; the selection says how
+    many it left for the next call (which goes on from there)."""
+    return select_noted(engine, flt, budget)[0]
+
+
+def select_noted(engine: Engine, flt: EventFilter, budget: float | None = None) -> tuple[Selection, dict]:
+    """``select_events``, and what an on-demand source says of its answer: ``limit`` when it
+    returned as many events as its row limit, ``error`` when it could not answer."""
+    if on_demand is not None:
+        return on_demand.select(flt)
+    deadline = None if budget is None else time.monotonic() + budget
+    return select(ordered(engine), flt, engine.buffer.raw_texts, deadline), {}
 
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
-    """Events matching ``flt``, oldest first."""
+    """Events matching ``flt``, oldest first, as a frame: for the few a detection holds."""
     if on_demand is not None:
         return on_demand.events(flt)
-    start_ns, end_ns = flt.bounds_ns
-    return matching(engine.buffer.snapshot().frame(start_ns, end_ns), flt, raws=engine.buffer.raw_records)
+    return select_events(engine, flt).frame()
 
 
 def raw_records(engine: Engine, event_ids: list[str]) -> list[bytes | None]:

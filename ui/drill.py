@@ -77,17 +77,17 @@ def panel(engine, view, *, page: str) -> None:
         return
     st.subheader("Events behind your click")
     st.text(visible(drill.description))
-    frame = data.events(engine, drill.filter)
-    if "limit" in frame.attrs:
-        limit = frame.attrs["limit"]
-        st.caption(f"The first {limit:,} events Athena returned; narrow the click or the range for more.")
-    if "error" in frame.attrs:
+    with st.spinner("Reading the events…", show_time=True):
+        events, notes = data.select_noted(engine, drill.filter)
+    if "limit" in notes:
+        st.caption(f"The first {notes['limit']:,} events Athena returned; narrow the click or the range for more.")
+    if "error" in notes:
         st.warning("Athena could not list these events (the reason is below); the page asks again when it reruns.")
-        st.text(visible(frame.attrs["error"]))
-    elif frame.empty:
+        st.text(visible(notes["error"]))
+    elif events.empty:
         st.info("No events match any more: they may have left the buffer, or the scope in the sidebar excludes them.")
     else:
-        events_table(engine, frame, view, key=f"{page}-drill-table")
+        events_table(engine, events, view, key=f"{page}-drill-table")
     left, right, _ = st.columns([1.3, 1, 4])
     if left.button("Open in Events explorer", key=f"{page}-drill-open", icon=":material/manage_search:"):
         st.session_state[EXPLORER_FILTER] = drill

@@ -41,12 +41,13 @@ def refreshing(setting: str):
         def run(*args, **kwargs):
             if not login.session_still_valid():
                 st.rerun(scope="app")
-            drawn = f"drawn:{function.__module__}.{function.__name__}"
+            # Per view too: a new range or scope is a first draw again, slow over months.
+            drawn = f"drawn:{function.__module__}.{function.__name__}:{view.current()!r}"
             if st.session_state.get(drawn):
                 return function(*args, **kwargs)
             # The first draw of a long range takes a moment: say so at once, not a blank page.
             # Refreshes keep the previous chart on screen instead.
-            with st.spinner("Computing the charts for this range…", show_time=True):
+            with busy("Computing the charts for this range…"):
                 result = function(*args, **kwargs)
             st.session_state[drawn] = True
             return result
@@ -54,6 +55,12 @@ def refreshing(setting: str):
         return run
 
     return wrap
+
+
+def busy(text: str = "Reading the events…"):
+    """A spinner with the time it has taken, shown at once, around the slow part of a page that
+    is not a refreshing fragment (the explorer, a drill-down)."""
+    return st.spinner(text, show_time=True)
 
 
 def now() -> int:

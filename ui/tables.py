@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.engine import Engine
+from metrics.selection import Selection
 from metrics.visible import visible_frame
 from ui import data, login
 from ui.view import View
@@ -101,7 +102,7 @@ def _record_dialog(engine: Engine, event_id: str) -> None:
 
 def events_table(
     engine: Engine,
-    frame: pd.DataFrame,
+    events: Selection,
     view: View,
     *,
     key: str,
@@ -114,7 +115,7 @@ def events_table(
 
     ``choose_columns`` offers a column chooser; ``remember`` is the session key that keeps the
     opened event (the explorer puts it in the URL)."""
-    total, page_size = len(frame), page_size or PAGE_SIZE
+    total, page_size = len(events), page_size or PAGE_SIZE
     pages = max(1, -(-total // page_size))
     number = 1
     head = st.columns([4, 1.2]) if pages > 1 else None
@@ -123,8 +124,7 @@ def events_table(
             f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1, key=f"{key}-page"
         )
     first = (number - 1) * page_size
-    newest = frame.iloc[::-1].iloc[first : first + page_size].iloc[::-1]
-    shown = rows(newest, view)
+    shown = rows(events.newest(first, page_size), view)  # only this page is made a frame
     note = f"{total:,} matching event{'s' if total != 1 else ''}"
     if pages > 1:
         note += f", newest first: {first + 1:,} to {first + len(shown):,} shown"
@@ -153,13 +153,14 @@ def events_table(
         column_config={
             "Time": st.column_config.TextColumn(f"Time ({view.zone_abbreviation})", help=view.zone_title, width=140),
             "Read-only": st.column_config.CheckboxColumn("Read-only", width="small"),
-            # Widths that add up to the main column at 1440 px with the sidebar open.
-            "Region": st.column_config.TextColumn("Region", width=100),
-            "Account": st.column_config.TextColumn("Account", width=110),
-            "Service": st.column_config.TextColumn("Service", width=80),
-            "API": st.column_config.TextColumn("API", width=170),
-            "User": st.column_config.TextColumn("User", width=170),
-            "Source IP": st.column_config.TextColumn("Source IP", width=110),
+            # Widths that, with the selection column, fit the main column at 1440 px with the
+            # sidebar open (a browser test holds it).
+            "Region": st.column_config.TextColumn("Region", width=95),
+            "Account": st.column_config.TextColumn("Account", width=105),
+            "Service": st.column_config.TextColumn("Service", width=75),
+            "API": st.column_config.TextColumn("API", width=145),
+            "User": st.column_config.TextColumn("User", width=145),
+            "Source IP": st.column_config.TextColumn("Source IP", width=105),
             "Error code": st.column_config.TextColumn("Error code", width=100),
             **({} if "Event ID" in columns else {"Event ID": None}),
         },
@@ -172,7 +173,7 @@ def events_table(
     # signed in (login.download).
     left.download_button(
         f"CSV{every}",
-        login.download(lambda: to_csv(rows(frame, view, for_file=True))),
+        login.download(lambda: to_csv(rows(events.frame(), view, for_file=True))),
         f"{stem}.csv",
         "text/csv",
         key=f"{key}-csv",
@@ -181,7 +182,7 @@ def events_table(
     )
     middle.download_button(
         f"JSON{every}",
-        login.download(lambda: to_json(rows(frame, view, for_file=True))),
+        login.download(lambda: to_json(rows(events.frame(), view, for_file=True))),
         f"{stem}.json",
         "application/json",
         key=f"{key}-json",
@@ -190,7 +191,7 @@ def events_table(
     )
     right.download_button(
         f"Raw records{every}",
-        login.download(lambda: raw_json(engine, frame["eventID"].tolist())),
+        login.download(lambda: raw_json(engine, events.event_ids())),
         f"{stem}-records.json",
         "application/json",
         key=f"{key}-raw",

@@ -1,0 +1,181 @@
+"""The pages' columnar reads give what the frame-based ones gave: the explorer's selection and
+search against ``matching``, and the per-group sums against ``rebin`` of the metric frames."""
+
+import pandas as pd
+import pytest
+
+from collectors.demo import DemoSource
+from metrics.engine import Engine
+from metrics.explore import EventFilter, matching, pump_rows, rebin, scope_mask, subset, sum_groups
+from metrics.pumps import PUMPS_BY_NAME
+from metrics.query import QueryError
+from metrics.selection import Ordered, select
+from tests.conftest import batch_of, make_record
+
+T0 = 1_722_585_600  # 2024-08-02T08:00:00Z
+TRICKY = [
+    # A word only in a key, in an escape, in a literal, a number, and the user behind a role.
+    make_record("t1", "2024-08-02T08:10:00Z", requestParameters={"accessDeniedFlag": "no"}),
+    make_record("t2", "2024-08-02T08:10:01Z", errorMessage="line one\nline two", requestID='quote"inside'),
+    make_record("t3", "2024-08-02T08:10:02Z", requestParameters={"count": 12345, "dryRun": False, "note": None}),
+    make_record(
+        "t4",
+        "2024-08-02T08:10:03Z",
+        userIdentity={
+            "type": "AssumedRole",
+            "arn": "arn:aws:sts::111122223333:assumed-role/deployer/ci-run-7",
+            "sessionContext": {"sessionIssuer": {"userName": "deployer"}},
+        },
+        errorCode="AccessDenied",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=5, rate=1.0).records(T0, T0 + 3600)
+    engine.ingest(batch_of(records[: len(records) // 2]))
+    engine.ingest(batch_of(records[len(records) // 2 :] + TRICKY))  # the last block stays open
+    return engine
+
+
+SEARCHES = [
+    "",
+    "AccessDenied",
+    "accessdenied",
+    "accessDeniedFlag",  # a key only: no match
+    "nline",  # across an escape: no match
+    "line two",
+    "12345",
+    "false",
+    "null",
+    "deployer",  # the user column, derived from the role
+    "errorCode:AccessDenied",
+    "errorCode:Access*",
+    "eventName:Describe* OR eventName:List*",
+    "NOT errorCode:AccessDenied AND s3",
+    "userIdentity.type:AssumedRole",
+    "Describe*",
+    "errorCode:*",
+    '"quote\\"inside"',
+    "ec2 AND NOT Describe*",
+]
+
+
+@pytest.mark.parametrize("text", SEARCHES)
+def test_the_selection_finds_what_matching_finds(engine, text):
+    snapshot = engine.buffer.snapshot()
+    flt = EventFilter(start=T0 + 600, end=T0 + 3000, text=text)
+    expected = matching(snapshot.frame(), flt, raws=engine.buffer.raw_records)["eventID"].tolist()
+    got = select(Ordered.of(snapshot), flt, engine.buffer.raw_texts)
+    assert got.event_ids() == expected
+    assert got.frame()["eventID"].tolist() == expected
+
+
+def test_the_selection_applies_every_criterion_as_matching_does(engine):
+    snapshot = engine.buffer.snapshot()
+    frame = snapshot.frame()
+    user = frame["user"].value_counts().index[0]
+    for flt in (
+        EventFilter(users=(user,), outcome="succeeded"),
+        EventFilter(error_codes=(None, "AccessDenied"), regions=("us-east-1",)),
+        EventFilter(excluded=(("users", user), ("error_codes", None))),
+        EventFilter(event_ids=("t1", "t3", "nope")),
+        EventFilter(sessions=(None,), outcome="failed"),
+    ):
+        expected = matching(frame, flt)["eventID"].tolist()
+        assert select(Ordered.of(snapshot), flt, engine.buffer.raw_texts).event_ids() == expected, flt
+
+
+def test_a_page_of_the_newest_and_the_commonest_values_come_from_the_codes(engine):
+    snapshot = engine.buffer.snapshot()
+    chosen = select(Ordered.of(snapshot), EventFilter(), engine.buffer.raw_texts)
+    frame = snapshot.frame()
+    assert chosen.newest(0, 5)["eventID"].tolist() == frame["eventID"].tolist()[-5:]
+    assert chosen.newest(5, 5)["eventID"].tolist() == frame["eventID"].tolist()[-10:-5]
+    counts = frame["eventName"].value_counts()
+    assert chosen.counts("eventName", 1) == [(counts.index[0], int(counts.iloc[0]))]
+    assert dict(chosen.counts("errorCode", missing=True))[None] == int(frame["errorCode"].isna().sum())
+
+
+def test_an_unreadable_search_raises_for_the_page_to_explain(engine):
+    with pytest.raises(QueryError):
+        select(Ordered.of(engine.buffer.snapshot()), EventFilter(text="(x"), engine.buffer.raw_texts)
+
+
+@pytest.mark.parametrize("name", ["CallsPerAPI", "CallsPerUser", "CallsPerUniqueIp", "EC2Calls"])
+@pytest.mark.parametrize("seconds", [60, 600])
+def test_binned_sums_equal_the_rebinned_frames_from_the_state_and_from_a_scope(engine, name, seconds):
+    start, end = T0 + 300, T0 + 3300
+    expected = rebin(engine.metric_frame(name, start, end), seconds).reset_index(drop=True)
+    got = sum_groups(engine.states[name].grouped(start, end), name, seconds)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    columns = engine.buffer.snapshot().columns()
+    pd.testing.assert_frame_equal(
+        sum_groups(pump_rows(columns, PUMPS_BY_NAME[name], start, end), name, seconds), expected, check_dtype=False
+    )
+    east = subset(columns, scope_mask(columns, ("us-east-1",), ()))
+    mine = sum_groups(pump_rows(east, PUMPS_BY_NAME[name], start, end), name, seconds)
+    assert mine["value"].sum() < expected["value"].sum()
+
+
+def test_group_totals_hold_each_groups_sum_first_and_last_window(engine):
+    start, end = T0, T0 + 3600
+    frame = engine.metric_frame("CallsPerUser", start, end)
+    got = sum_groups(engine.states["CallsPerUser"].grouped(start, end), "CallsPerUser").set_index(
+        ["category", "subcategory"]
+    )
+    expected = frame.groupby(["category", "subcategory"]).agg(
+        value=("value", "sum"), first=("window_start", "min"), last=("window_start", "max")
+    )
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False, check_index_type=False)
+    assert got["value"].is_monotonic_decreasing
+
+
+def test_a_repeated_search_finds_the_events_written_since_into_the_open_and_new_blocks():
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=6, rate=1.0).records(T0, T0 + 3600)
+
+    def found() -> list[str]:
+        return select(Ordered.of(engine.buffer.snapshot()), EventFilter(text="AccessDenied"), engine.buffer.raw_texts)
+
+    engine.ingest(batch_of(records[: len(records) // 3]))
+    first = found().event_ids()
+    engine.ingest(batch_of(records[len(records) // 3 :]))
+    expected = matching(engine.buffer.snapshot().frame(), EventFilter(text="AccessDenied"), engine.buffer.raw_records)
+    assert found().event_ids() == expected["eventID"].tolist()
+    assert len(expected) > len(first) > 0
+
+
+@pytest.mark.parametrize("name", ["TotalCalls", "NumberOfSuccessfulCalls"])
+def test_a_scopes_dense_bins_equal_its_rebinned_dense_frame_zeros_included(engine, name):
+    from ui import data
+    from ui.view import View
+
+    scoped = View("Custom range", (T0 - 600, T0 + 4200), ("us-east-1",), (), "UTC")
+    now = T0 + 3900
+    expected = rebin(data.metric(engine, name, scoped, now), 300).reset_index(drop=True)
+    got = data.binned(engine, name, scoped, now, 300)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert (got["value"] == 0).any()  # the quiet bins before the first event are there
+
+
+def test_a_search_past_its_deadline_leaves_the_oldest_records_for_the_next_run_and_then_ends():
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=6, rate=3.0).records(T0, T0 + 3600)
+    for part in range(0, len(records), 2000):  # four blocks
+        engine.ingest(batch_of(records[part : part + 2000]))
+    search._HITS.clear()
+    ordered, flt = Ordered.of(engine.buffer.snapshot()), EventFilter(text="AccessDenied")
+    expected = matching(engine.buffer.snapshot().frame(), flt, engine.buffer.raw_records)["eventID"].tolist()
+    runs, partial = [], None
+    while partial is None or partial.unsearched:
+        partial = select(ordered, flt, engine.buffer.raw_texts, deadline=0.0)  # long past: one block a run
+        runs.append(partial)
+    assert len(runs) > 2
+    assert runs[0].unsearched > runs[1].unsearched > 0
+    assert set(runs[0].event_ids()) <= set(expected)
+    assert runs[-1].event_ids() == expected
