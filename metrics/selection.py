@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from metrics.buffer import BufferSnapshot, Chunk, chunk_frame
 from metrics.explore import CRITERIA, TEXT_COLUMNS, EventFilter
@@ -89,7 +91,7 @@ class Selection:
         return [labels[code] for code in np.unique(self.codes(column)).tolist() if code >= 0]
 
     def event_ids(self) -> list[str]:
-        return self.ordered.whole.ids[self.positions].tolist()
+        return self.ordered.whole.ids.take(self.positions).to_pylist()
 
     def frame(self, first: int = 0, stop: int | None = None) -> pd.DataFrame:
         """The events ``first`` to ``stop`` (oldest first) as a frame of ``COLUMNS``."""
@@ -131,7 +133,9 @@ def select(ordered: Ordered, flt: EventFilter, raw_texts: RawTexts, deadline: fl
         failed = whole.codes["errorCode"][positions] >= 0
         keep &= failed if flt.outcome == "failed" else ~failed
     if flt.event_ids:
-        keep &= pd.Index(whole.ids[positions], dtype=object).isin(flt.event_ids)
+        keep &= pc.is_in(whole.ids.take(positions), value_set=pa.array(flt.event_ids, pa.string())).to_numpy(
+            zero_copy_only=False
+        )
     positions = positions[keep]
     unsearched = 0
     if flt.text.strip():
@@ -157,7 +161,7 @@ def _table_values(ordered: Ordered, positions: np.ndarray) -> Callable[[np.ndarr
         out = {}
         for column in TEXT_COLUMNS:
             if column == "eventID":
-                out[column] = ordered.whole.ids[chosen].tolist()
+                out[column] = ordered.whole.ids.take(chosen).to_pylist()
             else:
                 labels = ordered.labels[column]
                 out[column] = [None if c < 0 else labels[c] for c in ordered.whole.codes[column][chosen].tolist()]

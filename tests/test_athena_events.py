@@ -108,6 +108,8 @@ def test_the_pages_read_athenas_events_when_the_source_is_athena():
     try:
         frame = data.events(engine, EventFilter(start=START, end=START + 10))
         assert frame["eventID"].tolist() == ["from-athena"]
+        selection, notes = data.select_noted(engine, EventFilter(start=START, end=START + 10))
+        assert selection.event_ids() == ["from-athena"] and notes == {}  # the drill-down's and explorer's view
         assert data.raw_records(engine, ["from-athena"])[0] is not None
         assert data.on_demand.rejects.total == 1  # the unreadable row is counted, not raised
         query = client.get_query_execution(QueryExecutionId=runner.stats.last.query_id)["QueryExecution"]["Query"]
