@@ -164,7 +164,7 @@ def _record_submission(box: dict, form: str) -> None:
 def _form_box() -> dict:
     box = st.session_state.get(_FORM_BOX)
     if box is None:
-        box = st.session_state[_FORM_BOX] = {}
+        box = st.session_state[_FORM_BOX] = {"lock": threading.Lock()}
     return box
 
 
@@ -305,18 +305,26 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
         signed_in, user, session = bool(state.get("authentication_status")), state.get("username"), state.get(_KEY)
         client = _client()
         # From here until the box holds the outcome, no Streamlit call: nothing can cut it short.
-        if form == "login" and not signed_in:
-            outcome = _check_login(path, usernames, registry, settings, client, *values)
-        elif form == "change_password" and signed_in:
-            outcome = _change_password(path, authenticator, registry, user, session, client, *values)
-        else:
-            outcome = {}
-        box.pop("message", None)
-        box.update(outcome)
-        del box["submitted"]
-    if box.get("signed_in"):
-        _apply_login(path, authenticator, usernames, box["signed_in"])
-        del box["signed_in"]
+        # The lock: a run cut short can still be finishing in its thread while the next starts
+        # (Streamlit then drops that run's output). If it took the submission, this run read
+        # the user file before it was changed: it starts again.
+        with box["lock"]:
+            taken = box.get("submitted") != form
+            if not taken:
+                if form == "login" and not signed_in:
+                    outcome = _check_login(path, usernames, registry, settings, client, *values)
+                elif form == "change_password" and signed_in:
+                    outcome = _change_password(path, authenticator, registry, user, session, client, *values)
+                else:
+                    outcome = {}
+                box.pop("message", None)
+                box.update(outcome)
+                box.pop("submitted", None)
+        if taken:
+            st.rerun()
+    if login := box.get("signed_in"):
+        _apply_login(path, authenticator, usernames, login)
+        box.pop("signed_in", None)
 
     if state.get("authentication_status"):
         user = state.get("username")
