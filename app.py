@@ -27,8 +27,6 @@ except SettingsError as error:
 
 shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
 link.remember_request()  # before the gate: a link opened signed out comes back after sign-in
-login.gate(shared.settings)
-
 PAGES = {
     "Dashboard": [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
@@ -44,8 +42,11 @@ PAGES = {
         st.Page("pages/status.py", title="Status", icon=":material/monitor_heart:"),
     ],
 }
+PATHS = {page.url_path: page for group in PAGES.values() for page in group}
+login.gate(shared.settings, PATHS)  # signed out, every page's address shows the sign-in form
+
 navigation = st.navigation(PAGES)
-link.apply_request({page.url_path: page for group in PAGES.values() for page in group}, navigation.url_path)
+link.apply_request(PATHS, navigation.url_path)
 
 regions, accounts = data.scope_options(shared.engine)
 view.sidebar(regions, accounts, data.span(shared.engine))

@@ -1715,3 +1715,18 @@ def test_odd_values_in_the_new_rules_parameters_never_raise(odd):
         for i, variant in enumerate(variants):
             detector.observe([{**variant, "eventID": f"odd-{n}-{i}"}])
     assert not detector.errors
+
+
+def test_addresses_and_clients_read_the_same_the_second_time_and_beyond_the_cached_length():
+    from metrics.detections.record import iac_tool, is_public_ip, parse_ip, user_agent_family
+
+    long_agent = "aws-cli/2.15.0 " + "x" * 600 + " terraform/1.7"
+    for _ in range(2):  # the second reading comes from the cache
+        assert str(parse_ip("035.1.2.3")) == "35.1.2.3"
+        assert parse_ip("AWS Internal") is None and parse_ip(None) is None and parse_ip({"a": 1}) is None
+        assert is_public_ip("8.8.8.8") and not is_public_ip("10.0.0.1") and not is_public_ip("100.64.0.1")
+        assert not is_public_ip(["8.8.8.8"])
+        assert user_agent_family("[aws-cli/2.15.0 Python/3.11]") == "aws-cli"
+        assert user_agent_family(long_agent) == "aws-cli"  # read in its first 512 characters, as before
+        assert iac_tool(long_agent) == "Terraform"  # in its first 1,024
+        assert iac_tool("aws-cdk/2.1 cloudformation") == "CDK" and iac_tool(7) == ""

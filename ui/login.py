@@ -6,9 +6,19 @@ library lacks: the form is ours so that a throttled attempt is refused before an
 a login counts only while its key is in the server's session registry (``auth.sessions``), so
 logout and password changes end sessions for good; a one-time password must be replaced first.
 
-The cookie is written and deleted by a custom component, which only takes effect in the
-browser if the run that renders it is not cut short by ``st.rerun``. So a sign-in or logout
-reruns at once and the next run, which renders the whole page, sets or deletes the cookie.
+The cookie is read on the server (``st.context.cookies``) but written and deleted by the
+library's custom component (extra-streamlit-components' CookieManager), which takes effect only
+once its frame has loaded in the browser; every mount of it then sends a value, which starts a
+new run. On a slow start that message can come right after a click on "Log in" or "Change
+password" and cut the click's run short before it reads the button: the new run would see the
+button unclicked and drop the click. A run can be cut short at any Streamlit call, reading or
+writing ``st.session_state`` included. So the forms' buttons only mark the form submitted in a
+plain dict of this session (the "form box"), in a callback that makes no Streamlit call; the gate
+of whichever run comes next checks the submission and writes its outcome to the box, again
+without a Streamlit call, and the mark is removed only with that outcome. A login found good is
+registered at once and applied to the session state until a run has applied it all, and its
+cookie is rendered on every run until the component reports it written: no cut-short run loses
+a click, a login or its cookie.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -58,6 +68,12 @@ _AUTHENTICATOR = "auth_authenticator"
 _TRUSTED = "auth_trusted_proxies"
 _SSO_RULES = "auth_sso_rules"
 _BOUND = "auth_connection"
+_FORM_BOX = "auth_form_box"  # a plain dict: "submitted", "signed_in" and "message" (see the module's doc)
+_COOKIE_WRITER = "auth_cookie_writer"  # the cookie component that writes the login's cookie: True once it has
+_FIELDS = {  # each form's fields, by session-state key
+    "login": ("auth_login_name", "auth_login_password"),
+    "change_password": ("auth_current_password", "auth_new_password", "auth_repeat_password"),
+}
 
 
 class _NewPasswordRule(stauth.Validator):
@@ -119,23 +135,37 @@ def _save(path: str, name: str, before: dict | None, entry: dict | None, **extra
         users.update_user(path, name, changes)
 
 
-def _only_page(page) -> None:
-    """Shows ``page`` as the app's only page, then stops the run."""
-    st.navigation([st.Page(page, title="Sign in", icon=":material/lock:")], position="hidden").run()
+def _only_page(page, url_paths: Iterable[str]) -> None:
+    """Shows ``page`` as the app's only page, at the root and at each of ``url_paths`` (the
+    app's pages), then stops the run. A link to a page opened signed out thus finds a page at
+    its address (Streamlit would say "page not found" first), and keeps it for after sign-in."""
+    pages = [st.Page(page, title="Sign in", icon=":material/lock:", default=True)]
+    pages += [st.Page(page, title="Sign in", icon=":material/lock:", url_path=path) for path in url_paths if path]
+    st.navigation(pages, position="hidden").run()
     st.stop()
 
 
-def _keys(name: str) -> tuple[str, str]:
+def _keys(name: str, client: str) -> tuple[str, str]:
     """What a failed attempt counts against: the user name and the client."""
-    return (name, _client())
+    return (name, client)
 
 
-def _cooling_down(throttle: SignInThrottle, keys: tuple[str, str]) -> bool:
-    """Whether an attempt must be refused unchecked; says for how long."""
+def _cooldown_message(throttle: SignInThrottle, keys: tuple[str, str]) -> str | None:
+    """Why an attempt must be refused unchecked, with how long to wait; None if it may be checked."""
     wait = throttle.wait(*keys)
-    if wait > 0:
-        st.error(f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
-    return wait > 0
+    return f"Too many failed sign-ins. Try again in {math.ceil(wait)} s." if wait > 0 else None
+
+
+def _record_submission(box: dict, form: str) -> None:
+    """The forms' button callback: marks ``form`` submitted, with no Streamlit call."""
+    box["submitted"] = form
+
+
+def _form_box() -> dict:
+    box = st.session_state.get(_FORM_BOX)
+    if box is None:
+        box = st.session_state[_FORM_BOX] = {"lock": threading.Lock()}
+    return box
 
 
 # Sessions whose identity-provider login was ended by "Log out", for the download callables,
@@ -228,9 +258,10 @@ def _connection_allowed(user: str | None, key: str | None, cookie: dict | None) 
     return False
 
 
-def gate(settings: dict) -> str:
+def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
     """Returns the signed-in user name. For an anonymous session (or one with a pending password
-    change) it renders the sign-in (or change) form as the only page and stops the run.
+    change) it renders the sign-in (or change) form as the only page, at the root and at each
+    of ``url_paths`` (the app's pages), and stops the run.
 
     Creates the user file on first use, printing the one-time ``admin`` password to the log."""
     path = os.path.abspath(app_settings.auth_file(settings))
@@ -251,7 +282,7 @@ def gate(settings: dict) -> str:
         user = _sso_user()
         if user is not None:
             return user
-        _only_page(_sso_refused_page)
+        _only_page(_sso_refused_page, url_paths)
     credentials = config["credentials"]
     cookie_key = config["cookie"]["key"]
     authenticator = stauth.Authenticate(
@@ -267,13 +298,41 @@ def gate(settings: dict) -> str:
     registry = SessionRegistry(users.sessions_path(path))
     cookies = authenticator.cookie_controller
 
+    box = _form_box()
+    if box.get("submitted"):
+        form = box["submitted"]
+        values = [state.get(key) or "" for key in _FIELDS[form]]
+        signed_in, user, session = bool(state.get("authentication_status")), state.get("username"), state.get(_KEY)
+        client = _client()
+        # From here until the box holds the outcome, no Streamlit call: nothing can cut it short.
+        # The lock: a run cut short can still be finishing in its thread while the next starts
+        # (Streamlit then drops that run's output). If it took the submission, this run read
+        # the user file before it was changed: it starts again.
+        with box["lock"]:
+            taken = box.get("submitted") != form
+            if not taken:
+                if form == "login" and not signed_in:
+                    outcome = _check_login(path, usernames, registry, settings, client, *values)
+                elif form == "change_password" and signed_in:
+                    outcome = _change_password(path, authenticator, registry, user, session, client, *values)
+                else:
+                    outcome = {}
+                box.pop("message", None)
+                box.update(outcome)
+                box.pop("submitted", None)
+        if taken:
+            st.rerun()
+    if login := box.get("signed_in"):
+        _apply_login(path, authenticator, usernames, login)
+        box.pop("signed_in", None)
+
     if state.get("authentication_status"):
         user = state.get("username")
-        if state.pop(_SET_COOKIE, False) and user in usernames:
-            exp_date = _write_cookie(cookies.cookie_model, user, cookie_key, settings)
-            state[_KEY] = session_key(exp_date)
-            registry.register(user, state[_KEY], exp_date)
-            _bind_connection()
+        if state.get(_SET_COOKIE) is not None:
+            if state.get(_COOKIE_WRITER) is True:
+                state.pop(_SET_COOKIE)  # the browser has it
+            elif user in usernames:
+                _write_cookie(cookies.cookie_model, user, cookie_key, settings, state[_SET_COOKIE])
         cookie = read_cookie(st.context.cookies.get(cookies.cookie_model.cookie_name), cookie_key)
         if not _connection_allowed(user, state.get(_KEY), cookie):
             state[_BOUND] = None  # a connection that took over the session id: it gets nothing
@@ -287,6 +346,7 @@ def gate(settings: dict) -> str:
             authenticator.authentication_controller.logout()  # also stops cookie logins in this session
             _save(path, user, before, entry)
             state.pop(_KEY, None)
+            state.pop(_SET_COOKIE, None)
             state[_DELETE_COOKIE] = True
             state[_ENDED] = True
     else:
@@ -319,33 +379,108 @@ def gate(settings: dict) -> str:
         if not usernames[user].get("must_change_password"):
             return user
 
-        def change_password():
-            _change_password_page(path, authenticator, registry, user)
-
-        _only_page(change_password)
-
-    def sign_in():
-        _sign_in_page(path, authenticator, usernames)
-
-    _only_page(sign_in)
+        _only_page(_change_password_page, url_paths)
+    _only_page(_sign_in_page, url_paths)
 
 
-def _write_cookie(model, user: str, cookie_key: str, settings: dict) -> float:
-    """Writes the re-authentication cookie (SameSite strict; Secure when the app is served over
-    HTTPS, ``INSIGHTS_COOKIE_SECURE``); returns its expiry, which the registry also enforces."""
-    expires = time.time() + settings["session_days"] * 86400
+def _write_cookie(model, user: str, cookie_key: str, settings: dict, expires: float) -> None:
+    """Renders the component that writes the re-authentication cookie (SameSite strict; Secure
+    when the app is served over HTTPS, ``INSIGHTS_COOKIE_SECURE``), expiring when the registry
+    ends the login. The same arguments on every run until it is written: one frame, one write."""
     model.exp_date = expires  # what the library's logout and checks read
     model.cookie_manager.set(
         model.cookie_name,
         make_cookie(user, expires, cookie_key),
+        key=_COOKIE_WRITER,
         expires_at=dt.datetime.fromtimestamp(expires),
         secure=bool(settings["cookie_secure"]),
         same_site="strict",
     )
-    return expires
 
 
-def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict) -> None:
+def _check_login(
+    path: str, usernames: dict, registry: SessionRegistry, settings: dict, client: str, name, password
+) -> dict:
+    """The outcome of a submitted login, for the form box: ``signed_in`` (user, session key,
+    expiry), registered at once, or the ``message`` that says why not. No Streamlit call."""
+    name = name.strip().lower()
+    if not name or not password:
+        return {"message": "Enter your user name and password."}
+    throttle, keys = _throttle(path), _keys(name, client)
+    if message := _cooldown_message(throttle, keys):
+        return {"message": message}
+    entry = usernames.get(name)
+    decoy = _decoy_hash()  # drawn at the first attempt whatever the name, so that no first time tells
+    # The same check whether the name exists or not, so that timing does not tell who exists;
+    # never a password beyond bcrypt's length (the library would log a bcrypt error for it).
+    hashed = entry.get("password") if entry else None
+    password = password.strip()  # as the library's login does
+    good = users.check_password(password, hashed or decoy) and bool(hashed)
+    if len(password.encode()) > users.MAX_PASSWORD_BYTES:
+        good = False
+    if not good:
+        throttle.failed(*keys)
+        return {"message": WRONG_CREDENTIALS}
+    throttle.succeeded(*keys)
+    expires = time.time() + settings["session_days"] * 86400
+    key = session_key(expires)
+    registry.register(name, key, expires)
+    return {"signed_in": (name, key, expires)}
+
+
+def _apply_login(path: str, authenticator: stauth.Authenticate, usernames: dict, login: tuple) -> None:
+    """Puts a checked login into the session state: the library's keys, the session key, the
+    connection, the cookie to write. Runs again in full if a run is cut short in it."""
+    state = st.session_state
+    user, key, expires = login
+    entry = usernames.get(user)
+    before = copy.deepcopy(entry)
+    authenticator.authentication_controller.login(token={"username": user, "exp_date": expires})
+    _save(path, user, before, entry)
+    state[_KEY] = key
+    _bind_connection()
+    state[_SET_COOKIE] = expires
+    state["logout"] = None
+
+
+def _change_password(
+    path: str,
+    authenticator,
+    registry: SessionRegistry,
+    user: str,
+    session: str | None,
+    client: str,
+    current,
+    new,
+    repeat,
+) -> dict:
+    """Replaces the one-time password of ``user`` if the submitted change is valid (other
+    sessions of ``user`` end); for the form box, the ``message`` that says why not. No Streamlit
+    call."""
+    throttle, keys = _throttle(path), _keys(user, client)
+    if message := _cooldown_message(throttle, keys):
+        return {"message": message}
+    controller = authenticator.authentication_controller
+    entry = controller.authentication_model.credentials["usernames"].get(user)
+    if entry is None:
+        return {}  # removed meanwhile: the gate ends the session
+    before = copy.deepcopy(entry)
+    try:
+        controller.reset_password(user, current.strip(), new.strip(), repeat.strip())
+    except CredentialsError:
+        _save(path, user, before, entry)
+        throttle.failed(*keys)
+        return {"message": "The current password is wrong."}
+    except ResetError as error:
+        return {"message": str(error)}
+    entry["must_change_password"] = False  # this very run goes on to the app
+    _save(path, user, before, entry)
+    throttle.succeeded(*keys)
+    registry.revoke_user(user, keep=session)
+    return {}
+
+
+def _sign_in_page() -> None:
     state = st.session_state
     st.title(SIGN_IN_TITLE)
     if state.pop(_ENDED, False):
@@ -360,76 +495,36 @@ def _sign_in_page(path: str, authenticator: stauth.Authenticate, usernames: dict
         "on the line containing `password:`; you choose your own right after signing in with it."
     )
     with st.form("login", width=FORM_WIDTH):
-        name = st.text_input("Username", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Log in", type="primary")
-    if not submitted:
-        return
-    name = name.strip().lower()
-    if not name or not password:
-        st.error("Enter your user name and password.")
-        return
-    throttle, keys = _throttle(path), _keys(name)
-    if _cooling_down(throttle, keys):
-        return
-    entry = usernames.get(name)
-    decoy = _decoy_hash()  # drawn at the first attempt whatever the name, so that no first time tells
-    if entry is None:  # take as long as a real check, so that timing does not tell who exists
-        users.check_password(password, decoy)
-    before = copy.deepcopy(entry)
-    if len(password.strip().encode()) > users.MAX_PASSWORD_BYTES:
-        signed_in = False  # never a password here; the library would log a bcrypt error for it
-    else:
-        signed_in = authenticator.authentication_controller.login(name, password)
-    _save(path, name, before, entry)
-    if signed_in:
-        throttle.succeeded(*keys)
-        state[_SET_COOKIE] = True
-        state["logout"] = None
-        st.rerun()
-    throttle.failed(*keys)
-    st.error(WRONG_CREDENTIALS)
+        name_key, password_key = _FIELDS["login"]
+        st.text_input("Username", key=name_key, autocomplete="username")
+        st.text_input("Password", type="password", key=password_key, autocomplete="current-password")
+        st.form_submit_button("Log in", type="primary", on_click=_record_submission, args=(_form_box(), "login"))
+    if message := _form_box().get("message"):
+        st.error(message)
 
 
-def _change_password_page(path: str, authenticator: stauth.Authenticate, registry: SessionRegistry, user: str) -> None:
-    state = st.session_state
+def _change_password_page() -> None:
     st.title(CHANGE_TITLE)
     st.write(
         f"You signed in with a one-time password. Choose your own before going on: at least "
         f"{users.MIN_PASSWORD_LENGTH} characters, and different from the current one."
     )
+    current_key, new_key, repeat_key = _FIELDS["change_password"]
     with st.form("change_password", width=FORM_WIDTH):
-        current = st.text_input("Current password", type="password", autocomplete="current-password")
-        new = st.text_input(
+        st.text_input("Current password", type="password", key=current_key, autocomplete="current-password")
+        st.text_input(
             "New password",
             type="password",
+            key=new_key,
             autocomplete="new-password",
             help=f"At least {users.MIN_PASSWORD_LENGTH} characters.",
         )
-        repeat = st.text_input("Repeat new password", type="password", autocomplete="new-password")
-        submitted = st.form_submit_button("Change password", type="primary")
-    if not submitted:
-        return
-    throttle, keys = _throttle(path), _keys(user)
-    if _cooling_down(throttle, keys):
-        return
-    controller = authenticator.authentication_controller
-    entry = controller.authentication_model.credentials["usernames"][user]
-    before = copy.deepcopy(entry)
-    try:
-        controller.reset_password(user, current.strip(), new.strip(), repeat.strip())
-    except CredentialsError:
-        _save(path, user, before, entry)
-        throttle.failed(*keys)
-        st.error("The current password is wrong.")
-        return
-    except ResetError as error:
-        st.error(str(error))
-        return
-    _save(path, user, before, entry, must_change_password=False)
-    throttle.succeeded(*keys)
-    registry.revoke_user(user, keep=state.get(_KEY))
-    st.rerun()
+        st.text_input("Repeat new password", type="password", key=repeat_key, autocomplete="new-password")
+        st.form_submit_button(
+            "Change password", type="primary", on_click=_record_submission, args=(_form_box(), "change_password")
+        )
+    if message := _form_box().get("message"):
+        st.error(message)
 
 
 def _current_user() -> str | None:

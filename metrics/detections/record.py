@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 from metrics.normalise import attribute
 
@@ -18,11 +19,21 @@ _INSTANCE_ID = re.compile(r"^i-[0-9a-fA-F]{8}([0-9a-fA-F]{9})?$")
 
 SUMMARY_VALUE_CHARS = 120
 
+# The values below are worked out once per distinct text, as a column dictionary would: a day
+# holds a few thousand addresses and user agents against a million records. Bounded, and only
+# for texts short enough that the cache stays small whatever a caller sends.
+_CACHED = 1 << 16
+_CACHED_CHARS = 512
+_paths: dict[str, tuple[str, ...]] = {}
+
 
 def get(record: object, path: str, default: object = None) -> object:
     """The value at a dotted path (``requestParameters.ipPermissions.items``), or ``default``."""
+    parts = _paths.get(path)
+    if parts is None:
+        parts = _paths[path] = tuple(path.split("."))  # paths come from the rule table: a few hundred
     value = record
-    for part in path.split("."):
+    for part in parts:
         if not isinstance(value, dict):
             return default
         value = value.get(part)
@@ -115,6 +126,11 @@ def parse_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
     service names and "AWS Internal"."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
+    return _parse_ip(value)
+
+
+@lru_cache(maxsize=_CACHED)
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if ":" in value:
         try:
             return ipaddress.IPv6Address(value.split("%", 1)[0])
@@ -131,6 +147,13 @@ def parse_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
 
 def is_public_ip(value: object) -> bool:
     """A routable address outside private, shared, loopback and link-local space."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return False
+    return _is_public(value)
+
+
+@lru_cache(maxsize=_CACHED)
+def _is_public(value: str) -> bool:
     address = parse_ip(value)
     if address is None:
         return False
@@ -152,6 +175,11 @@ def user_agent_family(agent: object) -> str:
     ``aws-sdk-java``, ``console``, ``terraform``, ``aws-internal``; "" if there is none."""
     if not isinstance(agent, str):
         return ""
+    return _agent_family(agent) if len(agent) <= _CACHED_CHARS else _agent_family.__wrapped__(agent)
+
+
+@lru_cache(maxsize=_CACHED)
+def _agent_family(agent: str) -> str:
     agent = agent.strip().lstrip("[").strip()
     if not agent:
         return ""
@@ -175,6 +203,11 @@ def iac_tool(agent: object) -> str:
     run, else "". CDK deploys through CloudFormation, so its mark wins."""
     if not isinstance(agent, str) or not agent:
         return ""
+    return _iac_tool(agent) if len(agent) <= _CACHED_CHARS else _iac_tool.__wrapped__(agent)
+
+
+@lru_cache(maxsize=_CACHED)
+def _iac_tool(agent: str) -> str:
     lower = agent[:1024].lower()
     if "aws-cdk" in lower or "cdk/" in lower:
         return "CDK"
