@@ -24,7 +24,7 @@ from metrics.detections import (
     user_agent_family,
 )
 from metrics.detections.__main__ import COLUMNS, main
-from tests.conftest import STRATUS, make_record, stratus
+from tests.conftest import STRATUS, all_stratus, make_record, stratus
 
 ROOT = Path(__file__).parent.parent
 ACCOUNT = "111122223333"
@@ -212,6 +212,15 @@ def test_every_stratus_technique_fires_its_rules(technique):
         assert hit.time == min(datetime.fromisoformat(by_id[e]["eventTime"]).timestamp() for e in hit.event_ids)
         assert hit.summary and "\n" not in hit.summary
     assert all(h.failed for h in hits) == (technique in FAILED)
+
+
+def test_raw_json_records_fire_the_same_hits_as_parsed_ones_and_bad_json_is_counted():
+    records = all_stratus()
+    parsed = Detector().observe(records)
+    raw = Detector()
+    from_raw = raw.observe([json.dumps(r).encode() for r in records] + [b"{cut", b"[1, 2]"])
+    assert [(h.id, h.rule_id, h.event_ids) for h in from_raw] == [(h.id, h.rule_id, h.event_ids) for h in parsed]
+    assert len(parsed) >= 40 and raw.rejected == 2
 
 
 def test_the_instance_credentials_hit_links_the_session_and_the_access_key_at_one_address():

@@ -5,11 +5,14 @@ import time
 
 import orjson
 
+from collectors.analyses import Detections
 from collectors.collector import Collector
 from collectors.files import FileSource
+from metrics.detections import Detector
 from metrics.documents import Document, Lines, normalise_documents
 from metrics.engine import Engine
 from metrics.normalise import Rejects, Unreadable
+from metrics.triage import Triage
 from tests.conftest import all_stratus, make_record
 
 T = "2024-08-02T08:30:{:02d}Z"
@@ -90,3 +93,21 @@ def test_the_collector_feeds_a_large_folder_the_columnar_way_and_the_analyses_ra
     assert len(seen.records) == 6000 and all(isinstance(r, bytes) for r in seen.records)
     assert orjson.loads(collector.engine.buffer.raw_record("e01234")) == records[1234]
     assert sorted(collector.engine.buffer.snapshot().frame()["eventID"]) == [r["eventID"] for r in records]
+
+
+def test_rule_detections_see_every_event_of_a_large_poll_read_the_columnar_way(tmp_path):
+    records = all_stratus() + [
+        make_record(f"pad{i:05d}", T.format(i % 60), userAgent=os.urandom(200).hex()) for i in range(5000)
+    ]
+    (tmp_path / "history.json.gz").write_bytes(gzip.compress(trail(records)))
+    detector = Detector()
+    collector = Collector(
+        FileSource(tmp_path, settle_seconds=0),
+        Engine(retention_seconds=None),
+        analyses=[Detections(detector, Triage())],
+    )
+    collector.poll_once(time.time())
+    assert collector.health.events == len(records)
+    expected = Detector().observe(records)
+    assert len(expected) >= 40
+    assert sorted(h.id for h in detector.hits()) == sorted(h.id for h in expected)

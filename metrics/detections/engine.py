@@ -6,6 +6,8 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 
+import orjson
+
 from metrics.detections.burst import BurstCounter, Window
 from metrics.detections.firstseen import FirstSeenTracker
 from metrics.detections.model import Burst, Event, Hit, Outcome, Rule, hit_id
@@ -86,8 +88,9 @@ class Detector:
                     self._bursts[rule.id] = BurstCounter(burst, horizon=burst.window + late_seconds)
 
     # -- public --------------------------------------------------------------------------------
-    def observe(self, records: Iterable[dict]) -> list[Hit]:
-        """The hits this batch made new, in time order (bursts as they stand after the batch)."""
+    def observe(self, records: Iterable[dict | bytes]) -> list[Hit]:
+        """The hits this batch made new, in time order (bursts as they stand after the batch);
+        a record is a parsed dict or its raw JSON."""
         with self._lock:
             batch = []
             for record in records:
@@ -120,6 +123,13 @@ class Detector:
 
     # -- internals -----------------------------------------------------------------------------
     def _prepare(self, record: object) -> tuple[dict, Event] | None:
+        if isinstance(record, bytes | bytearray | memoryview):
+            # The columnar ingest hands over the stored raw JSON, not a parsed record.
+            try:
+                record = orjson.loads(record)
+            except orjson.JSONDecodeError:
+                self.rejected += 1
+                return None
         if not isinstance(record, dict):
             self.rejected += 1
             return None
