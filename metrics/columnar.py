@@ -84,7 +84,7 @@ def normalise_lines(
     step = BLOCK_LINES
     for start in range(0, len(lines), step):
         parts.append(_block(lines[start : start + step], numbers[start : start + step], latest, rejects, origin))
-    return _concat(parts)
+    return Batch.concat(parts)
 
 
 def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=None) -> Batch:
@@ -111,7 +111,7 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
             plain &= lengths <= _PLAIN_BYTES
         elif n > _SMALLEST_BLOCK:
             half = n // 2
-            return _concat(
+            return Batch.concat(
                 [
                     _block(lines[:half], _part(numbers, 0, half), latest, rejects, origin, _part(records, 0, half)),
                     _block(lines[half:], _part(numbers, half, n), latest, rejects, origin, _part(records, half, n)),
@@ -162,15 +162,6 @@ def _mixed(lines, numbers, latest, rejects, origin, records, plain, columns) -> 
         return Batch([column.tolist() for column in out], raws)
     positions = np.flatnonzero(keep)
     return Batch([column[positions].tolist() for column in out], [raws[i] for i in positions.tolist()])
-
-
-def _concat(parts: list[Batch]) -> Batch:
-    if len(parts) == 1:
-        return parts[0]
-    whole = Batch()
-    for part in parts:
-        whole.extend(part)
-    return whole
 
 
 def _has_surrogate(data: bytes) -> bool:

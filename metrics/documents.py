@@ -110,7 +110,7 @@ def normalise_documents(
         else:
             rejects.add(item.reason, item.origin or origin, item.sample)
     flush()
-    batch = _concat(parts)
+    batch = Batch.concat(parts)
     return batch, batch.raws
 
 
@@ -145,12 +145,3 @@ def _trail_records(data: bytes) -> list[bytes] | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return [bytes(record) for record in records]
-
-
-def _concat(parts: list[Batch]) -> Batch:
-    if len(parts) == 1:
-        return parts[0]
-    whole = Batch()
-    for part in parts:
-        whole.extend(part)
-    return whole

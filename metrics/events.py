@@ -60,3 +60,13 @@ class Batch:
         for mine, theirs in zip(self.columns, other.columns):
             mine.extend(theirs)
         self.raws.extend(other.raws)
+
+    @staticmethod
+    def concat(parts: list[Batch]) -> Batch:
+        """The parts as one batch, in order; a single part is returned as it is."""
+        if len(parts) == 1:
+            return parts[0]
+        whole = Batch()
+        for part in parts:
+            whole.extend(part)
+        return whole
