@@ -184,10 +184,21 @@ def files_rate(trail_dir: Path) -> tuple[float, int, dict]:
 
 def s3_rate(trail_dir: Path) -> tuple[float, int, dict]:
     """The same for the S3 source reading the trail from a moto server in its own process."""
-    import boto3
-
     from collectors.s3 import S3TrailSource
     from metrics.engine import Engine
+
+    client, server = moto_client(trail_dir)
+    try:
+        source = S3TrailSource(client, "trail", start=START, end=START + DAY, max_objects_per_poll=500)
+        return _drain(source, Engine(retention_seconds=None), START + DAY + 3600)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def moto_client(trail_dir: Path):
+    """(an S3 client of a moto server holding the trail in bucket "trail", the server process)."""
+    import boto3
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -213,11 +224,10 @@ def s3_rate(trail_dir: Path) -> tuple[float, int, dict]:
                 time.sleep(0.2)
         for file in sorted(trail_dir.rglob("*.json.gz")):
             client.put_object(Bucket="trail", Key=str(file.relative_to(trail_dir)), Body=file.read_bytes())
-        source = S3TrailSource(client, "trail", start=START, end=START + DAY, max_objects_per_poll=500)
-        return _drain(source, Engine(retention_seconds=None), START + DAY + 3600)
-    finally:
+    except BaseException:
         server.terminate()
-        server.wait()
+        raise
+    return client, server
 
 
 def _drain(source, engine, now: float) -> tuple[float, int, dict]:

@@ -18,9 +18,6 @@ import contextlib
 import functools
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -29,7 +26,7 @@ from pathlib import Path
 import orjson
 
 import collectors.collector as collector_module
-from bench.ingest import DAY, START, generate
+from bench.ingest import DAY, START, generate, moto_client
 from collectors.analyses import Detections
 from collectors.collector import Collector
 from collectors.files import FileSource
@@ -96,36 +93,6 @@ def report(label: str, seconds: float, collector: Collector) -> None:
         f"{learned:.2f} s of it; target >= 200,000/s); rejects {rejects or 'none'}{errors}",
         flush=True,
     )
-
-
-def moto_client(trail_dir: Path):
-    """(an S3 client of a moto server holding the trail in bucket "trail", the server process)."""
-    import boto3
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket="trail")
-            break
-        except Exception:  # the server is still starting
-            time.sleep(0.2)
-    for file in sorted(trail_dir.rglob("*.json.gz")):
-        client.put_object(Bucket="trail", Key=str(file.relative_to(trail_dir)), Body=file.read_bytes())
-    return client, server
 
 
 def gunzip_times(trail_dir: Path) -> tuple[float, float]:
