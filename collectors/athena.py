@@ -3,7 +3,9 @@ workgroup, its windows handed to the engine.
 
 Without a queue of new log files, each refresh re-queries the last ``lookback`` seconds (20
 minutes: CloudTrail delivers most events within 15) and replaces those windows, so a late
-event that arrived since the last query is counted once, in its own window.
+event that arrived since the last query is counted once, in its own window. The first query
+after a start covers the whole retention instead, so that a restart (or a stop of any length
+within it) shows again every window it showed before.
 """
 
 from __future__ import annotations
@@ -266,10 +268,14 @@ class AthenaWindows:
         every=60.0,
         pumps=PUMPS,
         top_k: int | None = None,
+        retention: float | None = None,
     ):
         self.runner = runner
         self.pumps = pumps  # the engine's: ``metrics.sql.top_k_pumps()`` with ``top_k``
         self.top_k = top_k
+        # The engine's retention: what the first query re-counts (nothing is kept on disk).
+        self.retention = retention
+        self.filled = False  # whether a query has covered the retention since the start
         self.every = every  # seconds between two queries: each one is billed
         self.last_query: float | None = None
         self.table = table
@@ -279,13 +285,14 @@ class AthenaWindows:
         self.newest_window: int | None = None
 
     def refresh(self, engine, now: float) -> int:
-        """Replace every window from ``lookback`` seconds ago on with Athena's count of them;
-        returns how many window rows came back."""
+        """Replace every window from ``lookback`` seconds ago on (the retention on the first
+        query) with Athena's count of them; returns how many window rows came back."""
         if self.last_query is not None and now - self.last_query < self.every:
             return 0
         self.last_query = now
         step = max(p.step for p in self.pumps)
-        start = int(now) - int(self.lookback)
+        span = self.lookback if self.filled or self.retention is None else max(self.lookback, self.retention)
+        start = int(now) - int(span)
         start -= start % step
         latest = latest_seconds(int(now * 1_000_000_000))
         scope = {"regions": self.regions, "accounts": self.accounts, "pumps": self.pumps, "top_k": self.top_k}
@@ -294,6 +301,7 @@ class AthenaWindows:
         counts = windows_from_frame(frame)
         for pump in self.pumps:
             engine.replace_windows(pump.name, counts.get(pump.name, WindowCounts.empty()), start, latest + 1)
+        self.filled = True
         if len(frame):
             self.newest_window = max(self.newest_window or 0, int(frame["window_start"].max()))
         return len(frame)

@@ -5,7 +5,9 @@ and account partitions so that Athena reads nothing else). Each file is counted 
 its events' times: an event delivered an hour late lands in its own window when its file
 arrives, and the windows are added to the engine, not replaced.
 
-A message is deleted only once the windows of its files are in the engine; a failed query
+A message is deleted only once the windows of its files are on disk (with a state folder,
+``collectors.athena_state``) and in the engine, so a restart loses no file and counts none
+twice; the windows and the files counted come back from the folder at the start. A failed query
 leaves its messages to come back after their visibility timeout (the queue's redrive policy
 ends a file that fails every time). A message that names no log file the query can read
 (unreadable, or of another kind) is counted as poison, kept as a sample, and deleted.
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 import orjson
+import pandas as pd
 
 from collectors.athena import LOOKBACK_SECONDS, AthenaRunner, windows_of_results
+from collectors.athena_state import WindowLog
 from metrics.engines import latest_seconds, windows_from_frame
-from metrics.pumps import PUMPS
+from metrics.pumps import FRAME_COLUMNS, PUMPS
 from metrics.sql import _quote, trail_sql
 
 # AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/yyyy/mm/dd/FILE.json.gz; digests and other objects
@@ -149,11 +153,18 @@ class NewFileWindows:
         files_per_query=FILES_PER_QUERY,
         pumps=PUMPS,
         top_k: int | None = None,
+        state_dir=None,
+        retention: float | None = None,
     ):
         self.runner = runner
         self.pumps = pumps  # the engine's: ``metrics.sql.top_k_pumps()`` with ``top_k``
         self.top_k = top_k
         self.table = table
+        # Without a state folder the windows and the files counted live in memory only.
+        self.log = None
+        if state_dir is not None:
+            self.log = WindowLog(state_dir, retention_seconds=retention, remembered=REMEMBERED_FILES)
+        self.restored: dict | None = None  # what the start brought back from the folder
         self.sqs = sqs
         self.queue_url = queue_url
         self.regions = tuple(regions)
@@ -174,6 +185,8 @@ class NewFileWindows:
     def refresh(self, engine, now: float) -> int:
         """Receives the announced files, counts them in one query, adds the windows, then deletes
         their messages; returns how many window rows came back."""
+        if self.restored is None:
+            self._restore(engine)
         if not self.more and self.last_query is not None and now - self.last_query < self.every:
             return 0
         self.last_query = now
@@ -186,18 +199,34 @@ class NewFileWindows:
         latest = latest_seconds(int(now * 1_000_000_000))
         sql = new_files_query(self.table, files, latest, self.pumps, self.top_k)
         frame = windows_of_results(self.runner.run(sql, timeout=self.query_timeout))
+        if self.log is not None:  # first on disk: a failed write leaves the messages to come back
+            self.log.append(frame, [f.path for f in files], now)
         for metric, counts in windows_from_frame(frame).items():
             engine.add_windows(metric, counts)
-        for f in files:
-            self._counted[f.path] = None
-        while len(self._counted) > REMEMBERED_FILES:
-            self._counted.popitem(last=False)
+        self._remember(f.path for f in files)
         self.stats.files += len(files)
         self.stats.waiting = 0
         if len(frame):
             self.newest_window = max(self.newest_window or 0, int(frame["window_start"].max()))
         self._delete(counted)
         return len(frame)
+
+    def _remember(self, paths) -> None:
+        for path in paths:
+            self._counted[path] = None
+        while len(self._counted) > REMEMBERED_FILES:
+            self._counted.popitem(last=False)
+
+    def _restore(self, engine) -> None:
+        """The windows and the files counted before a restart, back from the state folder."""
+        windows, files = self.log.load() if self.log is not None else (pd.DataFrame(columns=list(FRAME_COLUMNS)), [])
+        for metric, counts in windows_from_frame(windows).items():
+            if metric in engine.states:
+                engine.add_windows(metric, counts)
+        self._remember(files)
+        if len(windows):
+            self.newest_window = int(windows["window_start"].max())
+        self.restored = {"windows": len(windows), "files": len(files)}
 
     def _drain(self) -> tuple[list[str], list[str], list[LogFile]]:
         """Messages until the queue is empty or they name ``files_per_query`` new files: the
@@ -273,6 +302,9 @@ class NewFileWindows:
             "poison_samples": list(self.poison_samples),
             "delete_failures": stats.delete_failures,
             "waiting": stats.waiting,
+            "restored_windows": (self.restored or {}).get("windows", 0),
+            "restored_files": (self.restored or {}).get("files", 0),
+            "state_error": self.log.last_error if self.log is not None else "",
         }
         return info
 

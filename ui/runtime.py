@@ -126,12 +126,16 @@ def _athena(values: dict):
         limit=values["athena_event_rows"],
     )
     scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback, **athena_pumps(values)}
+    retention = values["retention_hours"] * 3600
     if values["athena_queue_url"]:
         from collectors import athena_files
 
         url = values["athena_queue_url"]
-        return athena_files.NewFileWindows(runner, table, athena_files.make_queue_client(url), url, **scope)
-    return athena.AthenaWindows(runner, table, **scope)
+        # The windows added and the files counted survive a restart in the state folder.
+        state = os.path.join(str(values["state_dir"]), "athena-windows")
+        client = athena_files.make_queue_client(url)
+        return athena_files.NewFileWindows(runner, table, client, url, state_dir=state, retention=retention, **scope)
+    return athena.AthenaWindows(runner, table, retention=retention, **scope)
 
 
 def athena_pumps(values: dict) -> dict:
