@@ -5,6 +5,10 @@ filtered exactly as the buffer's would be (``metrics.explore.matching``).
 
 Answers are kept for a minute per filter, so that a page re-running under the user does not
 start (and bill) the same query again.
+
+A click on a top-K metric's "(other)" row lists the events of each of its windows whose user
+(and session) or API is not among that window's K rows the engine holds: a condition per
+window, the oldest windows first, as many as a query's text can hold (``OTHER_QUERY_CHARS``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -25,12 +30,54 @@ from metrics.explore import EventFilter, matching
 from metrics.normalise import Rejects, normalise_all
 from metrics.query import parse, required_text
 from metrics.selection import Ordered, Selection, select
-from metrics.sql import _quote, events_sql
+from metrics.sql import OTHER, PUMP_COLUMNS, _quote, events_sql
 
 ROW_LIMIT = 1000
 CACHE_SECONDS = 60.0
 CACHED_ANSWERS = 32
 QUERY_TIMEOUT = 120.0  # a page waits for it
+OTHER_QUERY_CHARS = 200_000  # of the per-window conditions: Athena takes a query of up to 256 KB
+# The top-K metric whose "(other)" row a filter names, the criteria that name it, the row's columns.
+OTHER_ROWS = {
+    "users": ("CallsPerUser", ("users", "sessions"), ("user", "session")),
+    "services": ("CallsPerAPI", ("services", "apis"), ("eventSource", "eventName")),
+}
+
+
+def other_row(flt: EventFilter):
+    """(metric, criteria, columns) when ``flt`` is a click on a top-K "(other)" row, else None."""
+    for criterion, found in OTHER_ROWS.items():
+        if getattr(flt, criterion) == (OTHER,):
+            return found
+    return None
+
+
+def outside_top(counts, columns: tuple[str, str], step: int, budget: int = OTHER_QUERY_CHARS) -> tuple[str, int, int]:
+    """The SQL condition "in a window with an (other) row, and not one of that window's named
+    rows", over the windows of ``counts`` (a top-K metric's ``WindowCounts``), oldest first
+    while the text fits ``budget``; with how many windows it covers and how many have an
+    (other) row. ``FALSE`` when none does."""
+    category, subcategory = (f"coalesce({PUMP_COLUMNS[c]}, '')" for c in columns)
+    windows = counts.window.tolist()
+    names: dict[int, dict[str, list[str]]] = {}
+    others = []
+    for window, first, second in zip(windows, counts.category.tolist(), counts.subcategory.tolist()):
+        if first == OTHER:
+            others.append(window)
+        else:
+            names.setdefault(window, {}).setdefault(first or "", []).append(second or "")
+    parts, size = [], 0
+    for window in others:
+        named = " OR ".join(
+            f"({category} = {_quote(c)} AND {subcategory} IN ({', '.join(map(_quote, subs))}))"
+            for c, subs in names.get(window, {}).items()
+        )
+        part = f"(event_seconds >= {window} AND event_seconds < {window + step} AND NOT ({named or 'FALSE'}))"
+        if parts and size + len(part) > budget:
+            break
+        parts.append(part)
+        size += len(part) + 4
+    return ("(" + " OR ".join(parts) + ")") if parts else "FALSE", len(parts), len(others)
 
 
 def partitions(flt: EventFilter, now: float, span_seconds: float, *, regions=(), accounts=()) -> list[str]:
@@ -52,7 +99,8 @@ def partitions(flt: EventFilter, now: float, span_seconds: float, *, regions=(),
 
 
 class AthenaEvents:
-    """``events(flt)`` for the pages, from Athena; ``raw_records(ids)`` for the record dialog."""
+    """``events(flt)`` for the pages, from Athena; ``raw_records(ids)`` for the record dialog.
+    ``engine`` (the windows' engine) names each window's top K for a click on "(other)"."""
 
     def __init__(
         self,
@@ -64,6 +112,7 @@ class AthenaEvents:
         span_seconds: float = 86_400.0,
         limit: int = ROW_LIMIT,
         clock=time.time,
+        engine=None,
     ):
         self.runner = runner
         self.table = table
@@ -72,61 +121,82 @@ class AthenaEvents:
         self.span_seconds = span_seconds  # how far back a filter without a start looks
         self.limit = limit
         self.clock = clock
+        self.engine = engine
+        self.other_query_chars = OTHER_QUERY_CHARS
         self.rejects = Rejects()
-        self._answers: OrderedDict[EventFilter, tuple[float, pd.DataFrame, EventBuffer]] = OrderedDict()
+        # filter -> (when, events, their buffer, the filter the events answer)
+        self._answers: OrderedDict[EventFilter, tuple[float, pd.DataFrame, EventBuffer, EventFilter]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def query(self, flt: EventFilter, now: float) -> str:
+    def query(self, flt: EventFilter, now: float, conditions=()) -> str:
         where = partitions(flt, now, self.span_seconds, regions=self.regions, accounts=self.accounts)
         source = f"(SELECT record FROM {self.table} WHERE {' AND '.join(where)}) AS trail"
         needles = required_text(parse(flt.text)) if flt.text.strip() else []
-        return events_sql(flt, source, latest_seconds(int(now * 1_000_000_000)), self.limit, needles)
+        return events_sql(flt, source, latest_seconds(int(now * 1_000_000_000)), self.limit, needles, conditions)
+
+    def _plan(self, flt: EventFilter) -> tuple[EventFilter, tuple[str, ...], dict]:
+        """The filter to query and match, more SQL conditions, and notes for the panel: a click
+        on "(other)" becomes its other criteria and the windows' conditions (``outside_top``)."""
+        found = other_row(flt)
+        if found is None or self.engine is None or found[0] not in self.engine.states:
+            return flt, (), {}
+        metric, criteria, columns = found
+        state = self.engine.states[metric]
+        counts = state.counts(flt.start, flt.end)
+        condition, covered, windows = outside_top(counts, columns, state.pump.step, self.other_query_chars)
+        notes = {}
+        if covered < windows:
+            notes["other_windows"] = (covered, windows)
+        return replace(flt, **dict.fromkeys(criteria, ())), (condition,), notes
 
     def events(self, flt: EventFilter) -> pd.DataFrame:
         """The events matching ``flt``, oldest first; ``attrs["limit"]`` is set when Athena
         returned as many records as the row limit (there may be more), ``attrs["error"]`` when
-        the query failed (no events then)."""
+        the query failed (no events then), ``attrs["other_windows"]`` (covered, all) when a
+        click on "(other)" had more windows than one query can name."""
+        return self._answer(flt)[0]
+
+    def _answer(self, flt: EventFilter) -> tuple[pd.DataFrame, EventBuffer, EventFilter]:
         now = self.clock()
         with self._lock:
             cached = self._answers.get(flt)
             if cached is not None and now - cached[0] < CACHE_SECONDS:
-                return cached[1]
+                return cached[1:]
+        asked, conditions, notes = self._plan(flt)
+        buffer = EventBuffer(retention_seconds=None)
         try:
-            rows = self.runner.run(self.query(flt, now), timeout=QUERY_TIMEOUT)
+            rows = self.runner.run(self.query(asked, now, conditions), timeout=QUERY_TIMEOUT)
         except (QueryFailed, ClientError, BotoCoreError) as error:
             # The page shows why and stays up; nothing is kept, so the next run asks again.
-            failed = EventBuffer(retention_seconds=None).snapshot().frame()
+            failed = buffer.snapshot().frame()
             failed.attrs["error"] = str(error)
-            return failed
+            return failed, buffer, asked
         records = []
         for text in rows["record"].tolist() if len(rows) else []:
             try:
                 records.append(orjson.loads(text))
             except (orjson.JSONDecodeError, TypeError):
                 self.rejects.add("unreadable JSON", "athena", text)
-        buffer = EventBuffer(retention_seconds=None)
         buffer.append(normalise_all(records, self.rejects, origin="athena"))
-        frame = matching(buffer.snapshot().frame(*flt.bounds_ns), flt, raws=buffer.raw_records)
+        frame = matching(buffer.snapshot().frame(*asked.bounds_ns), asked, raws=buffer.raw_records)
         if len(rows) >= self.limit:
             frame.attrs["limit"] = self.limit
+        frame.attrs.update(notes)
         with self._lock:
-            self._answers[flt] = (now, frame, buffer)
+            self._answers[flt] = (now, frame, buffer, asked)
             while len(self._answers) > CACHED_ANSWERS:
                 self._answers.popitem(last=False)
-        return frame
+        return frame, buffer, asked
 
     def select(self, flt: EventFilter) -> tuple[Selection, dict]:
         """``events(flt)`` as the pages' selection of events, with its ``attrs`` (limit, error)."""
-        frame = self.events(flt)
-        with self._lock:
-            held = self._answers.get(flt)
-        buffer = held[2] if held is not None and held[1] is frame else EventBuffer(retention_seconds=None)
-        return select(Ordered.of(buffer.snapshot()), flt, buffer.raw_texts), dict(frame.attrs)
+        frame, buffer, asked = self._answer(flt)
+        return select(Ordered.of(buffer.snapshot()), asked, buffer.raw_texts), dict(frame.attrs)
 
     def raw_records(self, event_ids: list[str]) -> list[bytes | None]:
         """The raw JSON of events of the answers held, None for one no answer holds."""
         with self._lock:
-            buffers = [buffer for _, _, buffer in self._answers.values()]
+            buffers = [answer[2] for answer in self._answers.values()]
         found: dict[str, bytes] = {}
         for buffer in buffers:
             for event_id, raw in zip(event_ids, buffer.raw_records(event_ids)):

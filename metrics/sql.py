@@ -294,13 +294,14 @@ def _one_of(column: str, values) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
-def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=()) -> str:
+def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=(), conditions=()) -> str:
     """The records (JSON text, oldest first, at most ``limit``) of ``source`` an
     ``metrics.explore.EventFilter`` selects, for a drill-down served by the query engine. The
     rules and attribution are the normaliser's, as in ``trail_sql``; ``needles`` are lower-case
     pieces of text a record must hold (``metrics.query.required_text`` of the filter's search).
     What SQL cannot say exactly (the search itself) is left to ``metrics.explore.matching``
-    over the rows returned."""
+    over the rows returned. ``conditions`` are more SQL conditions on the columns of ``events``
+    (as the "(other)" row's of ``collectors.athena_events``)."""
     user, session = _attribution()
     account_path = {"id_accountId": "$.userIdentity.accountId"}
     labels = ",\n    ".join(
@@ -320,6 +321,7 @@ def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=()) ->
     if flt.outcome:
         where.append("f_errorcode IS " + ("NOT NULL" if flt.outcome == "failed" else "NULL"))
     where += [f"strpos(lower(record), {_quote(n)}) > 0" for n in needles]
+    where += list(conditions)
     return f"""{_records(source, account_path)},
 events AS (
   SELECT

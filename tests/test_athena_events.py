@@ -137,3 +137,54 @@ def test_a_failed_events_query_gives_no_events_and_its_reason_and_is_asked_again
         assert frame.empty and "TABLE_NOT_FOUND" in frame.attrs["error"] and "eventID" in frame.columns
         source.events(flt)  # not kept: asked again
     stub.assert_no_pending_responses()
+
+
+def other_total(engine, metric, start, end):
+    counts = engine.states[metric].counts(start, end)
+    return int(counts.count[counts.category == "(other)"].sum())
+
+
+def test_a_click_on_other_lists_each_windows_events_outside_its_top_k(trail):
+    from collectors.athena import AthenaWindows
+    from metrics.engine import Engine
+    from metrics.sql import top_k_pumps
+
+    runner, held = trail
+    engine = Engine(retention_seconds=None, pumps=top_k_pumps())
+    AthenaWindows(runner, TABLE, pumps=top_k_pumps(), top_k=3, lookback=7200).refresh(engine, NOW)
+    source = AthenaEvents(runner, TABLE, clock=lambda: NOW, limit=100_000, engine=engine)
+    start, end = START + 120, START + 600
+    users = source.events(EventFilter(start=start, end=end, users=("(other)",)))
+    assert 0 < len(users) == other_total(engine, "CallsPerUser", start, end)
+    apis = source.events(EventFilter(start=start, end=end, services=("(other)",), apis=("",)))
+    assert 0 < len(apis) == other_total(engine, "CallsPerAPI", start, end)
+    # Each listed event is outside its own minute's three named rows, by hand from the engine's windows.
+    named = engine.states["CallsPerUser"].counts(start, end)
+    top = {(w, c, s or "") for w, c, s in zip(named.window, named.category, named.subcategory) if c != "(other)"}
+    minutes = users["eventTime"].astype("int64") // 10**9 // 60 * 60
+    pairs = zip(minutes, users["user"].astype(object), users["session"].astype(object).fillna(""))
+    assert not any((int(m), u, s) in top for m, u, s in pairs)
+    assert "other_windows" not in users.attrs
+
+
+def test_a_click_on_other_over_more_windows_than_a_query_holds_says_how_many_it_covers(trail):
+    from collectors import athena_events
+    from collectors.athena import AthenaWindows
+    from metrics.engine import Engine
+    from metrics.sql import top_k_pumps
+
+    runner, _ = trail
+    engine = Engine(retention_seconds=None, pumps=top_k_pumps())
+    AthenaWindows(runner, TABLE, pumps=top_k_pumps(), top_k=3, lookback=7200).refresh(engine, NOW)
+    state = engine.states["CallsPerUser"]
+    condition, covered, windows = athena_events.outside_top(state.counts(START, START + 1200), ("user", "session"), 60)
+    assert covered == windows == 20 and condition.count("event_seconds >=") == 20
+    counts = state.counts(START, START + 1200)
+    short = athena_events.outside_top(counts, ("user", "session"), 60, budget=len(condition) // 4)
+    assert 1 <= short[1] < 20 and short[2] == 20
+    assert f"event_seconds >= {START} AND event_seconds < {START + 60}" in short[0]  # the oldest first
+    source = AthenaEvents(runner, TABLE, clock=lambda: NOW, limit=100_000, engine=engine)
+    source.other_query_chars = len(condition) // 4
+    frame = source.events(EventFilter(start=START, end=START + 1200, users=("(other)",)))
+    assert frame.attrs["other_windows"] == (short[1], 20)
+    assert len(frame) == other_total(engine, "CallsPerUser", START, START + 60 * short[1])

@@ -81,6 +81,9 @@ def panel(engine, view, *, page: str) -> None:
         events, notes = data.select_noted(engine, drill.filter)
     if "limit" in notes:
         st.caption(f"The first {notes['limit']:,} events Athena returned; narrow the click or the range for more.")
+    if "other_windows" in notes:
+        covered, windows = notes["other_windows"]
+        st.caption(f"The (other) events of the first {covered:,} of {windows:,} minutes: narrow the range for more.")
     if "error" in notes:
         st.warning("Athena could not list these events (the reason is below); the page asks again when it reruns.")
         st.text(visible(notes["error"]))

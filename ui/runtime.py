@@ -91,7 +91,7 @@ def _s3(values: dict, checkpoints: dict):
     return cloudtrail.DeferredSource("s3", build)
 
 
-def _athena(values: dict):
+def _athena(values: dict, engine=None):
     import boto3
 
     from collectors import athena, cloudtrail
@@ -124,6 +124,7 @@ def _athena(values: dict):
         accounts=accounts,
         span_seconds=values["retention_hours"] * 3600,
         limit=values["athena_event_rows"],
+        engine=engine,  # its windows' top K, for a click on "(other)"
     )
     scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback, **athena_pumps(values)}
     retention = values["retention_hours"] * 3600
@@ -148,10 +149,10 @@ def athena_pumps(values: dict) -> dict:
     return {"pumps": top_k_pumps() if k else PUMPS, "top_k": k or None}
 
 
-def make_source(values: dict, checkpoints: dict | None = None):
+def make_source(values: dict, checkpoints: dict | None = None, engine: Engine | None = None):
     checkpoints = checkpoints or {}
     if values["source"] == "athena":
-        return _athena(values)
+        return _athena(values, engine)
     if values["source"] == "cloudtrail":
         return _cloudtrail(values, checkpoints)  # regions are chosen by the pollers themselves
     if values["source"] == "s3":
@@ -185,7 +186,7 @@ def build(values: dict) -> Runtime:
     store = None
     if values["source"] != "demo":
         store = StateStore(os.path.join(str(values["state_dir"]), "collector"), values["source"])
-    source = make_source(values, store.checkpoints() if store else {})
+    source = make_source(values, store.checkpoints() if store else {}, engine)
     table = rules(
         org_accounts=values["org_accounts"],
         log_expiry_days=values["log_expiry_days"],
