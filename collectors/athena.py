@@ -28,6 +28,7 @@ LOOKBACK_SECONDS = 20 * 60
 CSV_ABOVE_BYTES = 1024 * 1024  # about 17 pages of GetQueryResults of window rows
 THROTTLED = ("ThrottlingException", "TooManyRequestsException")
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
+DAYS_KEPT = 7  # of per-day query totals, for the Status page
 
 
 def table_ddl(bucket: str, *, database: str, table: str, org: str = "", accounts=(), regions=(), prefix: str = ""):
@@ -98,6 +99,7 @@ class QueryInfo:
     reason: str = ""
     started: float = 0.0
     seconds: float = 0.0
+    at: float = 0.0  # wall clock of the start, seconds
 
     @property
     def cost_dollars(self) -> float:
@@ -116,6 +118,18 @@ class AthenaStats:
     last: QueryInfo | None = None
     last_failure: str = ""
     recent: list = field(default_factory=list)
+    # UTC day -> [queries, bytes scanned, dollars, failures], the last DAYS_KEPT days
+    per_day: dict = field(default_factory=dict)
+
+    def count_day(self, info: QueryInfo) -> None:
+        day = datetime.fromtimestamp(info.at, UTC).strftime("%Y-%m-%d")
+        totals = self.per_day.setdefault(day, [0, 0, 0.0, 0])
+        totals[0] += 1
+        totals[1] += info.bytes_scanned
+        totals[2] += info.cost_dollars
+        totals[3] += info.state != "SUCCEEDED"
+        for old in sorted(self.per_day)[:-DAYS_KEPT]:
+            del self.per_day[old]
 
 
 class QueryFailed(RuntimeError):
@@ -170,7 +184,7 @@ class AthenaRunner:
         if self.output_location:
             request["ResultConfiguration"] = {"OutputLocation": self.output_location}
         query_id = self._call("start_query_execution", **request)["QueryExecutionId"]
-        info = QueryInfo(query_id, started=time.monotonic())
+        info = QueryInfo(query_id, started=time.monotonic(), at=time.time())
         self.stats.queries += 1
         self.stats.last = info
         self.stats.recent = (self.stats.recent + [info])[-20:]
@@ -194,6 +208,8 @@ class AthenaRunner:
         self.stats.cost_dollars += info.cost_dollars
         if info.state != "SUCCEEDED":
             info.reason = info.reason or status.get("StateChangeReason", "") or info.state
+        self.stats.count_day(info)
+        if info.state != "SUCCEEDED":
             self.stats.failures += 1
             self.stats.last_failure = f"{query_id}: {info.state}: {info.reason}"
             raise QueryFailed(self.stats.last_failure)

@@ -123,6 +123,8 @@ class AthenaEvents:
         self.clock = clock
         self.engine = engine
         self.other_query_chars = OTHER_QUERY_CHARS
+        self.failed_calls = 0  # drills whose API calls failed before Athena ran a query
+        self.last_error = ""
         self.rejects = Rejects()
         # filter -> (when, events, their buffer, the filter the events answer)
         self._answers: OrderedDict[EventFilter, tuple[float, pd.DataFrame, EventBuffer, EventFilter]] = OrderedDict()
@@ -168,6 +170,8 @@ class AthenaEvents:
             rows = self.runner.run(self.query(asked, now, conditions), timeout=QUERY_TIMEOUT)
         except (QueryFailed, ClientError, BotoCoreError) as error:
             # The page shows why and stays up; nothing is kept, so the next run asks again.
+            self.failed_calls += not isinstance(error, QueryFailed)  # a failed query the runner counts
+            self.last_error = str(error)
             failed = buffer.snapshot().frame()
             failed.attrs["error"] = str(error)
             return failed, buffer, asked
@@ -192,6 +196,29 @@ class AthenaEvents:
         """``events(flt)`` as the pages' selection of events, with its ``attrs`` (limit, error)."""
         frame, buffer, asked = self._answer(flt)
         return select(Ordered.of(buffer.snapshot()), asked, buffer.raw_texts), dict(frame.attrs)
+
+    def status(self, recent: int = 5) -> dict:
+        """What the Status page shows of the drill-down queries: totals, per UTC day, the last few."""
+        stats = self.runner.stats
+        return {
+            "queries": stats.queries,
+            "failures": stats.failures + self.failed_calls,
+            "bytes_scanned": stats.bytes_scanned,
+            "cost_dollars": stats.cost_dollars,
+            "last_error": self.last_error,
+            "per_day": [(day, *stats.per_day[day]) for day in sorted(stats.per_day, reverse=True)],
+            "recent": [
+                {
+                    "at": q.at,
+                    "state": q.state,
+                    "bytes": q.bytes_scanned,
+                    "cost": q.cost_dollars,
+                    "seconds": q.seconds,
+                    "reason": q.reason,
+                }
+                for q in reversed(stats.recent[-recent:])
+            ],
+        }
 
     def raw_records(self, event_ids: list[str]) -> list[bytes | None]:
         """The raw JSON of events of the answers held, None for one no answer holds."""

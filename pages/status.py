@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from ui import page, view
+from ui import data, page, view
 
 shared, _ = page.start(
     "Status", "The collector's health, the buffer, and the records that could not be used.", uses_range=False
@@ -60,6 +60,50 @@ def _athena(collector) -> None:
                     "Poison": [f"{files['poison']:,}"],
                     "Waiting for a query": [f"{files['waiting']:,}"],
                     "Failed deletes": [f"{files['delete_failures']:,}"],
+                    "Files restored at the start": [f"{files.get('restored_files', 0):,}"],
+                }
+            ),
+            hide_index=True,
+        )
+        if files.get("state_error"):
+            st.warning("Part of the saved Athena windows could not be read at the start:")
+            st.text(files["state_error"])
+
+
+def _athena_drills() -> None:
+    """The on-demand queries (chart clicks, the explorer, detections' events) of an Athena source."""
+    status = getattr(data.on_demand, "status", None)
+    if not callable(status):
+        return
+    info = status()
+    st.subheader("Athena drill-down queries")
+    if info["last_error"]:
+        st.warning("The last drill-down that failed (the page showed no events for it):")
+        st.text(info["last_error"])  # Athena's reason may quote the filter's values: text only
+    days = info["per_day"]
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Day (UTC)": [d[0] for d in days] + ["All since the start"],
+                "Queries": [f"{d[1]:,}" for d in days] + [f"{info['queries']:,}"],
+                "Scanned": [f"{d[2] / 1e9:,.3f} GB" for d in days] + [f"{info['bytes_scanned'] / 1e9:,.3f} GB"],
+                "Cost estimate": [f"${d[3]:,.4f}" for d in days] + [f"${info['cost_dollars']:,.4f}"],
+                "Failed": [f"{d[4]:,}" for d in days] + [f"{info['failures']:,}"],
+            }
+        ),
+        hide_index=True,
+    )
+    if info["recent"]:
+        st.caption("The last drill-down queries, newest first:")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Started": [_when(q["at"]) for q in info["recent"]],
+                    "State": [q["state"] for q in info["recent"]],
+                    "Scanned": [f"{q['bytes'] / 1e6:,.1f} MB" for q in info["recent"]],
+                    "Cost estimate": [f"${q['cost']:,.4f}" for q in info["recent"]],
+                    "Took": [f"{q['seconds']:,.1f} s" for q in info["recent"]],
+                    "Reason": [q["reason"] or "–" for q in info["recent"]],
                 }
             ),
             hide_index=True,
@@ -108,6 +152,7 @@ def health() -> None:
     }
     st.dataframe(pd.DataFrame(sources), width="stretch")
     _athena(collector)
+    _athena_drills()
     _regions(collector)
     _queue(collector)
     _saved_state(collector)

@@ -188,3 +188,73 @@ def test_a_click_on_other_over_more_windows_than_a_query_holds_says_how_many_it_
     frame = source.events(EventFilter(start=START, end=START + 1200, users=("(other)",)))
     assert frame.attrs["other_windows"] == (short[1], 20)
     assert len(frame) == other_total(engine, "CallsPerUser", START, START + 60 * short[1])
+
+
+def test_the_drill_down_queries_cost_is_counted_per_day_with_the_last_few_and_their_failures():
+    import time
+    from datetime import UTC, datetime
+
+    from botocore.stub import Stubber
+
+    from tests.test_athena import cells, execution
+
+    client = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    runner = AthenaRunner(client, workgroup="wg", database="db", sleep=lambda s: None)
+    source = AthenaEvents(runner, "db.t", clock=lambda: NOW)
+    stub = Stubber(client)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("SUCCEEDED", 3_000_000_000))
+    stub.add_response("get_query_results", {"ResultSet": {"Rows": [cells("record")]}})
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", execution("FAILED", 20_000_000, "HIVE_CURSOR_ERROR: bad file"))
+    stub.add_client_error("start_query_execution", "AccessDeniedException", "not allowed to start queries")
+    today = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%d")
+    with stub:
+        assert source.events(EventFilter(start=START, end=START + 10)).empty
+        assert "HIVE_CURSOR_ERROR" in source.events(EventFilter(start=START, end=START + 20)).attrs["error"]
+        assert "not allowed" in source.events(EventFilter(start=START, end=START + 30)).attrs["error"]
+    status = source.status()
+    assert status["queries"] == 2 and status["failures"] == 2 and "not allowed" in status["last_error"]
+    assert status["bytes_scanned"] == 3_020_000_000
+    cost = 3e9 / 1e12 * 5 + 20e6 / 1e12 * 5  # $5 per TB, both above the 10 MB minimum
+    assert status["cost_dollars"] == pytest.approx(cost)
+    [(day, queries, scanned, dollars, failed)] = status["per_day"]
+    assert (day, queries, scanned, failed) == (today, 2, 3_020_000_000, 1) and dollars == pytest.approx(cost)
+    assert [q["state"] for q in status["recent"]] == ["FAILED", "SUCCEEDED"]  # newest first
+    assert status["recent"][0]["reason"] == "HIVE_CURSOR_ERROR: bad file" and status["recent"][1]["bytes"] == 3e9
+
+
+def test_status_page_shows_the_drill_down_queries(start_app, monkeypatch):
+    import time
+
+    import orjson
+
+    from tests.cloudtrail_endpoint import moto_server
+    from tests.test_athena import cells, result_rows
+    from ui import data
+
+    with moto_server() as url:
+        for name, value in {
+            "AWS_ENDPOINT_URL_ATHENA": url,
+            "AWS_ENDPOINT_URL_S3": url,
+            "AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        now = int(time.time())
+        record = make_record("clicked", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 65)))
+        windows = {"rows": result_rows([("TotalCalls", now - now % 10 - 60, "", "", 1)])}
+        records = {"rows": [cells("record"), cells(orjson.dumps(record).decode())]}
+        assert requests.post(f"{url}/moto-api/static/athena/query-results", json={"results": [windows, records]}).ok
+        at = start_app("status", source="athena", athena_output_location="s3://results/")
+        assert not at.exception
+        assert data.events(None, EventFilter(start=now - 120, end=now))["eventID"].tolist() == ["clicked"]
+        at.run()
+        assert not at.exception
+        assert "Athena drill-down queries" in [h.value for h in at.subheader]
+        days = next(d.value for d in at.dataframe if "Day (UTC)" in d.value.columns)
+        assert days["Queries"].tolist() == ["1", "1"] and days["Cost estimate"].tolist() == ["$0.0001", "$0.0001"]
+        recent = next(d.value for d in at.dataframe if "Took" in d.value.columns)
+        assert recent["State"].tolist() == ["SUCCEEDED"]
