@@ -18,8 +18,8 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from metrics.engines import latest_seconds, windows_from_frame
-from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts
-from metrics.sql import trail_sql
+from metrics.pumps import FRAME_COLUMNS, PUMPS, Pump, WindowCounts
+from metrics.sql import top_k_pumps, trail_sql
 
 # Athena's price page: $5 per TB scanned, with a 10 MB minimum per query.
 DOLLARS_PER_TB = 5.0
@@ -29,6 +29,15 @@ CSV_ABOVE_BYTES = 1024 * 1024  # about 17 pages of GetQueryResults of window row
 THROTTLED = ("ThrottlingException", "TooManyRequestsException")
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 DAYS_KEPT = 7  # of per-day query totals, for the Status page
+# The calls of each region and account in 10-minute windows: the app holds no events, so the
+# sidebar's scope choices come from these windows.
+SCOPE_PUMP = Pump("CallsPerRegionAccount", 600, "awsRegion", "account", title="Calls per region and account")
+
+
+def source_pumps(top_k: int | None) -> tuple[Pump, ...]:
+    """The pumps an Athena source fills: per-user and per-API at one minute, top-K (unless
+    ``top_k`` is None), and the scope's."""
+    return (*(top_k_pumps() if top_k else PUMPS), SCOPE_PUMP)
 
 
 def table_ddl(bucket: str, *, database: str, table: str, org: str = "", accounts=(), regions=(), prefix: str = ""):

@@ -23,14 +23,15 @@ import orjson
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collectors.athena import AthenaRunner, QueryFailed
+from collectors.athena import SCOPE_PUMP, AthenaRunner, QueryFailed, windows_of_results
 from metrics.buffer import EventBuffer
-from metrics.engines import latest_seconds
+from metrics.engine import Engine
+from metrics.engines import latest_seconds, windows_from_frame
 from metrics.explore import EventFilter, matching
 from metrics.normalise import Rejects, normalise_all
 from metrics.query import parse, required_text
 from metrics.selection import Ordered, Selection, select
-from metrics.sql import OTHER, PUMP_COLUMNS, _quote, events_sql
+from metrics.sql import OTHER, PUMP_COLUMNS, _quote, events_sql, trail_sql
 
 ROW_LIMIT = 1000
 CACHE_SECONDS = 60.0
@@ -113,6 +114,7 @@ class AthenaEvents:
         limit: int = ROW_LIMIT,
         clock=time.time,
         engine=None,
+        top_k: int | None = None,
     ):
         self.runner = runner
         self.table = table
@@ -122,6 +124,9 @@ class AthenaEvents:
         self.limit = limit
         self.clock = clock
         self.engine = engine
+        self.top_k = top_k  # the windows' K, for a scope's windows counted as the engine's are
+        self._scopes: OrderedDict[tuple, tuple[float, int, int, Engine]] = OrderedDict()
+        self.scope_errors: dict[tuple, str] = {}
         self.other_query_chars = OTHER_QUERY_CHARS
         self.failed_calls = 0  # drills whose API calls failed before Athena ran a query
         self.last_error = ""
@@ -136,6 +141,62 @@ class AthenaEvents:
         needles = required_text(parse(flt.text)) if flt.text.strip() else []
         return events_sql(flt, source, latest_seconds(int(now * 1_000_000_000)), self.limit, needles, conditions)
 
+    def scope_query(self, regions, accounts, start: int, now: float) -> str:
+        """The pump query over a scope's partitions and records, from ``start`` on."""
+        flt = EventFilter(start=start, end=int(now) + 1, regions=tuple(regions), accounts=tuple(accounts))
+        where = partitions(flt, now, self.span_seconds, regions=self.regions, accounts=self.accounts)
+        if regions:  # the region folder is the record's region; the record says it exactly
+            where.append(f"json_extract_scalar(record, '$.awsRegion') IN ({', '.join(map(_quote, regions))})")
+        if accounts:
+            account = (
+                "coalesce(nullif(json_extract_scalar(record, '$.recipientAccountId'), ''), "
+                "nullif(json_extract_scalar(record, '$.userIdentity.accountId'), ''))"
+            )
+            where.append(f"{account} IN ({', '.join(map(_quote, accounts))})")
+        source = f"(SELECT record FROM {self.table} WHERE {' AND '.join(where)}) AS trail"
+        latest = latest_seconds(int(now * 1_000_000_000))
+        return trail_sql(latest, self.engine.pumps, source, earliest_seconds=start, top_k=self.top_k)
+
+    def scoped_engine(self, regions, accounts, start: int, end: int) -> Engine:
+        """The windows of every pump for the regions and accounts chosen, over [start, end): one
+        pump query of their own (the engine's windows count every region and account), kept a
+        minute for a range that moves with the clock. A failed query gives no windows and
+        leaves its reason in ``scope_errors``."""
+        key = (tuple(regions), tuple(accounts))
+        now = self.clock()
+        step = max(p.step for p in self.engine.pumps)
+        first = start - start % step
+        with self._lock:
+            held = self._scopes.get(key)
+            if held is not None and now - held[0] < CACHE_SECONDS and held[1] <= first and end <= held[2]:
+                return held[3]
+        scoped = Engine(retention_seconds=None, pumps=self.engine.pumps)
+        try:
+            frame = windows_of_results(self.runner.run(self.scope_query(*key, first, now), timeout=QUERY_TIMEOUT))
+        except (QueryFailed, ClientError, BotoCoreError) as error:
+            self.failed_calls += not isinstance(error, QueryFailed)
+            self.last_error = self.scope_errors[key] = str(error)
+            return scoped
+        for metric, counts in windows_from_frame(frame).items():
+            scoped.add_windows(metric, counts)
+        with self._lock:
+            self.scope_errors.pop(key, None)
+            # A live range's end moves on: the answer serves until the next minute's.
+            self._scopes[key] = (now, first, max(end, int(now) + 1) + int(CACHE_SECONDS), scoped)
+            while len(self._scopes) > CACHED_ANSWERS:
+                self._scopes.popitem(last=False)
+        return scoped
+
+    def scope_options(self) -> tuple[list[str], list[str]]:
+        """The regions and accounts of the engine's windows (``collectors.athena.SCOPE_PUMP``)."""
+        state = self.engine.states.get(SCOPE_PUMP.name) if self.engine is not None else None
+        if state is None:
+            return [], []
+        counts = state.counts()
+        regions = {r for r in counts.category.tolist() if r}
+        accounts = {a for a in counts.subcategory.tolist() if a}
+        return sorted(regions), sorted(accounts)
+
     def _plan(self, flt: EventFilter) -> tuple[EventFilter, tuple[str, ...], dict]:
         """The filter to query and match, more SQL conditions, and notes for the panel: a click
         on "(other)" becomes its other criteria and the windows' conditions (``outside_top``)."""
@@ -143,7 +204,12 @@ class AthenaEvents:
         if found is None or self.engine is None or found[0] not in self.engine.states:
             return flt, (), {}
         metric, criteria, columns = found
-        state = self.engine.states[metric]
+        windows = self.engine
+        if flt.regions or flt.accounts:  # the chart clicked drew the scope's own windows
+            with self._lock:
+                held = self._scopes.get((flt.regions, flt.accounts))
+            windows = held[3] if held is not None else windows
+        state = windows.states[metric]
         counts = state.counts(flt.start, flt.end)
         condition, covered, windows = outside_top(counts, columns, state.pump.step, self.other_query_chars)
         notes = {}

@@ -36,7 +36,12 @@ PUMP_COLUMNS = {
     "errorCode": "f_errorcode",
     "user": "user_name",
     "session": "session_name",
+    "awsRegion": "region_name",
+    "account": "account_id",
 }
+# Labels computed apart from the plain text fields (the account falls back to the caller's).
+DERIVED_COLUMNS = ("user", "session", "awsRegion", "account")
+ACCOUNT_PATH = {"id_accountId": "$.userIdentity.accountId"}
 # CloudTrail writes eventTime as 2024-08-02T08:30:00Z. Every engine parses this extended ISO
 # form alike (fraction to the microsecond, Z or an offset, naive meaning UTC); a form only
 # Python's parser takes (basic format, week dates) is rejected here and counted in-process.
@@ -125,6 +130,11 @@ def _valid(latest_seconds: int, earliest_seconds: int | None) -> str:
 
 def _string_or_null(name: str) -> str:
     return f"CASE WHEN {_is_string(name)} THEN {name} END"
+
+
+def _account() -> str:
+    """The normaliser's account: the recipient's, else the caller's (needs ``ACCOUNT_PATH``)."""
+    return f"coalesce({_string_or_null('recipientaccountid')}, {_string_or_null('id_accountid')})"
 
 
 def _attribution() -> tuple[str, str]:
@@ -221,8 +231,12 @@ def trail_sql(
     user, session = _attribution()
     windows = ",\n    ".join(f"event_seconds - event_seconds % {c[2:]} AS {c}" for c in columns if c.startswith("w_"))
     labels = ",\n    ".join(
-        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in ("user", "session")
+        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in DERIVED_COLUMNS
     )
+    # Only a pump by region or account (the Athena source's scope) pays for their extraction.
+    scoped = any(c in ("awsRegion", "account") for p in pumps for c in (p.category, p.subcategory))
+    if scoped:
+        labels += f",\n    {_string_or_null('awsregion')} AS region_name,\n    {_account()} AS account_id"
     flag_columns = "".join(f",\n    CASE WHEN {_condition(c)} THEN 1 ELSE 0 END AS {name}" for c, name in flags.items())
     ids = [_grouping_id(columns, members) for members in sets]
 
@@ -237,7 +251,7 @@ def trail_sql(
         f"(g = {i} AND {flags[p.where]} = 1)" if p.where is not None else f"g = {i}" for i, p in zip(ids, pumps)
     )
     grouping_sets = ", ".join("(" + ", ".join(s) + ")" for s in sets)
-    return f"""{_records(source)},
+    return f"""{_records(source, ACCOUNT_PATH if scoped else None)},
 events AS (
   SELECT
     eventid,
@@ -303,9 +317,8 @@ def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=(), co
     over the rows returned. ``conditions`` are more SQL conditions on the columns of ``events``
     (as the "(other)" row's of ``collectors.athena_events``)."""
     user, session = _attribution()
-    account_path = {"id_accountId": "$.userIdentity.accountId"}
     labels = ",\n    ".join(
-        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in ("user", "session")
+        f"{_string_or_null(f.lower())} AS {PUMP_COLUMNS[f]}" for f in PUMP_COLUMNS if f not in DERIVED_COLUMNS
     )
     where = []
     if flt.end is not None:
@@ -322,7 +335,7 @@ def events_sql(flt, source: str, latest_seconds: int, limit: int, needles=(), co
         where.append("f_errorcode IS " + ("NOT NULL" if flt.outcome == "failed" else "NULL"))
     where += [f"strpos(lower(record), {_quote(n)}) > 0" for n in needles]
     where += list(conditions)
-    return f"""{_records(source, account_path)},
+    return f"""{_records(source, ACCOUNT_PATH)},
 events AS (
   SELECT
     record,
@@ -330,7 +343,7 @@ events AS (
     event_seconds,
     {labels},
     {_string_or_null("awsregion")} AS region_name,
-    coalesce({_string_or_null("recipientaccountid")}, {_string_or_null("id_accountid")}) AS account_id,
+    {_account()} AS account_id,
     {user} AS user_name,
     {session} AS session_name
   FROM timed

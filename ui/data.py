@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,26 @@ def _scoped_columns(engine: Engine, view: View) -> EventColumns:
         return _scoped_cache[key]
 
 
+def _athena_scope(engine: Engine, view: View, now: int) -> tuple[Engine, View]:
+    """An on-demand source (Athena) holds windows, no events: a scope's windows come from a
+    query of their own (``scoped_engine``), read as unscoped windows. Anything else as given."""
+    scoped = getattr(on_demand, "scoped_engine", None)
+    if scoped is None or not view.scoped:
+        return engine, view
+    start, end = view.bounds(now)
+    return scoped(view.regions, view.accounts, start, end), replace(view, regions=(), accounts=())
+
+
+def scope_error(view: View) -> str:
+    """Why the scope's windows could not be had (an on-demand source's failed query), or ""."""
+    errors = getattr(on_demand, "scope_errors", None) or {}
+    return errors.get((view.regions, view.accounts), "")
+
+
 def metric(engine: Engine, name: str, view: View, now: int) -> pd.DataFrame:
     """One metric's rows for the windows of the view; dense series run to ``now``."""
+    if name != ANOMALY:
+        engine, view = _athena_scope(engine, view, now)
     start, end = view.bounds(now)
     dense_until = min(now, end - 1)
     # Over a long range the vectorised aggregation of the events beats walking the running
@@ -77,6 +96,7 @@ def _rows(engine: Engine, name: str, view: View, now: int) -> GroupedRows:
     """A metric's counts for the windows of the view as columns: from the running state
     without a scope (it also holds counts aggregated elsewhere, as by Athena), else from the
     scope's events."""
+    engine, view = _athena_scope(engine, view, now)
     start, end = view.bounds(now)
     if not view.scoped:
         return engine.states[name].grouped(start, end)
@@ -97,6 +117,7 @@ def binned_metric(engine: Engine, name: str, view: View, now: int, seconds: int)
 def binned(engine: Engine, name: str, view: View, now: int, seconds: int) -> pd.DataFrame:
     """A dense metric in bins of ``seconds`` for the view: from the running per-window totals
     without a scope, else from the scope's events."""
+    engine, view = _athena_scope(engine, view, now)
     if not view.scoped and PUMPS_BY_NAME[name].dense:
         start, end = view.bounds(now)
         return engine.binned_totals(name, start, end, seconds, dense_until=min(now, end - 1))
@@ -155,6 +176,9 @@ def span(engine: Engine) -> tuple[int, int] | None:
 
 
 def scope_options(engine: Engine) -> tuple[list[str], list[str]]:
-    """Regions and accounts held in the buffer, for the sidebar."""
+    """Regions and accounts held in the buffer (or an on-demand source's windows), for the sidebar."""
+    options = getattr(on_demand, "scope_options", None)
+    if options is not None:
+        return options()
     labels = engine.buffer.snapshot().labels
     return sorted(labels["awsRegion"]), sorted(labels["account"])

@@ -119,7 +119,11 @@ def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> 
     dropped = dropped_text(shared)
     if dropped:
         st.warning(dropped)
-    if len(shared.engine.buffer) == 0:
+    failed = data.scope_error(current)
+    if failed:  # Athena: the scope's own query failed
+        st.warning("The windows of the regions and accounts chosen could not be counted (the reason is below).")
+        st.text(failed)
+    elif len(shared.engine.buffer) == 0 and shared.engine.totals.first is None:  # (Athena holds windows only)
         health = shared.collector.health
         if health.last_error:
             st.warning("No events yet: the collector's polls are failing. The Status page has the details.")

@@ -124,7 +124,8 @@ def _athena(values: dict, engine=None):
         accounts=accounts,
         span_seconds=values["retention_hours"] * 3600,
         limit=values["athena_event_rows"],
-        engine=engine,  # its windows' top K, for a click on "(other)"
+        engine=engine,  # its windows' top K, for a click on "(other)"; the scope's choices
+        top_k=athena_pumps(values)["top_k"],
     )
     scope = {"regions": values["regions"], "accounts": accounts, "lookback": lookback, **athena_pumps(values)}
     retention = values["retention_hours"] * 3600
@@ -140,13 +141,12 @@ def _athena(values: dict, engine=None):
 
 
 def athena_pumps(values: dict) -> dict:
-    """The pumps an Athena source fills (per-user and per-API at one minute, top-K, unless K is
-    0) and its K, for the engine and the source alike."""
-    from metrics.pumps import PUMPS
-    from metrics.sql import top_k_pumps
+    """The pumps an Athena source fills (``collectors.athena.source_pumps``) and its K, for the
+    engine and the source alike."""
+    from collectors.athena import source_pumps
 
     k = values["athena_top_k"]
-    return {"pumps": top_k_pumps() if k else PUMPS, "top_k": k or None}
+    return {"pumps": source_pumps(k or None), "top_k": k or None}
 
 
 def make_source(values: dict, checkpoints: dict | None = None, engine: Engine | None = None):
