@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from urllib.parse import unquote_plus
 
 import orjson
@@ -26,7 +26,7 @@ import pandas as pd
 from collectors.athena import LOOKBACK_SECONDS, AthenaRunner, windows_of_results
 from collectors.athena_state import WindowLog
 from metrics.engines import latest_seconds, windows_from_frame
-from metrics.pumps import FRAME_COLUMNS, PUMPS
+from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts
 from metrics.sql import _quote, trail_sql
 
 # AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/yyyy/mm/dd/FILE.json.gz; digests and other objects
@@ -222,7 +222,11 @@ class NewFileWindows:
         windows, files = self.log.load() if self.log is not None else (pd.DataFrame(columns=list(FRAME_COLUMNS)), [])
         for metric, counts in windows_from_frame(windows).items():
             if metric in engine.states:
-                engine.add_windows(metric, counts)
+                # Saved under another INSIGHTS_ATHENA_TOP_K, a metric's windows had another
+                # length: each row goes to the window of today's length that holds its start.
+                step = engine.states[metric].pump.step
+                aligned = WindowCounts(counts.window - counts.window % step, *astuple(counts)[1:])
+                engine.add_windows(metric, aligned)
         self._remember(files)
         if len(windows):
             self.newest_window = int(windows["window_start"].max())

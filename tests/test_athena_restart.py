@@ -156,3 +156,22 @@ def test_without_a_queue_the_first_query_after_a_restart_shows_every_window_show
     assert held(before, "TotalCalls")[0][0] < START + 1920 - 1200  # older than the lookback
     restarted.refresh(after, START + 1980)
     assert f"event_seconds >= {START + 1980 - 1200}" in runner.queries[-1]  # then the lookback again
+
+
+def test_windows_saved_under_another_top_k_come_back_in_todays_window_length(tmp_path):
+    from metrics.sql import top_k_pumps
+
+    WindowLog(tmp_path).append(
+        windows(
+            ("CallsPerUser", 1020, "bob", "", 2), ("CallsPerUser", 1030, "bob", "", 3), ("TotalCalls", 1030, "", "", 5)
+        ),
+        ["s3://b/AWSLogs/111122223333/CloudTrail/us-east-1/2024/08/02/f.json.gz"],
+        1100,
+    )
+    engine = Engine(retention_seconds=None, pumps=top_k_pumps())  # CallsPerUser in 60-s windows now
+    empty = SimpleNamespace(receive_message=lambda **request: {"Messages": []})
+    source = NewFileWindows(None, TABLE, empty, "queue", state_dir=tmp_path)
+    assert source.refresh(engine, 1200) == 0  # nothing new: the restored windows only
+    assert held(engine, "CallsPerUser") == [(1020 - 1020 % 60, "bob", None, 5)]
+    assert held(engine, "TotalCalls") == [(1030, None, None, 5)]
+    assert source.restored == {"windows": 3, "files": 1}
