@@ -88,7 +88,10 @@ class WindowLog:
         )
         self._write(f"delta-{self._sequence:012d}.parquet", pd.concat([_typed(windows), _typed(named)]))
         if self._sequence - self._newest()[1] >= self.compact_every:
-            self.compact(now)
+            try:
+                self.compact(now)
+            except OSError as error:  # the delta is written: failing now would count its files again
+                self.last_error = f"compaction failed, the deltas stay: {error}"
 
     def compact(self, now: float) -> None:
         """Merges the live parts into one base; older parts are removed after it is written."""

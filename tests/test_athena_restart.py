@@ -175,3 +175,17 @@ def test_windows_saved_under_another_top_k_come_back_in_todays_window_length(tmp
     assert held(engine, "CallsPerUser") == [(1020 - 1020 % 60, "bob", None, 5)]
     assert held(engine, "TotalCalls") == [(1030, None, None, 5)]
     assert source.restored == {"windows": 3, "files": 1}
+
+
+def test_a_compaction_that_fails_keeps_the_deltas_and_the_append_succeeds(tmp_path, monkeypatch):
+    log = WindowLog(tmp_path, compact_every=2)
+    log.append(windows(("TotalCalls", 1000, "", "", 2)), ["a"], 1000)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "compact", full)
+    log.append(windows(("TotalCalls", 1010, "", "", 3)), ["b"], 1010)  # does not raise: the delta is on disk
+    assert "No space left" in log.last_error
+    loaded, files = WindowLog(tmp_path).load()
+    assert loaded["value"].tolist() == [2, 3] and files == ["a", "b"]
