@@ -66,7 +66,7 @@ def _athena(collector) -> None:
             hide_index=True,
         )
         if files.get("state_error"):
-            st.warning("Part of the saved Athena windows could not be read at the start:")
+            st.warning("A problem with the Athena windows kept in the state folder:")
             st.text(files["state_error"])
 
 
