@@ -41,7 +41,7 @@ def s3_queue():
 @mock_aws
 def test_a_restart_between_writing_a_querys_windows_and_deleting_its_messages_loses_and_repeats_nothing(tmp_path):
     root = tmp_path / "trail"
-    files = demo_trail(root, START, 1800, rate=2)
+    files = demo_trail(root, START, 900, rate=2)
     s3, sqs, url = s3_queue()
     runner = DuckRunner(trail_table(root, BUCKET))
     state = tmp_path / "state" / "athena-windows"
@@ -138,24 +138,24 @@ def test_a_damaged_part_is_skipped_and_said(tmp_path):
 
 
 def test_without_a_queue_the_first_query_after_a_restart_shows_every_window_shown_before(tmp_path):
-    files = demo_trail(tmp_path, START, 1800, rate=2)
+    files = demo_trail(tmp_path, START, 900, rate=2)
     assert files
     runner = DuckRunner(trail_table(tmp_path, BUCKET))
     before = Engine(retention_seconds=None)
     first = AthenaWindows(runner, TABLE, retention=86_400)
-    first.refresh(before, START + 900)
-    first.refresh(before, START + 1860)  # re-queries its last 20 minutes only
-    assert f"event_seconds >= {START + 1860 - 1200 - (START + 1860 - 1200) % 10}" in runner.queries[-1]
+    first.refresh(before, START + 600)
+    first.refresh(before, START + 1500)  # re-queries its last 20 minutes only
+    assert f"event_seconds >= {START + 1500 - 1200 - (START + 1500 - 1200) % 10}" in runner.queries[-1]
 
     after = Engine(retention_seconds=None)
     restarted = AthenaWindows(runner, TABLE, retention=86_400)
-    restarted.refresh(after, START + 1920)
-    assert f"event_seconds >= {START + 1920 - 86_400}" in runner.queries[-1]
+    restarted.refresh(after, START + 1560)
+    assert f"event_seconds >= {START + 1560 - 86_400}" in runner.queries[-1]
     for pump in PUMPS:
         assert held(after, pump.name) == held(before, pump.name), pump.name
-    assert held(before, "TotalCalls")[0][0] < START + 1920 - 1200  # older than the lookback
-    restarted.refresh(after, START + 1980)
-    assert f"event_seconds >= {START + 1980 - 1200}" in runner.queries[-1]  # then the lookback again
+    assert held(before, "TotalCalls")[0][0] < START + 1560 - 1200  # older than the lookback
+    restarted.refresh(after, START + 1620)
+    assert f"event_seconds >= {START + 1620 - 1200}" in runner.queries[-1]  # then the lookback again
 
 
 def test_windows_saved_under_another_top_k_come_back_in_todays_window_length(tmp_path):
