@@ -193,6 +193,7 @@ class Collector:
         """A source of windows counted elsewhere (Athena): it replaces the engine's latest
         windows itself; there are no records to normalise or analyse."""
         rows = self.source.refresh(self.engine, now)
+        self.engine.expire(int(now * NS_PER_SECOND))
         watermark = self.source.watermark(now)
         if watermark is not None:
             self._watermark_ns = int(watermark * NS_PER_SECOND)  # a backlog is learned between polls

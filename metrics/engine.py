@@ -76,6 +76,14 @@ class Engine:
         with self._lock:
             self.states[metric].replace_range(start, end, counts)
 
+    def expire(self, now_ns: int) -> None:
+        """Drops the windows older than the retention. Ingest does it as events arrive; a
+        source of windows counted elsewhere (Athena) ingests no event and calls this instead,
+        or its windows would pile up for as long as the app runs."""
+        with self._lock:
+            if self.buffer.retention_ns is not None:
+                self._evict((now_ns - self.buffer.retention_ns) // NS_PER_SECOND)
+
     def _evict(self, cutoff_s: int) -> None:
         for state in self.states.values():
             if state.first is not None and state.first < cutoff_s:

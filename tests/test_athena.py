@@ -270,3 +270,26 @@ def test_a_large_result_is_read_from_its_csv_in_s3_and_a_small_one_page_by_page(
         frame = runner.run("SELECT 1")
     assert frame.values.tolist() == [["TotalCalls", str(NOW), "", "", "3"]] and runner.stats.csv_reads == 1
     stub.assert_no_pending_responses()
+
+
+def test_windows_from_athena_older_than_the_retention_are_dropped_as_time_passes():
+    import pandas as pd
+
+    from collectors.collector import Collector
+
+    clock = [NOW]
+
+    class Runner:
+        stats = AthenaRunner(None, workgroup="w", database="d").stats
+
+        def run(self, sql):  # each answer: 9 calls in the minute before the query
+            return pd.DataFrame([[str(v) for v in ("TotalCalls", clock[0] - 60, "", "", 9)]], columns=HEADER)
+
+    engine = Engine(retention_seconds=3600)
+    collector = Collector(AthenaWindows(Runner(), "db.t"), engine, clock=lambda: clock[0])
+    collector.poll_once(NOW)
+    assert engine.totals.total(NOW - 60) == 9
+    clock[0] = NOW + 7200
+    collector.poll_once(clock[0])
+    assert engine.totals.total(NOW + 7200 - 60) == 9
+    assert engine.totals.total(NOW - 60) == 0 and engine.totals.first >= NOW + 7200 - 3600
