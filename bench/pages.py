@@ -7,12 +7,17 @@ Two buffers, one after the other: ``day``, the events spread over the last 24 h 
 account's day, issue 15), timed over the last hour, 6 h and 24 h; ``months``, the same number
 spread over ``--days`` days (issue 14), timed over the last day, week and all of it. For each
 range: every page's data and chart (Altair to the Vega-Lite dict Streamlit sends), the
-explorer (its first view, a word search and a field search) and the drill-down of each chart
-(a click's events and the first page of the table), without and with a region scope. The
-records are the demo source's, normalised as the collector does, so the search reads records
-of a real size. The target is under 2 s each. Scores are not learned (a forest over the
-windows is the collector's background work, not a page's); the detections and status pages
-read no events.
+explorer (its first view, the first search of a common and of a rare word, the same again and a
+field search) and the drill-down of each chart (a click's events and the first page of the
+table), without and with a region scope. The records are the demo source's, normalised as the
+collector does, so the search reads records of a real size. The target is under 2 s each.
+
+The search index (``metrics.search.keep_indexed``, a background thread in the app) is built
+once after loading, timed and sized on its own line. The word search is also timed as it runs
+before the index is built (every block decompressed), in one call and with the page's 1 s
+budget per run (how many runs, and when the first answered): those rows are for comparison and
+not counted in the slowest page. Scores are not learned (a forest over the windows is the
+collector's background work, not a page's); the detections and status pages read no events.
 """
 
 from __future__ import annotations
@@ -207,8 +212,6 @@ PAGES = {
     "Source IPs": ips,
     "EC2": lines_page("EC2Calls"),
     "Events explorer": explorer(),
-    "Explorer: word, unindexed": explorer("AccessDenied", cold=True, indexed=False),
-    "Explorer: word, 1 s budget": explorer("AccessDenied", cold=True, indexed=False, budget=1.0),
     "Explorer: word search": explorer("AccessDenied", cold=True),
     "Explorer: rare word": explorer("ci-run-7", cold=True),
     "Explorer: same, again": explorer("AccessDenied"),
@@ -222,13 +225,19 @@ PAGES = {
     "Drill: busiest IP point": drill_point("CallsPerUniqueIp", 60, 400),
     "Drill: EC2 point": drill_point("EC2Calls", 10, LINE_POINTS),
 }
+# The search before the background thread has indexed the blocks (just after a start with a full
+# buffer), in one call and as the page runs it: for comparison, not counted in the slowest page.
+UNINDEXED = {
+    "Explorer: word, unindexed": explorer("AccessDenied", cold=True, indexed=False),
+    "Explorer: word, 1 s budget": explorer("AccessDenied", cold=True, indexed=False, budget=1.0),
+}
 
 
 def run(engine: Engine, ranges: dict[str, int]) -> float:
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     print(f"{'page':<28}{'range':<14}{'no scope':>10}{'one region':>12}")
     worst = 0.0
-    for name, page in PAGES.items():
+    for name, page in {**PAGES, **UNINDEXED}.items():
         for label, seconds in ranges.items():
             timings, notes = [], []
             for regions in ((), ("eu-west-1",)):
@@ -236,7 +245,8 @@ def run(engine: Engine, ranges: dict[str, int]) -> float:
                 start = time.perf_counter()
                 notes.append(page(engine, view, T_END))
                 timings.append(time.perf_counter() - start)
-            worst = max(worst, *timings)
+            if name in PAGES:
+                worst = max(worst, *timings)
             note = f"  ({'; '.join(notes)})" if notes[0] else ""
             print(f"{name:<28}{label:<14}{timings[0]:>9.2f}s{timings[1]:>11.2f}s{note}", flush=True)
     return worst

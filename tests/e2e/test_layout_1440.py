@@ -1,6 +1,7 @@
 """Nothing cut off at 1440 px in headless Chromium: no table wider than its place (the grid
 would scroll sideways and hide its last column), no metric label or caption ellipsised, on the
-Overview with a custom range of dates and on the explorer with its top values.
+Overview with a custom range of dates, on the explorer with its top values and on the Users
+page's sessions table.
 
 The tests share one server and run in file order.
 """
@@ -66,6 +67,17 @@ def test_the_explorer_table_and_its_top_values_show_every_column_uncut(server):
     expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
     page.wait_for_timeout(1000)  # the grids lay out their columns after they appear
     page.screenshot(path=SHOTS / "explorer-columns-1440.png", full_page=True)
+    assert page.evaluate(CLIPPED) == []
+
+
+def test_the_users_sessions_table_shows_every_column_uncut_over_a_day(server):
+    page: Page = shared["page"]
+    page.goto(f"{server.url}/users?range=24h")  # first and last calls with their dates
+    settle(page)
+    expect(page.get_by_role("heading", name="Sessions of the top users")).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+    page.wait_for_timeout(1000)  # the grids lay out their columns after they appear
+    page.screenshot(path=SHOTS / "users-sessions-1440.png", full_page=True)
     assert page.evaluate(CLIPPED) == []
 
 
