@@ -137,4 +137,3 @@ def test_a_drag_across_the_overview_chart_zooms_every_page_to_that_range(server)
     expect(page.get_by_role("heading", name="APIs")).to_be_visible()
     expect(chosen).to_match_aria_snapshot('- combobox "Time range": Custom range')
     assert "range=custom" in page.url
-
