@@ -2,6 +2,7 @@
 about 1M demo CloudTrail records; every figure is measured in this run.
 
     python -m bench.pages [--events 1000000] [--scenario day|months|both] [--days 120]
+                          [--only TEXT] [--repeat N]
 
 Two buffers, one after the other: ``day``, the events spread over the last 24 h (a busy
 account's day, issue 15), timed over the last hour, 6 h and 24 h; ``months``, the same number
@@ -250,18 +251,26 @@ BEFORE = {
 }
 
 
-def run(engine: Engine, ranges: dict[str, int]) -> float:
+def run(engine: Engine, ranges: dict[str, int], only: str = "", repeat: int = 1) -> float:
+    """Times each page (those whose name holds ``only``) over each range, the median of
+    ``repeat`` runs, and returns the slowest."""
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     print(f"{'page':<28}{'range':<14}{'no scope':>10}{'one region':>12}")
     worst = 0.0
     for name, page in {**PAGES, **BEFORE}.items():
+        if only not in name:
+            continue
         for label, seconds in ranges.items():
             timings, notes = [], []
             for regions in ((), ("eu-west-1",)):
                 view = View("Custom range", (T_END - seconds, T_END), regions, (), "UTC")
-                start = time.perf_counter()
-                notes.append(page(engine, view, T_END))
-                timings.append(time.perf_counter() - start)
+                runs = []
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    notes.append(page(engine, view, T_END))
+                    runs.append(time.perf_counter() - start)
+                timings.append(float(np.median(runs)))
+            notes = notes[::repeat]
             if name in PAGES:
                 worst = max(worst, *timings)
             note = f"  ({'; '.join(notes)})" if notes[0] else ""
@@ -274,6 +283,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--scenario", choices=("day", "months", "both"), default="both")
+    parser.add_argument("--only", default="", help="time only the pages whose name holds this text")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median shown (noisy hosts)")
     args = parser.parse_args()
     alt.data_transformers.disable_max_rows()  # Streamlit sends charts its own way, without Altair's cap
     scenarios = {
@@ -290,7 +301,7 @@ def main() -> None:
         blocks = search.index_blocks(engine.buffer)  # the background thread's work after ingest
         mib = search.indexed_bytes(engine.buffer) / 2**20
         print(f"search index: {blocks} blocks in {time.perf_counter() - began:.1f} s, {mib:.0f} MiB")
-        worst[name] = run(engine, ranges)
+        worst[name] = run(engine, ranges, args.only, args.repeat)
         del engine
         gc.collect()
     for name, seconds in worst.items():
