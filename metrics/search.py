@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import threading
 import time
 import weakref
@@ -57,7 +58,8 @@ CACHED_BLOCKS = 200_000  # (word, block) entries: a hundred words over a buffer 
 # Per buffer (the object whose ``raw_texts`` is read; block numbers are its own).
 _HITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
-# Per buffer: {block: BlockIndex} of its full blocks, kept by ``index_blocks``.
+LOG = logging.getLogger(__name__)
+# Per buffer: {block: BlockIndex, or None where a record could not be read} of its full blocks.
 _INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _INDEXERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # buffer -> its indexing thread
 
@@ -139,11 +141,10 @@ def index_blocks(buffer, pause: float = 0.0) -> int:
     made = 0
     for block, offsets, read in buffer.raw_texts(sorted(live - set(indexes), reverse=True)):  # the newest first
         try:
-            index = BlockIndex.of(read(), offsets)
-        except orjson.JSONDecodeError:
-            continue  # a block the index cannot read is searched as text
-        indexes[block] = index
-        made += 1
+            indexes[block] = BlockIndex.of(read(), offsets)
+            made += 1
+        except ValueError:  # a record orjson or UTF-8 cannot take: the block is searched as text
+            indexes[block] = None
         if pause:
             time.sleep(pause)
     return made
@@ -159,7 +160,10 @@ def keep_indexed(buffer, interval: float = 2.0) -> None:
 
         def run() -> None:
             while (alive := reference()) is not None:
-                index_blocks(alive, pause=0.002)
+                try:
+                    index_blocks(alive, pause=0.002)
+                except Exception:  # the search still answers, from the text, only slower
+                    LOG.exception("indexing the raw records for the search failed; retrying")
                 del alive
                 time.sleep(interval)
 
@@ -170,7 +174,7 @@ def keep_indexed(buffer, interval: float = 2.0) -> None:
 
 def indexed_bytes(buffer) -> int:
     """The memory the index of ``buffer`` holds."""
-    return sum(index.nbytes for index in list(_INDEXES.get(buffer, {}).values()))
+    return sum(index.nbytes for index in list(_INDEXES.get(buffer, {}).values()) if index is not None)
 
 
 def _plain_word(term: Term) -> bytes | None:

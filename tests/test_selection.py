@@ -227,3 +227,25 @@ def test_the_index_forgets_evicted_blocks():
     assert engine.buffer.evict((T0 + 3600) * 1_000_000_000) > 0  # older than T0 + 3000
     assert search.index_blocks(engine.buffer) == 0
     assert 0 < search.indexed_bytes(engine.buffer) < held
+
+
+def test_a_block_the_index_cannot_read_is_searched_as_text_and_not_read_again(monkeypatch):
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    engine.ingest(batch_of(DemoSource(seed=6, rate=1.0).records(T0, T0 + 3600)))
+    calls = []
+
+    def broken(text, offsets):
+        calls.append(1)
+        raise ValueError("not JSON")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(search.BlockIndex, "of", broken)
+        assert search.index_blocks(engine.buffer) == 0
+        assert search.index_blocks(engine.buffer) == 0
+    assert len(calls) == len(engine.buffer.raw.blocks)  # tried once each
+    assert search.indexed_bytes(engine.buffer) == 0
+    flt = EventFilter(text="AccessDenied")
+    expected = matching(engine.buffer.snapshot().frame(), flt, engine.buffer.raw_records)["eventID"].tolist()
+    assert select(Ordered.of(engine.buffer.snapshot()), flt, engine.buffer.raw_texts).event_ids() == expected
