@@ -179,3 +179,73 @@ def test_a_search_past_its_deadline_leaves_the_oldest_records_for_the_next_run_a
     assert runs[0].unsearched > runs[1].unsearched > 0
     assert set(runs[0].event_ids()) <= set(expected)
     assert runs[-1].event_ids() == expected
+
+
+@pytest.fixture(scope="module")
+def indexed_engine():
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    records = DemoSource(seed=5, rate=1.0).records(T0, T0 + 3600)
+    engine.ingest(batch_of(TRICKY + records))  # the tricky records in the first, full block
+    assert search.index_blocks(engine.buffer) == len(engine.buffer.raw.blocks) >= 1
+    return engine
+
+
+@pytest.mark.parametrize("text", SEARCHES)
+def test_with_its_full_blocks_indexed_the_selection_still_finds_what_matching_finds(indexed_engine, text):
+    snapshot = indexed_engine.buffer.snapshot()
+    flt = EventFilter(start=T0 + 600, end=T0 + 3000, text=text)
+    expected = matching(snapshot.frame(), flt, raws=indexed_engine.buffer.raw_records)["eventID"].tolist()
+    assert select(Ordered.of(snapshot), flt, indexed_engine.buffer.raw_texts).event_ids() == expected
+
+
+def test_a_word_search_over_indexed_blocks_decompresses_only_the_block_being_filled(indexed_engine):
+    from metrics import search
+
+    buffer, read = indexed_engine.buffer, []
+
+    def raw_texts(blocks):
+        for block, offsets, text in buffer.raw_texts(blocks):
+            yield block, offsets, lambda text=text, block=block: read.append(block) or text()
+
+    raw_texts.__self__ = buffer  # what the search's caches are kept by
+    search._HITS.clear()
+    found = select(Ordered.of(buffer.snapshot()), EventFilter(text="ci-run-7"), raw_texts)
+    assert found.event_ids() == ["t4"]
+    assert read == [buffer.raw._open_id]
+
+
+def test_the_index_forgets_evicted_blocks():
+    from metrics import search
+
+    engine = Engine(retention_seconds=600, seed=0)
+    records = DemoSource(seed=6, rate=3.0).records(T0, T0 + 3600)
+    engine.ingest(batch_of(records))
+    assert search.index_blocks(engine.buffer) >= 2
+    held = search.indexed_bytes(engine.buffer)
+    assert engine.buffer.evict((T0 + 3600) * 1_000_000_000) > 0  # older than T0 + 3000
+    assert search.index_blocks(engine.buffer) == 0
+    assert 0 < search.indexed_bytes(engine.buffer) < held
+
+
+def test_a_block_the_index_cannot_read_is_searched_as_text_and_not_read_again(monkeypatch):
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    engine.ingest(batch_of(DemoSource(seed=6, rate=1.0).records(T0, T0 + 3600)))
+    calls = []
+
+    def broken(text, offsets):
+        calls.append(1)
+        raise ValueError("not JSON")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(search.BlockIndex, "of", broken)
+        assert search.index_blocks(engine.buffer) == 0
+        assert search.index_blocks(engine.buffer) == 0
+    assert len(calls) == len(engine.buffer.raw.blocks)  # tried once each
+    assert search.indexed_bytes(engine.buffer) == 0
+    flt = EventFilter(text="AccessDenied")
+    expected = matching(engine.buffer.snapshot().frame(), flt, engine.buffer.raw_records)["eventID"].tolist()
+    assert select(Ordered.of(engine.buffer.snapshot()), flt, engine.buffer.raw_texts).event_ids() == expected

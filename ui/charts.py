@@ -10,6 +10,7 @@ Vega, which draws them as text, never as markup.
 from __future__ import annotations
 
 import altair as alt
+import altair.utils.schemapi
 import numpy as np
 import pandas as pd
 
@@ -21,6 +22,11 @@ PICK = "pick"
 ZOOM = "zoom"  # an interval dragged along the time axis: the range to zoom to
 LEGEND = "legend"  # a click on a legend entry isolates that series
 BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
+
+# Altair's debug mode validates the whole chart again at every step that builds it (each mark,
+# encoding, layer and property): most of a page's chart time. The spec is still validated
+# once, when Streamlit turns the finished chart into the dict it sends (``to_dict``).
+altair.utils.schemapi.disable_debug_mode()
 
 
 def middle(text: str, limit: int = 40) -> str:
@@ -197,7 +203,8 @@ def activity(
         .encode(y=alt.Y("score:Q"), tooltip=[alt.Tooltip("score:Q", title="Threshold")])
     )
     calls = alt.layer(bars, _detection_rules(detections, zone, wall)) if detections is not None else bars
-    return alt.layer(calls, alt.layer(line, marks, rule)).resolve_scale(y="independent").properties(height=300)
+    # Resolution and height given to the constructor: each later call would copy the whole tree.
+    return alt.layer(calls, alt.layer(line, marks, rule), resolve=alt.Resolve(scale={"y": "independent"}), height=300)
 
 
 def _detection_rules(detections: pd.DataFrame, zone: str, wall) -> alt.Chart:
@@ -279,7 +286,7 @@ def lines_by(
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
-    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick)).properties(height=height)
+    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick), height=height)
 
 
 def _lifted_zero(values: pd.Series, log: bool) -> alt.Scale:
@@ -359,7 +366,7 @@ def busiest_line(
             alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
         ],
     )
-    return alt.layer(line, dots.add_params(pick)).properties(height=320)
+    return alt.layer(line, dots.add_params(pick), height=320)
 
 
 SEVERITY_COLORS = palette.SEVERITY

@@ -24,6 +24,7 @@ from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
 from collectors.readiness import READY_FILE, Readiness
 from collectors.state import StateStore
+from metrics import search
 from metrics.detections import Detector, rules
 from metrics.detections.sigma import SigmaRules, load_folder
 from metrics.dimensions import DimensionAnomalies
@@ -182,6 +183,7 @@ def build(values: dict) -> Runtime:
     engine = Engine(
         retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"], **pumps
     )
+    search.keep_indexed(engine.buffer)  # the explorer's word search reads the index, not every record
     data.on_demand = None  # until the source says it serves events itself
     store = None
     if values["source"] != "demo":
