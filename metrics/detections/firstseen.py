@@ -36,6 +36,10 @@ class FirstSeenTracker:
         key = self.spec.key(record)
         if not key:
             return None
+        return self.learn(key, self.spec.value(record), time)
+
+    def learn(self, key: str, value: str | None, time: float) -> tuple[str, str, float] | None:
+        """``observe`` for a record's key (not empty) and value, worked out by the caller."""
         known = self._known.get(key)
         if known is None:
             known = self._known[key] = _Known(time)
@@ -44,7 +48,6 @@ class FirstSeenTracker:
         else:
             self._known.move_to_end(key)
             known.first = min(known.first, time)
-        value = self.spec.value(record)
         if not value or value in known.values or known.saturated:
             return None
         if len(known.values) >= self.max_values:
