@@ -56,28 +56,35 @@ def readable(raw: bytes) -> bool:
     return len(raw) <= MAX_FIELD_CHARS and b"\\u" not in raw
 
 
-def raw_facts(raw: bytes) -> int:
-    """Everything a ``ColumnRecord`` may read of its raw bytes, as bits: with its columns (but
-    its eventID and eventTime, which it never answers), what fixes every answer it gives. Rows
-    alike in both get the same answers, so the detector works them out once."""
-    bits = 0
-    for bit, key in enumerate(_KEYS.values()):
-        if key not in raw:
-            bits |= 1 << bit
-    if raw.count(b'"readOnly"') == 1:
-        bits |= (b'"readOnly":true' in raw) << len(_KEYS) | (b'"readOnly":false' in raw) << (len(_KEYS) + 1)
+# What a ColumnRecord reads of its raw bytes most often: with its columns (but its eventID and
+# eventTime, which it never answers), these fix every answer it gives without ``private``.
+# (Whether a key is absent, and whether readOnly is one JSON boolean.)
+SHARED_FACTS = ("invokedBy", "errorCode", "readOnly")
+_SHARED_KEYS = tuple(_KEYS[name] for name in SHARED_FACTS)
+
+
+def _boolean(raw: bytes, value: bool) -> bool:
+    return raw.count(b'"readOnly"') == 1 and _BOOLEAN[value] in raw
+
+
+def shared_facts(raw: bytes) -> int:
+    """The ``SHARED_FACTS`` of a row's raw bytes, as bits."""
+    bits = sum(1 << bit for bit, key in enumerate(_SHARED_KEYS) if key not in raw)
+    if b'"readOnly":' in raw:
+        bits |= _boolean(raw, True) << len(_SHARED_KEYS) | _boolean(raw, False) << (len(_SHARED_KEYS) + 1)
     return bits
 
 
 class ColumnRecord(dict):
     """Row ``row`` of a batch's ``columns`` (``COLUMNS`` order), with its ``raw`` JSON. Empty as
-    a dict: only ``get`` answers, and everything else raises ``NeedsRecord``."""
+    a dict: only ``get`` answers, and everything else raises ``NeedsRecord``. ``private`` turns
+    true once an answer rested on the raw bytes beyond ``SHARED_FACTS``."""
 
-    __slots__ = ("columns", "row", "raw")
+    __slots__ = ("columns", "row", "raw", "private")
 
     def __init__(self, columns: list[list], row: int, raw: bytes):
         super().__init__()
-        self.columns, self.row, self.raw = columns, row, raw
+        self.columns, self.row, self.raw, self.private = columns, row, raw, False
 
     def value(self, position: int) -> object:
         return self.columns[position][self.row]
@@ -93,6 +100,8 @@ class ColumnRecord(dict):
         return self.columns[_ACCOUNT][self.row] or ""
 
     def absent(self, name: str) -> bool:
+        if name not in SHARED_FACTS:
+            self.private = True
         return _KEYS[name] not in self.raw
 
     def get(self, name, default=None):
@@ -114,7 +123,7 @@ class ColumnRecord(dict):
             if value is None:
                 if self.absent(name):
                     return default
-            elif self.raw.count(b'"readOnly"') == 1 and _BOOLEAN[value] in self.raw:
+            elif _boolean(self.raw, value):  # one of the SHARED_FACTS
                 return value  # a JSON boolean, not the text "true" or "false" the normaliser also reads
             raise NeedsRecord(name)
         raise NeedsRecord(name)

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 
 from metrics.detections.burst import BurstCounter, Window
-from metrics.detections.columns import ColumnRecord, NeedsRecord, readable
+from metrics.detections.columns import ColumnRecord, NeedsRecord, readable, shared_facts
 from metrics.detections.firstseen import FirstSeenTracker
 from metrics.detections.gates import ColumnView
 from metrics.detections.model import Burst, Event, Hit, Outcome, Rule, hit_id
@@ -31,11 +31,13 @@ class _Row:
     """One record on its way through the rules: its columns until a rule needs more, then its
     parsed JSON."""
 
-    __slots__ = ("record", "raw", "own")
+    __slots__ = ("record", "raw", "own", "shared")
 
-    def __init__(self, record: dict, raw: bytes | None = None):
+    def __init__(self, record: dict, raw: bytes | None = None, shared: dict | None = None):
         self.record, self.raw = record, raw
         self.own: dict = {}  # function -> its value for this record: rules share matchers and keys
+        # The same for the rows of the batch alike in all that a ColumnRecord answers from.
+        self.shared = shared
 
     def parsed(self) -> dict:
         if self.raw is not None:
@@ -47,11 +49,20 @@ class _Row:
         own = self.own
         if function in own:
             return own[function]
+        shared = self.shared
+        if shared is not None and function in shared:
+            return shared[function]
+        record = self.record
+        if self.raw is None:
+            value = own[function] = function(record)
+            return value
+        record.private = False
         try:
-            value = function(self.record)
+            value = function(record)
         except NeedsRecord:
-            value = function(self.parsed())
-        own[function] = value
+            value = own[function] = function(self.parsed())
+            return value
+        (own if record.private or shared is None else shared)[function] = value
         return value
 
 
@@ -172,9 +183,12 @@ class Detector:
         usable = np.fromiter((readable(raws[i]) for i in order), dtype=bool, count=len(order))
         view = ColumnView(columns, np.asarray(order, dtype=np.intp))
         gates, concerns = self._concerns(view, usable)
-        for i, gate, use_columns in zip(order, gates.tolist(), usable.tolist()):
+        facts = np.fromiter((shared_facts(raws[i]) for i in order), dtype=np.int64, count=len(order))
+        kinds, count = view.kinds(facts)
+        answers = [{} for _ in range(count)]
+        for i, gate, kind, use_columns in zip(order, gates.tolist(), kinds.tolist(), usable.tolist()):
             raw = raws[i]
-            row = _Row(ColumnRecord(columns, i, raw), raw) if use_columns else _Row(orjson.loads(raw))
+            row = _Row(ColumnRecord(columns, i, raw), raw, answers[kind]) if use_columns else _Row(orjson.loads(raw))
             yield row, _LazyEvent(row, ids[i], times[i] / 1e9), concerns[gate]
 
     def _concerns(self, view: ColumnView, usable: np.ndarray):

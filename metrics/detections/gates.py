@@ -106,11 +106,11 @@ class ColumnView:
             factorized = self._codes[name] = (codes[self.rows], list(uniques))
         return factorized
 
-    def kinds(self, facts: np.ndarray) -> np.ndarray:
-        """Per row, a number shared by the rows alike in every column but eventID and eventTime
-        and in ``facts`` (``columns.raw_facts``)."""
-        parts = [self._factorized(name)[0] for name in _ANSWERING] + [facts]
-        if not self.size:
-            return np.zeros(0, dtype=np.intp)
-        _, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
-        return inverse.reshape(-1)
+    def kinds(self, facts: np.ndarray) -> tuple[np.ndarray, int]:
+        """(per row, a number shared by the rows alike in every column but eventID and eventTime
+        and in ``facts``; how many numbers there are)."""
+        kind = np.asarray(facts, dtype=np.int64)
+        for name in _ANSWERING:
+            codes = self._factorized(name)[0].astype(np.int64) + 1  # 0: no value
+            kind, _ = pd.factorize(kind * (int(codes.max(initial=0)) + 1) + codes)  # below rows x distinct
+        return kind, int(kind.max(initial=-1)) + 1
