@@ -3,6 +3,7 @@
 import copy
 import gzip
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -18,6 +19,7 @@ from metrics.detections.columns import ColumnRecord, NeedsRecord
 from metrics.detections.gates import where
 from metrics.detections.matchers import describe
 from metrics.detections.record import get
+from metrics.detections.sigma import load_folder
 from metrics.documents import FAST_BYTES
 from metrics.engine import Engine
 from metrics.normalise import Rejects, normalise_all
@@ -88,13 +90,13 @@ def detected(detector: Detector, new: list) -> tuple:
     return new, detector.hits(), dict(detector.errors)
 
 
-def reference(raws: list[bytes], **settings) -> tuple:
-    detector = Detector(max_hits=10**9, **settings)
+def reference(raws: list[bytes], rules=RULES, **settings) -> tuple:
+    detector = Detector(rules, max_hits=10**9, **settings)
     return detected(detector, detector.observe([orjson.loads(r) for r in raws]))
 
 
-def by_columns(batch, **settings) -> tuple:
-    detector = Detector(max_hits=10**9, **settings)
+def by_columns(batch, rules=RULES, **settings) -> tuple:
+    detector = Detector(rules, max_hits=10**9, **settings)
     return detected(detector, detector.observe_batch(batch))
 
 
@@ -264,3 +266,22 @@ def test_rows_the_engine_did_not_take_are_not_observed():
     batch = normalise_all(all_stratus(), Rejects())
     hits = Detector(RULES).observe_batch(batch, positions=np.array([], dtype=np.intp))
     assert hits == []
+
+
+def test_sigma_rules_give_the_same_hits_by_columns_and_skip_rows_by_their_derived_gates():
+    loaded = load_folder(str(Path(__file__).parent / "data" / "sigma"))
+    assert loaded.rules and not loaded.refused
+    gated = {rule.id for rule in loaded.rules if getattr(rule.match, "gate", None) is not None}
+    assert len(gated) >= len(loaded.rules) - 1  # each names an eventName, a type or an errorCode
+    records = all_stratus()
+    records = records + hostile(records[::4])
+    records += [
+        make_record("quiet", "2024-08-02T08:30:00Z", eventSource="cloudtrail.amazonaws.com", eventName="StopLogging"),
+        make_record("loud", "2024-08-02T08:30:01Z", eventName="StopLogging", errorCode=""),
+        make_record("root", "2024-08-02T08:30:02Z", userIdentity={"type": "Root"}, errorCode="Throttling"),
+    ]
+    rules = (*RULES, *loaded.rules)
+    for batch in both_ways(records):
+        expected = reference(batch.raws, rules=rules)
+        assert {h.rule_id for h in expected[1]} & {rule.id for rule in loaded.rules}
+        assert by_columns(batch, rules=rules) == expected

@@ -71,6 +71,49 @@ class Gate:
         return out
 
 
+class AllOf:
+    """Every one of some gates (None stands for no condition)."""
+
+    def __init__(self, parts):
+        self.parts = tuple(parts)
+
+    def passes(self, record: dict) -> bool:
+        return all(part.passes(record) for part in self.parts)
+
+    def mask(self, view: ColumnView) -> np.ndarray:
+        out = np.ones(view.size, dtype=bool)
+        for part in self.parts:
+            out &= part.mask(view)
+        return out
+
+
+class AnyOf(AllOf):
+    """At least one of some gates."""
+
+    def passes(self, record: dict) -> bool:
+        return any(part.passes(record) for part in self.parts)
+
+    def mask(self, view: ColumnView) -> np.ndarray:
+        out = np.zeros(view.size, dtype=bool)
+        for part in self.parts:
+            out |= part.mask(view)
+        return out
+
+
+def all_of(parts):
+    """The gate of all ``parts`` (None: no condition); None if none has one."""
+    parts = [part for part in parts if part is not None]
+    return None if not parts else parts[0] if len(parts) == 1 else AllOf(parts)
+
+
+def any_of(parts):
+    """The gate of any of ``parts``; None (no condition) if one of them has none."""
+    parts = list(parts)
+    if not parts or any(part is None for part in parts):
+        return None
+    return parts[0] if len(parts) == 1 else AnyOf(parts)
+
+
 def where(**conditions: Collection[str] | Check):
     """Declares, and enforces, what a matcher needs of a record's columns (see the module)."""
     gate = Gate(**conditions)
