@@ -67,6 +67,8 @@ def hostile(records: list[dict]) -> list[dict]:
         lambda r: identity(r).update(type="Root"),
         lambda r: identity(r).update(invokedBy="cloudformation.amazonaws.com"),
         lambda r: identity(r).update(invokedBy=""),
+        lambda r: identity(r).update(invokedBy={"service": "x"}),
+        lambda r: identity(r).update(invokedBy=None),
         lambda r: identity(r).update(arn=None),
         lambda r: identity(r).update(arn=["x"], accountId=7),
         lambda r: identity(r).update(sessionContext="odd"),

@@ -20,6 +20,8 @@ so rows holding any ``\\u`` are parsed, as are rows longer than the normaliser's
 
 from __future__ import annotations
 
+import msgspec
+
 from metrics.events import POSITION
 from metrics.normalise import MAX_FIELD_CHARS
 
@@ -59,7 +61,7 @@ def readable(raw: bytes) -> bool:
 # What a ColumnRecord reads of its raw bytes most often: with its columns (but its eventID and
 # eventTime, which it never answers), these fix every answer it gives without ``private``.
 # (Whether a key is absent, and whether readOnly is one JSON boolean.)
-SHARED_FACTS = ("invokedBy", "errorCode", "readOnly")
+SHARED_FACTS = ("errorCode", "readOnly")
 _SHARED_KEYS = tuple(_KEYS[name] for name in SHARED_FACTS)
 
 
@@ -68,11 +70,40 @@ def _boolean(raw: bytes, value: bool) -> bool:
 
 
 def shared_facts(raw: bytes) -> int:
-    """The ``SHARED_FACTS`` of a row's raw bytes, as bits."""
+    """The ``SHARED_FACTS`` of a row's raw bytes, as bits (with ``invoked_by``, what fixes a
+    ColumnRecord's answers but its ``private`` ones)."""
     bits = sum(1 << bit for bit, key in enumerate(_SHARED_KEYS) if key not in raw)
     if b'"readOnly":' in raw:
         bits |= _boolean(raw, True) << len(_SHARED_KEYS) | _boolean(raw, False) << (len(_SHARED_KEYS) + 1)
     return bits
+
+
+ABSENT = ("absent",)  # no invokedBy in the identity
+UNREAD = ("unread",)  # not read from the raw bytes, or not text: ask the record
+
+
+class _IdentityPart(msgspec.Struct):
+    invokedBy: object = ABSENT
+
+
+class _Part(msgspec.Struct):
+    userIdentity: _IdentityPart | None = None
+
+
+_INVOKED = msgspec.json.Decoder(_Part)
+
+
+def invoked_by(raw: bytes) -> object:
+    """The identity's ``invokedBy`` (text or None for null), ``ABSENT``, or ``UNREAD``: read by
+    msgspec, which skips the rest of the record, only when the key is in the bytes at all."""
+    if _KEYS["invokedBy"] not in raw:
+        return ABSENT
+    try:
+        part = _INVOKED.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return UNREAD  # an identity that is not an object, say: the record decides
+    value = part.userIdentity.invokedBy if part.userIdentity is not None else ABSENT
+    return value if value is None or value is ABSENT or isinstance(value, str) else UNREAD
 
 
 class ColumnRecord(dict):
@@ -80,11 +111,12 @@ class ColumnRecord(dict):
     a dict: only ``get`` answers, and everything else raises ``NeedsRecord``. ``private`` turns
     true once an answer rested on the raw bytes beyond ``SHARED_FACTS``."""
 
-    __slots__ = ("columns", "row", "raw", "private")
+    __slots__ = ("columns", "row", "raw", "private", "invoked")
 
-    def __init__(self, columns: list[list], row: int, raw: bytes):
+    def __init__(self, columns: list[list], row: int, raw: bytes, invoked: object = UNREAD):
         super().__init__()
         self.columns, self.row, self.raw, self.private = columns, row, raw, False
+        self.invoked = invoked  # invoked_by(raw), when the caller has read it
 
     def value(self, position: int) -> object:
         return self.columns[position][self.row]
@@ -181,8 +213,14 @@ class IdentityColumns(dict):
             if record.absent("arn"):  # nowhere in the record, so not in its identity either
                 return default
             raise NeedsRecord("userIdentity.arn")
-        if name == "invokedBy" and record.absent("invokedBy"):
-            return default
+        if name == "invokedBy":
+            value = record.invoked
+            if value is ABSENT:
+                return default
+            if value is not UNREAD:
+                return value
+            if record.absent("invokedBy"):
+                return default
         raise NeedsRecord(f"userIdentity.{name}")
 
     def __getitem__(self, name):

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import orjson
+import pandas as pd
 
 from metrics.detections.burst import BurstCounter, Window
-from metrics.detections.columns import ColumnRecord, NeedsRecord, readable, shared_facts
+from metrics.detections.columns import ColumnRecord, NeedsRecord, invoked_by, readable, shared_facts
 from metrics.detections.firstseen import FirstSeenTracker
 from metrics.detections.gates import ColumnView
 from metrics.detections.model import Burst, Event, Hit, Outcome, Rule, hit_id
@@ -64,6 +65,36 @@ class _Row:
             return value
         (own if record.private or shared is None else shared)[function] = value
         return value
+
+
+class _BatchRows:
+    """The rows of a batch to observe, in time order (``j`` counts them), made on demand."""
+
+    def __init__(self, columns, raws, order, usable, kinds, answers, invoked):
+        self.columns, self.raws, self.order = columns, raws, order
+        self.usable, self.kinds, self.answers, self.invoked = usable, kinds, answers, invoked
+        self._parsed: dict[int, _Row] = {}  # rows parsed before the main pass, kept for it
+
+    def row(self, j: int, last: bool = False) -> _Row:
+        """Row ``j``; ``last``: the main pass, which asks for each row once, in order."""
+        i = self.order[j]
+        raw = self.raws[i]
+        if self.usable[j]:
+            return _Row(ColumnRecord(self.columns, i, raw, self.invoked[j]), raw, self.answers[self.kinds[j]])
+        row = self._parsed.pop(j, None) if last else self._parsed.get(j)
+        if row is None:
+            row = _Row(orjson.loads(raw))
+            if not last:
+                self._parsed[j] = row
+        return row
+
+    def times(self) -> list[float]:
+        times = self.columns[_TIME]
+        return [times[i] / 1e9 for i in self.order]
+
+    def event(self, j: int, row: _Row) -> _LazyEvent:
+        i = self.order[j]
+        return _LazyEvent(row, self.columns[_ID][i], self.columns[_TIME][i] / 1e9)
 
 
 class _LazyEvent:
@@ -162,8 +193,8 @@ class Detector:
                 if prepared is not None:
                     batch.append(prepared)
             batch.sort(key=lambda pair: pair[1].time)
-            everything = (self._generic, self._correlations)
-        return self._run((_Row(record), _LazyEvent.of(event), everything) for record, event in batch)
+            everything = (self._generic, self._first_seen, self._correlations)
+            return self._run((_Row(record), _LazyEvent.of(event), everything) for record, event in batch)
 
     def observe_batch(self, batch: Batch, positions: Sequence[int] | None = None) -> list[Hit]:
         """``observe`` for normalised events (``metrics.events.Batch``): the same hits, read from
@@ -173,23 +204,74 @@ class Detector:
         with self._lock:
             columns, raws = batch.columns, batch.raws
             ids, times = columns[_ID], columns[_TIME]
-            rows = self._unseen(ids) if positions is None else [int(i) for i in positions]
-            rows.sort(key=times.__getitem__)  # stable: events of one moment keep the batch's order
-            return self._run(self._rows(columns, raws, rows))
+            order = self._unseen(ids) if positions is None else [int(i) for i in positions]
+            order.sort(key=times.__getitem__)  # stable: events of one moment keep the batch's order
+            usable = np.fromiter((readable(raws[i]) for i in order), dtype=bool, count=len(order))
+            view = ColumnView(columns, np.asarray(order, dtype=np.intp))
+            facts = np.fromiter((shared_facts(raws[i]) for i in order), dtype=np.int64, count=len(order))
+            invoked = [invoked_by(raws[i]) for i in order]
+            if len(order):
+                tagged = np.empty(len(order), dtype=object)
+                tagged[:] = [(value,) for value in invoked]  # ABSENT and UNREAD apart from any text
+                codes = pd.factorize(tagged)[0]
+                facts = facts * (int(codes.max()) + 1) + codes
+            kinds, count = view.kinds(facts)
+            answers = [{} for _ in range(count)]
+            rows = _BatchRows(columns, raws, order, usable, kinds, answers, invoked)
+            first = self._first_seen_over(rows)
+            return self._run(self._rows(rows, view), first)
 
-    def _rows(self, columns: list[list], raws: list[bytes], order: list[int]):
-        """(row, event, the generic rules and correlations it may concern) of each position."""
-        ids, times = columns[_ID], columns[_TIME]
-        usable = np.fromiter((readable(raws[i]) for i in order), dtype=bool, count=len(order))
-        view = ColumnView(columns, np.asarray(order, dtype=np.intp))
-        gates, concerns = self._concerns(view, usable)
-        facts = np.fromiter((shared_facts(raws[i]) for i in order), dtype=np.int64, count=len(order))
-        kinds, count = view.kinds(facts)
-        answers = [{} for _ in range(count)]
-        for i, gate, kind, use_columns in zip(order, gates.tolist(), kinds.tolist(), usable.tolist()):
-            raw = raws[i]
-            row = _Row(ColumnRecord(columns, i, raw), raw, answers[kind]) if use_columns else _Row(orjson.loads(raw))
-            yield row, _LazyEvent(row, ids[i], times[i] / 1e9), concerns[gate]
+    def _rows(self, rows: _BatchRows, view: ColumnView):
+        """(row, event, the rules it may concern) of each position; first-seen is learned apart."""
+        gates, concerns = self._concerns(view, rows.usable)
+        for j, gate in enumerate(gates.tolist()):
+            row = rows.row(j, last=True)
+            yield row, rows.event(j, row), concerns[gate]
+
+    def _first_seen_over(self, rows: _BatchRows) -> list[Hit]:
+        """The first-seen rules over a batch's rows, each key and value worked out once per kind
+        of row where the columns answer it (``FirstSeenTracker.learn_many``)."""
+        out = []
+        firsts = np.unique(rows.kinds, return_index=True)[1].tolist() if len(rows.kinds) else []
+        times = rows.times()
+        for rule, tracker in self._first_seen:
+            spec = tracker.spec
+            per_kind: dict[int, tuple] = {}  # kind -> (key, value), for the kinds whose columns answer
+            for j in firsts:
+                if not rows.usable[j]:
+                    continue
+                row = rows.row(j)
+                try:
+                    key = row.ask(spec.key)
+                    value = row.ask(spec.value) if key else None
+                except Exception:  # counted with the row below
+                    continue
+                if spec.key in row.shared and (not key or spec.value in row.shared):
+                    per_kind[int(rows.kinds[j])] = (key, value)
+            picked, keys, values = [], [], []
+            for j, kind in enumerate(rows.kinds.tolist()):
+                known = per_kind.get(kind)
+                if known is None:
+                    row = rows.row(j)
+                    try:
+                        key = row.ask(spec.key)
+                        known = (key, row.ask(spec.value) if key else None)
+                    except Exception:
+                        self.errors[rule.id] += 1
+                        continue
+                if known[0]:
+                    picked.append(j)
+                    keys.append(known[0])
+                    values.append(known[1])
+            for i, (key, value, age), known in tracker.learn_many(keys, values, [times[j] for j in picked]):
+                j = picked[i]
+                summary = (
+                    f"{short(key, 120)}: first {spec.what} {short(value, 100)} after {age / 3600:.1f} h"
+                    f" of activity ({known - 1} known before)"
+                )
+                event = rows.event(j, rows.row(j))()
+                out.append(self._hit(rule, hit_id(rule.id, key, value), [event], summary))
+        return out
 
     def _concerns(self, view: ColumnView, usable: np.ndarray):
         """Per row, an index into a list of (generic rules, correlations) whose gates it passes;
@@ -205,6 +287,7 @@ class Detector:
         concerns = [
             (
                 [rule for rule, on in zip(self._generic, kind[:split]) if on],
+                (),
                 [pair for pair, on in zip(self._correlations, kind[split:]) if on],
             )
             for kind in kinds.tolist()
@@ -223,12 +306,17 @@ class Detector:
             out.append(i)
         return out
 
-    def _run(self, rows: Iterable[tuple[_Row, Event, tuple[list, list]]]) -> list[Hit]:
-        """Every rule over the rows, in their order (the caller's time order)."""
+    def _run(self, rows: Iterable[tuple[_Row, Event, tuple]], found: Iterable[Hit] = ()) -> list[Hit]:
+        """Every rule over the rows, in their order (the caller's time order), and the hits
+        ``found`` apart."""
         new: dict[str, None] = {}
         touched: dict[int, tuple[Rule, Window, bool]] = {}  # bursts fired or grown in this batch
-        for row, event, (generic, correlations) in rows:
-            for hit in self._safely(row, event, touched, generic, correlations):
+        for hit in found:
+            if hit.id not in self._hits:
+                new[hit.id] = None
+                self._hits[hit.id] = hit
+        for row, event, (generic, first_seen, correlations) in rows:
+            for hit in self._safely(row, event, touched, generic, first_seen, correlations):
                 if hit.id not in self._hits:
                     new[hit.id] = None
                     self._hits[hit.id] = hit
@@ -281,7 +369,7 @@ class Detector:
             self._seen.popitem(last=False)
         return record, Event(event_id, time, *_event_fields(record))
 
-    def _safely(self, row: _Row, event: _LazyEvent, touched: dict, generic: list, correlations: list) -> list[Hit]:
+    def _safely(self, row: _Row, event: _LazyEvent, touched: dict, generic, first_seen, correlations) -> list[Hit]:
         """The rules' hits for one record; a rule that fails on it is counted and skipped, so
         that one odd record never stops detection. Each rule is asked with the row's columns
         first and, if they cannot answer it (``NeedsRecord``, raised before the rule changes
@@ -300,7 +388,7 @@ class Detector:
                 self._match(rule, row, event, touched, out)
             except Exception:
                 self.errors[rule.id] += 1
-        for rule, tracker in self._first_seen:
+        for rule, tracker in first_seen:
             try:
                 out.extend(self._first(rule, tracker, row, event))
             except Exception:
