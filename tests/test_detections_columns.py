@@ -14,8 +14,9 @@ from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource
 from metrics.columnar import normalise_lines
-from metrics.detections import RULES, Detector, Rule
+from metrics.detections import RULES, Detector, FirstSeen, Rule
 from metrics.detections.columns import ColumnRecord, NeedsRecord
+from metrics.detections.firstseen import FirstSeenTracker
 from metrics.detections.gates import where
 from metrics.detections.matchers import describe
 from metrics.detections.record import get
@@ -287,3 +288,21 @@ def test_sigma_rules_give_the_same_hits_by_columns_and_skip_rows_by_their_derive
         expected = reference(batch.raws, rules=rules)
         assert {h.rule_id for h in expected[1]} & {rule.id for rule in loaded.rules}
         assert by_columns(batch, rules=rules) == expected
+
+
+@pytest.mark.parametrize("max_keys", [1000, 7], ids=["no key forgotten", "keys forgotten"])
+def test_first_seen_learns_a_batch_from_its_firsts_as_it_would_event_by_event(max_keys):
+    rng = np.random.default_rng(5)
+    keys = [f"k{k}" for k in rng.integers(0, 12, 3000)]
+    values = [None if v == 0 else f"v{v}" for v in rng.integers(0, 40, 3000)]
+    times = sorted(rng.uniform(0, 20_000, 3000).tolist())
+    spec = FirstSeen(lambda r: r, lambda r: r, "value")
+    one_by_one, at_once = (FirstSeenTracker(spec, 3600, max_keys=max_keys, max_values=25) for _ in range(2))
+    for part in (slice(0, 1200), slice(1200, 3000)):
+        expected = []
+        for i, (key, value, t) in enumerate(zip(keys[part], values[part], times[part])):
+            seen = one_by_one.learn(key, value, t)
+            if seen is not None:
+                expected.append((i, seen, one_by_one.known(key)))
+        assert at_once.learn_many(keys[part], values[part], times[part]) == expected
+        assert list(at_once._known.items()) == list(one_by_one._known.items())
