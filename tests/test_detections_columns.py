@@ -306,3 +306,12 @@ def test_first_seen_learns_a_batch_from_its_firsts_as_it_would_event_by_event(ma
                 expected.append((i, seen, one_by_one.known(key)))
         assert at_once.learn_many(keys[part], values[part], times[part]) == expected
         assert list(at_once._known.items()) == list(one_by_one._known.items())
+
+
+def test_a_detector_fed_by_the_engine_lets_go_of_the_eventids_a_replay_made_it_keep():
+    detector = Detector()
+    detector.observe(all_stratus())  # the restore replays the saved history as records
+    assert detector.remembered_ids > 0
+    batch = normalise_all([make_record("new", "2024-08-02T08:30:00Z")], Rejects())
+    detector.observe_batch(batch, np.arange(1))
+    assert detector.remembered_ids == 0

@@ -200,11 +200,16 @@ class Detector:
         """``observe`` for normalised events (``metrics.events.Batch``): the same hits, read from
         the columns where they can be and from a row's raw JSON only where a rule needs more.
         ``positions`` are the rows to observe, those the engine took as new (it drops duplicates
-        itself); without them every row is observed once by eventID, as ``observe`` does."""
+        itself, so the detector forgets the eventIDs it kept); without them every row is observed
+        once by eventID, as ``observe`` does."""
         with self._lock:
             columns, raws = batch.columns, batch.raws
             ids, times = columns[_ID], columns[_TIME]
-            order = self._unseen(ids) if positions is None else [int(i) for i in positions]
+            if positions is None:
+                order = self._unseen(ids)
+            else:  # the engine remembers what it has seen: eventIDs kept before (a replay) are let go
+                order = [int(i) for i in positions]
+                self._seen.clear()
             order.sort(key=times.__getitem__)  # stable: events of one moment keep the batch's order
             usable = np.fromiter((readable(raws[i]) for i in order), dtype=bool, count=len(order))
             view = ColumnView(columns, np.asarray(order, dtype=np.intp))
