@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from metrics.detections.columns import ColumnRecord
 from metrics.detections.gates import Gate
 from metrics.detections.model import Event, Found
 from metrics.detections.record import (
@@ -27,6 +28,11 @@ from metrics.detections.record import (
 )
 
 LONG_TERM = ("IAMUser", "Root")
+
+
+def _passes(gate: Gate, record: dict) -> bool:
+    # A ColumnRecord comes only from the detector, which has tested the gate on its columns.
+    return type(record) is ColumnRecord or gate.passes(record)
 
 
 class InstanceCredentialsElsewhere:
@@ -49,7 +55,7 @@ class InstanceCredentialsElsewhere:
         self._seen: OrderedDict[tuple[str, str], OrderedDict[str, tuple[Event, str, str]]] = OrderedDict()
 
     def observe(self, record: dict, event: Event) -> list[Found]:
-        if not self.gate.passes(record) or not is_public_ip(event.ip):
+        if not _passes(self.gate, record) or not is_public_ip(event.ip):
             return []
         who = identity(record)
         instance = instance_session(record)
@@ -113,7 +119,7 @@ class InstanceSessionElsewhere:
         self._sessions: OrderedDict[str, OrderedDict[str, tuple[Event, str]]] = OrderedDict()
 
     def observe(self, record: dict, event: Event) -> list[Found]:
-        if not self.gate.passes(record):
+        if not _passes(self.gate, record):
             return []
         instance = instance_session(record)
         if not instance or parse_ip(event.ip) is None:
