@@ -23,6 +23,7 @@ from metrics.detections.record import get
 from metrics.detections.sigma import load_folder
 from metrics.documents import FAST_BYTES
 from metrics.engine import Engine
+from metrics.events import Batch
 from metrics.normalise import Rejects, normalise_all
 from metrics.triage import Triage
 from tests.conftest import all_stratus, make_record
@@ -268,7 +269,7 @@ def test_a_standalone_detector_still_skips_events_it_has_seen():
 def test_rows_the_engine_did_not_take_are_not_observed():
     batch = normalise_all(all_stratus(), Rejects())
     hits = Detector(RULES).observe_batch(batch, positions=np.array([], dtype=np.intp))
-    assert hits == []
+    assert hits == [] and Detector().observe_batch(Batch()) == []  # an empty poll, too
 
 
 def test_sigma_rules_give_the_same_hits_by_columns_and_skip_rows_by_their_derived_gates():
