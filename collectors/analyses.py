@@ -1,6 +1,8 @@
 """What the collector runs beside the pumps on each poll: rule detections (with alerts for
 new hits) and alerts for unusual total volume. Each is an object with
-``observe(records, columns)`` and ``advance(watermark_s)``."""
+``observe(records, columns)`` and ``advance(watermark_s)``; one that also has
+``observe_batch(batch, positions)`` gets the poll's normalised ``Batch`` and the positions of
+the rows the engine took as new instead."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ class Detections:
         self.detector, self.triage, self.alerter, self.clock = detector, triage, alerter, clock
 
     def observe(self, records, columns) -> None:
-        hits = self.detector.observe(records)
+        self._alert(self.detector.observe(records))
+
+    def observe_batch(self, batch, positions) -> None:
+        """The rules over the events the engine took as new (it drops the duplicates, so the
+        detector keeps no eventIDs of its own), read from the batch's columns."""
+        self._alert(self.detector.observe_batch(batch, positions))
+
+    def _alert(self, hits) -> None:
         if self.alerter is None:
             return
         recent = self.clock() - ALERT_MAX_AGE

@@ -119,7 +119,7 @@ class Collector:
             self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
         # The columnar path hands over the events' raw JSON, nothing else to filter out.
         observed = records if records is batch.raws else [r for r in records if isinstance(r, dict)]
-        self._analyse(observed, result.columns if result.added else None, watermark)
+        self._analyse(observed, result.columns if result.added else None, watermark, batch, result.positions)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()
@@ -208,11 +208,15 @@ class Collector:
             health.newest_event = max(newest, health.newest_event or newest)
             health.lag_seconds = now - newest
 
-    def _analyse(self, records, columns, watermark) -> None:
+    def _analyse(self, records, columns, watermark, batch=None, positions=None) -> None:
         for analysis in self.analyses:
             name = type(analysis).__name__
             try:
-                analysis.observe(records, columns)
+                # An analysis that reads the batch gets it with the rows the engine took as new.
+                if batch is not None and hasattr(analysis, "observe_batch"):
+                    analysis.observe_batch(batch, positions)
+                else:
+                    analysis.observe(records, columns)
                 if watermark is not None:
                     analysis.advance(int(watermark))
                 self.analysis_errors.pop(name, None)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.anomaly import PROVISIONAL_WINDOWS, AnomalyScorer, make_detector
-from metrics.buffer import DAY_SECONDS, NS_PER_SECOND, EventBuffer
+from metrics.buffer import DAY_SECONDS, NS_PER_SECOND, EventBuffer, id_hashes
 from metrics.events import Batch
 from metrics.pumps import FRAME_COLUMNS, PUMPS, WindowCounts, aggregate
 from metrics.state import WindowedCounts
@@ -32,6 +32,26 @@ class IngestResult:
     duplicates: int
     expired: int
     columns: object = None  # the added events' EventColumns, for analyses beside the pumps
+    # Positions in the batch of the events new to the engine: added, or too old to keep (expired;
+    # the rule detections still learn from history). Each eventID once, duplicates left out.
+    positions: np.ndarray | None = None
+
+
+def _new_positions(batch: Batch, held, left_out: int) -> np.ndarray:
+    """The positions of a batch's first occurrences of eventIDs that none of the ``held`` chunks
+    (the buffer before the batch went in) holds: what the buffer did not count as duplicates.
+    ``left_out``: the duplicates and expired events the buffer counted (none: every row)."""
+    if not left_out:
+        return np.arange(len(batch))
+    ids = np.asarray(batch.column("eventID"), dtype=object)
+    fresh = ~pd.Index(ids).duplicated(keep="first")
+    hashes = id_hashes(ids)
+    for chunk in held:
+        wanted, rows = chunk.indexed().index.candidates(hashes)
+        if len(wanted):
+            stored = np.array(chunk.id_list(rows), dtype=object)
+            fresh[wanted[stored == ids[wanted]]] = False
+    return np.flatnonzero(fresh)
 
 
 class Engine:
@@ -55,13 +75,15 @@ class Engine:
         """Add a batch of normalised events; duplicates by eventID and events older than the
         retention window are counted and left out."""
         with self._lock:
+            held = self.buffer.snapshot().chunks if len(batch) else ()
             result = self.buffer.append(batch, now_ns)
+            positions = _new_positions(batch, held, result.duplicates + result.expired)
             if len(result.added):
                 for pump in self.pumps:
                     self.states[pump.name].add(aggregate(result.added, pump))
             if now_ns is not None and self.buffer.retention_ns is not None:
                 self._evict((now_ns - self.buffer.retention_ns) // NS_PER_SECOND)
-            return IngestResult(len(result.added), result.duplicates, result.expired, result.added)
+            return IngestResult(len(result.added), result.duplicates, result.expired, result.added, positions)
 
     def add_windows(self, metric: str, counts: WindowCounts) -> None:
         """Counts already aggregated elsewhere (a query engine over a trail's S3 prefix, say)

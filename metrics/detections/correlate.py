@@ -1,14 +1,23 @@
-"""Stateful matchers that relate events of different principals."""
+"""Stateful matchers that relate events of different principals.
+
+Each ``observe`` reads all it needs of the record before it changes any state (the detector may
+ask again with the parsed record when the columns cannot answer), and its ``gate`` says what
+a record it can act on looks like (``gates``): any other record is left out, unasked.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from metrics.detections.columns import ColumnRecord
+from metrics.detections.gates import Gate
 from metrics.detections.model import Event, Found
 from metrics.detections.record import (
     api_name,
+    api_text,
     get,
     identity,
+    instance_of_arn,
     instance_session,
     is_failed,
     is_public_ip,
@@ -21,6 +30,11 @@ from metrics.detections.record import (
 LONG_TERM = ("IAMUser", "Root")
 
 
+def _passes(gate: Gate, record: dict) -> bool:
+    # A ColumnRecord comes only from the detector, which has tested the gate on its columns.
+    return type(record) is ColumnRecord or gate.passes(record)
+
+
 class InstanceCredentialsElsewhere:
     """An EC2 instance profile's credentials used from an internet address that long-term
     credentials (an IAM user's access key, root) also called from within ``window`` seconds.
@@ -31,6 +45,8 @@ class InstanceCredentialsElsewhere:
     from one machine with both. Each (session, address) fires once.
     """
 
+    gate = Gate(sourceIPAddress=is_public_ip, identityType={*LONG_TERM, "AssumedRole"})
+
     def __init__(self, window: int = 3600, max_addresses: int = 50_000, per_address: int = 16):
         self.window = window
         self.max_addresses = max_addresses
@@ -39,7 +55,7 @@ class InstanceCredentialsElsewhere:
         self._seen: OrderedDict[tuple[str, str], OrderedDict[str, tuple[Event, str, str]]] = OrderedDict()
 
     def observe(self, record: dict, event: Event) -> list[Found]:
-        if not is_public_ip(event.ip):
+        if not _passes(self.gate, record) or not is_public_ip(event.ip):
             return []
         who = identity(record)
         instance = instance_session(record)
@@ -90,6 +106,12 @@ class InstanceSessionElsewhere:
     not. Each (session, address) fires once; the hit links the first call seen from the
     earlier address and the new one."""
 
+    gate = Gate(
+        identityType={"AssumedRole"},
+        principalArn=instance_of_arn,
+        sourceIPAddress=lambda address: parse_ip(address) is not None,
+    )
+
     def __init__(self, offensive=lambda agent: "", max_sessions: int = 50_000, per_session: int = 8):
         self.offensive = offensive
         self.max_sessions = max_sessions
@@ -97,6 +119,8 @@ class InstanceSessionElsewhere:
         self._sessions: OrderedDict[str, OrderedDict[str, tuple[Event, str]]] = OrderedDict()
 
     def observe(self, record: dict, event: Event) -> list[Found]:
+        if not _passes(self.gate, record):
+            return []
         instance = instance_session(record)
         if not instance or parse_ip(event.ip) is None:
             return []
@@ -164,6 +188,11 @@ class LifecycleExpiry:
     """A lifecycle rule that deletes a bucket's objects within ``max_days``: logs, backups or data
     destroyed without a Delete call in sight. Higher severity when the bucket receives a
     trail's logs, learned from the CreateTrail and UpdateTrail events seen."""
+
+    gate = Gate(
+        eventSource={"cloudtrail.amazonaws.com", "s3.amazonaws.com"},
+        eventName=lambda name: name is not None and api_text(name) in (*TRAIL_CALLS, *LIFECYCLE_CALLS),
+    )
 
     def __init__(self, max_days: float = 7, max_buckets: int = 10_000):
         self.max_days = max_days

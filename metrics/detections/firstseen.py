@@ -11,7 +11,11 @@ anything, and stops alerting) and ``max_keys`` keys, the least recently active f
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
 
 from metrics.detections.model import FirstSeen
 
@@ -36,6 +40,10 @@ class FirstSeenTracker:
         key = self.spec.key(record)
         if not key:
             return None
+        return self.learn(key, self.spec.value(record), time)
+
+    def learn(self, key: str, value: str | None, time: float) -> tuple[str, str, float] | None:
+        """``observe`` for a record's key (not empty) and value, worked out by the caller."""
         known = self._known.get(key)
         if known is None:
             known = self._known[key] = _Known(time)
@@ -44,7 +52,6 @@ class FirstSeenTracker:
         else:
             self._known.move_to_end(key)
             known.first = min(known.first, time)
-        value = self.spec.value(record)
         if not value or value in known.values or known.saturated:
             return None
         if len(known.values) >= self.max_values:
@@ -55,6 +62,40 @@ class FirstSeenTracker:
         if age < self.learning_seconds:
             return None
         return key, value, age
+
+    def learn_many(self, keys: Sequence[str], values: Sequence, times: Sequence[float]) -> list[tuple[int, tuple, int]]:
+        """``learn`` for events in time order (keys not empty): [(index, what learn returned, how
+        many values the key then had)] of the alerts. Only the first event of each key and of
+        each (key, value) can change what is known or alert; the others only mark their key as
+        recently active, which matters only if keys are forgotten meanwhile. So when this many
+        keys cannot overflow ``max_keys``, only those firsts are learned, and the keys are then
+        marked active in the order they last were."""
+        if not len(keys):
+            return []
+        key_codes, key_names = pd.factorize(np.asarray(keys, dtype=object))
+        if len(self._known) + len(key_names) > self.max_keys:
+            firsts = range(len(keys))
+        else:
+            firsts = self._firsts(key_codes, values)
+        out = []
+        for i in firsts:
+            seen = self.learn(keys[i], values[i], times[i])
+            if seen is not None:
+                out.append((i, seen, self.known(seen[0])))
+        if isinstance(firsts, range):
+            return out
+        last = np.full(len(key_names), -1, dtype=np.int64)
+        np.maximum.at(last, key_codes, np.arange(len(keys)))
+        for code in np.argsort(last, kind="stable").tolist():
+            self._known.move_to_end(key_names[code])
+        return out
+
+    @staticmethod
+    def _firsts(key_codes: np.ndarray, values: Sequence) -> list[int]:
+        """The positions of the first event of each key and of each (key, value)."""
+        value_codes, value_names = pd.factorize(np.asarray(values, dtype=object))
+        pairs = key_codes.astype(np.int64) * (len(value_names) + 1) + (value_codes + 1)
+        return np.union1d(np.unique(key_codes, return_index=True)[1], np.unique(pairs, return_index=True)[1]).tolist()
 
     def known(self, key: str) -> int:
         entry = self._known.get(key)

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from fnmatch import fnmatchcase
 
+from metrics.detections.gates import where
 from metrics.detections.model import Outcome
 from metrics.detections.policies import outside_principals, statements
 from metrics.detections.record import (
     account_of,
     api_name,
+    api_text,
     get,
     identity,
+    instance_of_arn,
     instance_session,
     is_aws_service_call,
     is_console_login,
@@ -126,13 +129,18 @@ def truthy(value: object) -> bool:
 
 # -- principals and sign-in ----------------------------------------------------------------
 
+# What the matchers below need of a record's columns (``gates``): declared beside each one.
+_CONSOLE_LOGIN = {"eventSource": {"signin.amazonaws.com"}, "eventName": {"ConsoleLogin"}}
 
+
+@where(identityType={"Root"})
 def root_activity(record: dict) -> str | None:
     if identity(record).get("type") != "Root" or is_aws_service_call(record) or is_console_login(record):
         return None
     return describe(record)
 
 
+@where(identityType={"Root"}, **_CONSOLE_LOGIN)
 def root_console_login(record: dict) -> str | None:
     if not is_console_login(record) or identity(record).get("type") != "Root":
         return None
@@ -161,6 +169,7 @@ def is_federated(record: dict) -> bool:
     return isinstance(extra, dict) and bool(extra.get("SamlProviderArn"))
 
 
+@where(**_CONSOLE_LOGIN)
 def console_login_without_mfa(record: dict) -> str | None:
     if not is_console_login(record) or get(record, "additionalEventData.MFAUsed") != "No":
         return None
@@ -169,6 +178,7 @@ def console_login_without_mfa(record: dict) -> str | None:
     return describe(record, f"console sign-in without MFA from {short(record.get('sourceIPAddress'), 60)}")
 
 
+@where(**_CONSOLE_LOGIN)
 def console_login_failure(record: dict) -> str | None:
     if not is_console_login(record) or not is_failed(record):
         return None
@@ -179,6 +189,7 @@ def console_login_failure(record: dict) -> str | None:
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedAccess", "UnauthorizedOperation")
 
 
+@where(errorCode=lambda code: code is not None and code.removeprefix("Client.").startswith(_DENIED))
 def access_denied(record: dict) -> str | None:
     code = record.get("errorCode")
     if not isinstance(code, str) or not code.removeprefix("Client.").startswith(_DENIED):
@@ -187,14 +198,21 @@ def access_denied(record: dict) -> str | None:
 
 
 _READ_PREFIXES = ("List", "Describe", "Get")
+_NOT_TOOLS = ("console", "aws-internal", "aws-service")
 
 
+@where(
+    eventName=lambda name: name is not None and api_text(name).startswith(_READ_PREFIXES),
+    userAgent=lambda agent: user_agent_family(agent) not in _NOT_TOOLS,
+    eventType=lambda kind: kind != "AwsServiceEvent",
+    identityType=lambda kind: kind not in ("AWSService", "AWSAccount"),
+)
 def enumeration_call(record: dict) -> str | None:
     """A read-only List/Describe/Get call by a person's or workload's tools, not the console."""
     name = api_name(record)
     if not name.startswith(_READ_PREFIXES) or record.get("readOnly") is False or is_aws_service_call(record):
         return None
-    if user_agent_family(record.get("userAgent")) in ("console", "aws-internal", "aws-service"):
+    if user_agent_family(record.get("userAgent")) in _NOT_TOOLS:
         return None
     return f"{service(record)}:{name}"
 
@@ -490,6 +508,12 @@ def public_lambda(record: dict) -> str | None:
     return None
 
 
+@where(
+    identityType={"AssumedRole"},
+    principalArn=instance_of_arn,
+    sourceIPAddress=is_public_ip,
+    userAgent=lambda agent: user_agent_family(agent) not in ("aws-internal", "aws-service", ""),
+)
 def instance_credentials_public(record: dict) -> str | None:
     """An instance profile's credentials used from an internet address by a non-AWS client."""
     instance = instance_session(record)

@@ -8,6 +8,7 @@ import ipaddress
 import re
 from functools import lru_cache
 
+from metrics.detections.columns import ColumnRecord
 from metrics.normalise import attribute
 
 # Lambda's API names carry the API version: ``UpdateFunctionCode20150331v2``.
@@ -60,6 +61,11 @@ def api_name(record: dict) -> str:
     name = record.get("eventName")
     if not isinstance(name, str):
         return ""
+    return api_text(name)
+
+
+def api_text(name: str) -> str:
+    """An API name without Lambda's API version suffix."""
     cached = _api_names.get(name)
     if cached is None:
         cached = _VERSION_SUFFIX.sub("", name) or name
@@ -76,10 +82,14 @@ def identity(record: dict) -> dict:
 
 def user_of(record: dict) -> str:
     """The user as the dashboard attributes it (reference.md section 4)."""
+    if type(record) is ColumnRecord:
+        return record.user  # the normaliser's own attribution
     return attribute(identity(record))[0]
 
 
 def account_of(record: dict) -> str:
+    if type(record) is ColumnRecord:
+        return record.account
     return text(record, "recipientAccountId") or text(identity(record), "accountId")
 
 
@@ -114,11 +124,13 @@ def instance_session(record: dict) -> str:
     who = identity(record)
     if who.get("type") != "AssumedRole":
         return ""
-    arn = text(who, "arn")
-    session = arn.rsplit("/", 1)[-1] if "/" in arn else ""
-    if _INSTANCE_ID.match(session):
-        return session
-    return ""
+    return instance_of_arn(text(who, "arn"))
+
+
+def instance_of_arn(arn: str | None) -> str:
+    """The instance id an assumed-role ARN's session is named after, else ""."""
+    session = arn.rsplit("/", 1)[-1] if arn and "/" in arn else ""
+    return session if _INSTANCE_ID.match(session) else ""
 
 
 def parse_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from metrics.detections import exposure, tampering
 from metrics.detections import matchers as m
 from metrics.detections.correlate import InstanceCredentialsElsewhere, InstanceSessionElsewhere, LifecycleExpiry
+from metrics.detections.gates import where
 from metrics.detections.matchers import calls
 from metrics.detections.model import Burst, FirstSeen, Rule
 from metrics.detections.record import (
@@ -86,6 +87,7 @@ def _by_principal_and_tool(tool):
 
 
 def _offensive(tool):
+    @where(userAgent=lambda agent: bool(tool(agent)))
     def match(record: dict) -> str | None:
         name = tool(record.get("userAgent"))
         return f"{m.describe(record)} with {name}" if name else None

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from metrics.detections.gates import Gate, all_of, any_of
 from metrics.detections.matchers import describe
 from metrics.detections.model import Rule
 from metrics.detections.record import get
@@ -42,6 +43,20 @@ MAX_FILE_BYTES = 256 * 1024
 WHO = ("eventSource", "eventName", "userIdentity.arn", "sourceIPAddress", "userAgent")
 
 Predicate = Callable[[dict], bool]
+# Fields a gate (``gates``) can test on the columns. Each predicate below carries ``gate``: a
+# condition on them that every record it matches meets (None: none known), derived from the
+# rule as it is compiled, so that the detector skips the rows that cannot match.
+_GATE_COLUMNS = {
+    **{name: name for name in ("eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent")},
+    **{name: name for name in ("errorCode", "eventType")},
+    "userIdentity.type": "identityType",
+    "userIdentity.arn": "principalArn",
+}
+
+
+def _gated(predicate: Predicate, gate) -> Predicate:
+    predicate.gate = gate
+    return predicate
 
 
 class Unsupported(ValueError):
@@ -141,9 +156,16 @@ def compile_rule(document: object) -> Rule:
     predicate = compile_detection(document.get("detection"))
     description = document.get("description")
     rule_title = title.strip()
+    gate = predicate.gate
 
     def match(record: dict) -> str | None:
+        # The gate holds for every record the predicate matches; checking it first costs nothing.
+        if gate is not None and not gate.passes(record):
+            return None
         return describe(record, f"Sigma: {rule_title}") if predicate(record) else None
+
+    if gate is not None:
+        match.gate = gate
 
     return Rule(
         f"sigma:{identifier}",
@@ -187,7 +209,7 @@ def _search(name: str, value: object) -> Predicate:
         return _map(name, value)
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
         alternatives = [_map(name, item) for item in value]
-        return lambda record: any(p(record) for p in alternatives)
+        return _gated(lambda record: any(p(record) for p in alternatives), any_of(p.gate for p in alternatives))
     if isinstance(value, list) and value:
         raise Unsupported(f"{name}: keyword searches (values without a field) are not supported")
     raise Unsupported(f"{name}: a search identifier must be a map of fields or a list of maps")
@@ -197,7 +219,7 @@ def _map(name: str, fields: dict) -> Predicate:
     if not fields:
         raise Unsupported(f"{name}: an empty map")
     checks = [_field(name, str(key), value) for key, value in fields.items()]
-    return lambda record: all(check(record) for check in checks)
+    return _gated(lambda record: all(check(record) for check in checks), all_of(c.gate for c in checks))
 
 
 def _field(name: str, key: str, value: object) -> Predicate:
@@ -214,17 +236,30 @@ def _field(name: str, key: str, value: object) -> Predicate:
         raise Unsupported(f"{name}: {key!r} combines modifiers that exclude each other")
     if mods & {"i", "m", "s"} and "re" not in mods:
         raise Unsupported(f"{name}: the modifiers i, m and s only go with re")
+    column = _GATE_COLUMNS.get(path)
     if "exists" in mods:
         if mods != {"exists"} or not isinstance(value, bool):
             raise Unsupported(f"{name}: exists takes true or false, without other modifiers")
-        return lambda record: (get(record, path) is not None) is value
+        # A text in the column: the field exists. No text: the record decides.
+        gate = Gate(**{column: lambda text: text is None or value}) if column else None
+        return _gated(lambda record: (get(record, path) is not None) is value, gate)
     values = value if isinstance(value, list) else [value]
     if not values:
         raise Unsupported(f"{name}: {key!r} has an empty list of values")
     tests = [_value_test(name, key, v, mods) for v in values]
     if "all" in mods:
-        return lambda record: all(test(_candidates(record, path)) for test in tests)
-    return lambda record: any(test(_candidates(record, path)) for test in tests)
+
+        def on(candidates: list) -> bool:
+            return all(test(candidates) for test in tests)
+    else:
+
+        def on(candidates: list) -> bool:
+            return any(test(candidates) for test in tests)
+
+    # A text in the column is the field's one value; no text (absent, null, empty, not text)
+    # leaves it to the record.
+    gate = Gate(**{column: lambda text: text is None or on([text])}) if column else None
+    return _gated(lambda record: on(_candidates(record, path)), gate)
 
 
 _MISSING = object()
@@ -311,6 +346,7 @@ class _Condition:
 
     def parse(self) -> Predicate:
         predicate = self._or()
+        predicate = predicate if hasattr(predicate, "gate") else _gated(predicate, None)
         if self.position != len(self.tokens):
             raise Unsupported(f"condition: unexpected {self.tokens[self.position]!r} in {self.text!r}")
         return predicate
@@ -330,20 +366,24 @@ class _Condition:
         while (self._peek() or "").lower() == "or":
             self._take()
             parts.append(self._and())
-        return parts[0] if len(parts) == 1 else (lambda record: any(p(record) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        return _gated(lambda record: any(p(record) for p in parts), any_of(p.gate for p in parts))
 
     def _and(self) -> Predicate:
         parts = [self._not()]
         while (self._peek() or "").lower() == "and":
             self._take()
             parts.append(self._not())
-        return parts[0] if len(parts) == 1 else (lambda record: all(p(record) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        return _gated(lambda record: all(p(record) for p in parts), all_of(p.gate for p in parts))
 
     def _not(self) -> Predicate:
         if (self._peek() or "").lower() == "not":
             self._take()
             inner = self._not()
-            return lambda record: not inner(record)
+            return _gated(lambda record: not inner(record), None)  # what a record must not match gates nothing
         return self._atom()
 
     def _atom(self) -> Predicate:
@@ -359,9 +399,10 @@ class _Condition:
                 raise Unsupported("'any of' is not Sigma; write '1 of'")
             self._take()
             chosen = self._names(self._take())
+            gates = [self.searches[n].gate for n in chosen]
             if lower == "1":
-                return lambda record: any(self.searches[n](record) for n in chosen)
-            return lambda record: all(self.searches[n](record) for n in chosen)
+                return _gated(lambda record: any(self.searches[n](record) for n in chosen), any_of(gates))
+            return _gated(lambda record: all(self.searches[n](record) for n in chosen), all_of(gates))
         if re.fullmatch(r"\d+", token) and (self._peek() or "").lower() == "of":
             raise Unsupported(f"'{token} of' is not supported; only '1 of' and 'all of'")
         if lower in ("and", "or", "of", ")"):
