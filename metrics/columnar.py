@@ -72,10 +72,13 @@ def normalise_lines(
     origin: str = "",
     now_ns: int | None = None,
     numbers: list[int] | None = None,
+    checked: bool = False,
 ) -> Batch:
     """The events of JSON texts (one record each, no blank ones), as ``normalise_all`` would
     make them after ``orjson.loads`` of each text, an unparseable one counted as ``Unreadable``
     at ``origin:number`` (``numbers[i]`` is the line number of ``lines[i]``, default i + 1).
+    ``checked``: the texts are known to be valid UTF-8 without a lone escaped surrogate (cut
+    by msgspec, which refuses those), so the scans for them are skipped.
 
     The raw JSON kept for drill-down is the text as given."""
     latest = latest_event_ns(now_ns)
@@ -83,18 +86,19 @@ def normalise_lines(
     parts = []
     step = BLOCK_LINES
     for start in range(0, len(lines), step):
-        parts.append(_block(lines[start : start + step], numbers[start : start + step], latest, rejects, origin))
+        block = lines[start : start + step]
+        parts.append(_block(block, numbers[start : start + step], latest, rejects, origin, checked=checked))
     return Batch.concat(parts)
 
 
-def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=None) -> Batch:
+def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=None, checked=False) -> Batch:
     """One block of texts: vectorised for the plain ones, the normaliser for the rest."""
     n = len(lines)
     if not n:
         return Batch()
     plain = None
     data = b"\n".join(lines)
-    if len(lines) and not _has_surrogate(data) and _valid_utf8(data):
+    if len(lines) and (checked or (not _has_surrogate(data) and _valid_utf8(data))):
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
         try:
             # Blocks of about a MiB are parsed on both cores, and cheaper per record than one
@@ -110,11 +114,11 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
             plain, columns = _vectorised(table, latest)
             plain &= lengths <= _PLAIN_BYTES
         elif n > _SMALLEST_BLOCK:
-            half = n // 2
+            halves = ((0, n // 2), (n // 2, n))
             return Batch.concat(
                 [
-                    _block(lines[:half], _part(numbers, 0, half), latest, rejects, origin, _part(records, 0, half)),
-                    _block(lines[half:], _part(numbers, half, n), latest, rejects, origin, _part(records, half, n)),
+                    _block(lines[a:b], _part(numbers, a, b), latest, rejects, origin, _part(records, a, b), checked)
+                    for a, b in halves
                 ]
             )
     if plain is None or not plain.all():
@@ -189,7 +193,16 @@ def _text(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     short = _short(array)
     empty = pc.fill_null(pc.equal(array, ""), False)
     values = pc.if_else(empty, pa.scalar(None, _S), array)
-    return values.to_numpy(zero_copy_only=False), short
+    return _objects(values), short
+
+
+def _objects(array: pa.Array) -> np.ndarray:
+    """The values as Python objects, one object per distinct text: making a Python string
+    per row cost more than the rest of the normalising, and the buffer then hashes each
+    distinct object once."""
+    encoded = pc.dictionary_encode(array)
+    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    return values[pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()]
 
 
 def _present(array: pa.Array) -> pa.Array:
@@ -247,7 +260,7 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
     session = pc.if_else(_present(session), session, pa.scalar(None, _S))
 
     def identity_text(value):
-        return pc.if_else(_present(value), value, pa.scalar(None, _S)).to_numpy(zero_copy_only=False)
+        return _objects(pc.if_else(_present(value), value, pa.scalar(None, _S)))
 
     recipient = table["recipientAccountId"].chunk(0)
     account = identity_text(pc.if_else(_present(recipient), recipient, fields["accountId"]))
@@ -265,8 +278,8 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
         read_only,
         texts["eventType"],
         account,
-        user.to_numpy(zero_copy_only=False),
-        session.to_numpy(zero_copy_only=False),
+        _objects(user),
+        _objects(session),
         identity_text(kind),
         identity_text(fields["arn"]),
     ]

@@ -14,7 +14,6 @@ per-record way, so that its records and rejects are exactly what they always wer
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 
@@ -29,8 +28,6 @@ from metrics.records import iter_bytes, iter_lines
 # A poll of at least this many bytes takes the columnar path: below it the per-record path
 # costs no more, and a live poll's few records reach the analyses parsed.
 FAST_BYTES = 1 << 20
-# Escaped UTF-16 surrogates: orjson refuses a lone one, msgspec and pyarrow may not.
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -91,7 +88,7 @@ def normalise_documents(
 
     def flush() -> None:
         if texts:
-            parts.append(normalise_lines(texts, rejects, origin, now_ns))
+            parts.append(normalise_lines(texts, rejects, origin, now_ns, checked=True))
             texts.clear()
 
     for item in items:
@@ -138,9 +135,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if b"\\u" in data and _SURROGATE.search(data):
-        return None
-    try:
+    try:  # (msgspec refuses a lone escaped surrogate, as orjson does)
         records = _TRAIL.decode(data).Records
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
