@@ -255,6 +255,11 @@ class _Feeder:
             self.fed.files += 1
 
     def add(self, batch: Batch) -> None:
+        if len(batch) > 2 * self.piece:  # a chunk read in one go: the forest still gets its windows early
+            for start in range(0, len(batch), self.piece):
+                end = start + self.piece
+                self.add(Batch([column[start:end] for column in batch.columns], batch.raws[start:end]))
+            return
         if not len(self.pending) and len(batch) >= self.piece:
             self.pending = batch
         else:
