@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from isal import igzip, igzip_lib
 
-from metrics.columnar import normalise_lines
+from metrics.columnar import normalise_chunk, normalise_lines
 from metrics.events import Batch
 from metrics.normalise import Rejects, Unreadable, normalise_all
 from metrics.records import iter_bytes, iter_lines
@@ -94,8 +94,12 @@ def normalise_documents(
     for item in items:
         if isinstance(item, Lines):
             flush()
-            lines, numbers = _numbered(item)
-            parts.append(normalise_lines(lines, rejects, item.origin, now_ns, numbers))
+            read = normalise_chunk(item.data, rejects, item.origin, now_ns, item.first_line)
+            if read is None:  # blank lines or text around a record: line by line
+                lines, numbers = _numbered(item)
+                parts.append(normalise_lines(lines, rejects, item.origin, now_ns, numbers))
+            else:
+                parts.append(read[0])
         elif isinstance(item, Document):
             records = _trail_records(item.data)
             if records is None:

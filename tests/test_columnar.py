@@ -392,3 +392,17 @@ def test_a_record_that_is_not_an_object_is_rejected_without_reaching_pyarrow_whi
         batch = normalise_lines(texts, rejects, "f", now_ns=NOW)
         assert len(batch) == texts.count(good)
         assert rejects.counts == {"not a JSON object": len(texts) - texts.count(good)}
+
+
+@FAST
+@given(lines_of, st.integers(1, 50))
+def test_a_large_poll_of_json_lines_gives_the_same_rows_and_rejects_as_the_per_record_path(lines, first_line):
+    from metrics.documents import Lines, normalise_documents
+
+    data = b"\n".join([orjson.dumps(BASE_RECORD), *lines]) + b"\n"
+    slow_rejects, fast_rejects = Rejects(), Rejects()
+    items = [Lines(data, "f.jsonl", first_line)]
+    slow, _ = normalise_documents(items, slow_rejects, now_ns=NOW, fast_bytes=float("inf"))
+    fast, _ = normalise_documents(items, fast_rejects, now_ns=NOW, fast_bytes=0)
+    assert_same(fast, fast_rejects, slow, slow_rejects)
+    assert {s["sample"] for s in fast_rejects.latest()} == {s["sample"] for s in slow_rejects.latest()}
