@@ -37,6 +37,26 @@ def _head_hash(file, length: int) -> str:
     return hashlib.sha256(file.read(min(length, HEAD_BYTES))).hexdigest()
 
 
+def _walk(folder: str, parts: tuple[str, ...], found: list) -> None:
+    """(path parts below the root, path) of each record file under ``folder``, hidden files and
+    folders left out: what ``sorted(Path.rglob)`` filtered gives, without a Path per entry
+    (a trail folder holds thousands of files). Like rglob, symlinked folders are not entered."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _walk(entry.path, (*parts, entry.name), found)
+            elif entry.is_file() and entry.name.lower().endswith(RECORD_SUFFIXES):
+                found.append(((*parts, entry.name), entry.path))
+        except OSError:
+            continue
+
+
 class FileSource:
     name = "files"
 
@@ -72,13 +92,10 @@ class FileSource:
             return [self.path]
         if not self.path.is_dir():
             raise FileNotFoundError(f"no such file or folder: {self.path}")
-        return sorted(
-            p
-            for p in self.path.rglob("*")
-            if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(self.path).parts)
-            and p.name.lower().endswith(RECORD_SUFFIXES)
-        )
+        found: list[tuple[tuple[str, ...], str]] = []
+        _walk(str(self.path), (), found)
+        found.sort()
+        return [Path(path) for _, path in found]
 
     def poll(self, now: float) -> list[object]:
         """Records (or ``Unreadable`` markers) that are new since the last poll, at most

@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -51,6 +52,9 @@ DELIVERY_WINDOW = 15 * 60
 RELIST_LOOKBACK = 60 * 60
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
 READ_ATTEMPTS = 3
+# Objects downloaded at once: a GetObject mostly waits on the network (botocore releases the
+# GIL there), and a trail folder is thousands of small objects.
+CONCURRENT_GETS = 8
 # Errors that concern the whole bucket or the credentials, not one prefix.
 BUCKET_ERRORS = frozenset(
     {
@@ -253,16 +257,22 @@ class S3TrailSource:
 
         records: list[object] = []
         reads = lists = 0
-        while reads < self.max_objects_per_poll:
-            if self._pending:
-                key, size = self._pending.popleft()
-                self._pending_keys.discard(key)
-                records.extend(self._fetch(key, size))
-                reads += 1
-            elif self._tasks and lists < self.max_lists_per_poll:
-                lists += self._list(self._tasks.popleft(), now)
-            else:
-                break
+        with ThreadPoolExecutor(CONCURRENT_GETS, thread_name_prefix="s3-get") as pool:
+            while reads < self.max_objects_per_poll:
+                if self._pending:
+                    wanted = []
+                    while self._pending and len(wanted) < min(4 * CONCURRENT_GETS, self.max_objects_per_poll - reads):
+                        key, size = self._pending.popleft()
+                        self._pending_keys.discard(key)
+                        wanted.append((key, size))
+                    # Only the downloads run on the pool; what they mean is worked out here, in order.
+                    for (key, size), got in zip(wanted, pool.map(self._get, *zip(*wanted))):
+                        records.extend(self._fetch(key, size, got))
+                    reads += len(wanted)
+                elif self._tasks and lists < self.max_lists_per_poll:
+                    lists += self._list(self._tasks.popleft(), now)
+                else:
+                    break
         nothing_listed = not records and not self._ok and self._failures
         if nothing_listed and (not self._ever_listed or any(map(_whole_bucket, self._failures))):
             raise self._failures[-1]
@@ -398,7 +408,18 @@ class S3TrailSource:
 
     # Reading objects.
 
-    def _fetch(self, key: str, size: int) -> list[Document | Unreadable]:
+    def _get(self, key: str, size: int) -> bytes | BaseException | None:
+        """The object's bytes, the error that stopped reading it, or None when it is not to be
+        read (already read, too large): run on the download pool, so it changes nothing."""
+        if key in self._seen or size > MAX_OBJECT_BYTES:
+            return None
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            return error
+
+    def _fetch(self, key: str, size: int, got: bytes | BaseException | None) -> list[Document | Unreadable]:
+        """What a download (``_get``'s answer) gives, and its bookkeeping."""
         if key in self._seen:
             return []
         origin = f"s3://{self.bucket}/{key}"
@@ -407,9 +428,7 @@ class S3TrailSource:
             self._seen.add(key)
             self._unreadable += 1
             return [Unreadable("object too large", origin, f"{size} bytes, the limit is {MAX_OBJECT_BYTES}")]
-        try:
-            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as error:
+        if isinstance((error := got), BaseException):
             if _code(error) in ("NoSuchKey", "404"):
                 return []  # deleted since it was listed
             self._record_error(key, error)
@@ -426,8 +445,8 @@ class S3TrailSource:
         with self._lock:
             self._errors.pop(key, None)
         self._objects_read += 1
-        self._bytes_read += len(data)
-        return [Document(data, origin)]
+        self._bytes_read += len(got)
+        return [Document(got, origin)]
 
     # Bookkeeping.
 

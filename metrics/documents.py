@@ -14,14 +14,13 @@ per-record way, so that its records and rejects are exactly what they always wer
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 
 import msgspec
 from isal import igzip, igzip_lib
 
-from metrics.columnar import normalise_lines
+from metrics.columnar import normalise_chunk, normalise_lines
 from metrics.events import Batch
 from metrics.normalise import Rejects, Unreadable, normalise_all
 from metrics.records import iter_bytes, iter_lines
@@ -29,8 +28,6 @@ from metrics.records import iter_bytes, iter_lines
 # A poll of at least this many bytes takes the columnar path: below it the per-record path
 # costs no more, and a live poll's few records reach the analyses parsed.
 FAST_BYTES = 1 << 20
-# Escaped UTF-16 surrogates: orjson refuses a lone one, msgspec and pyarrow may not.
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -91,14 +88,18 @@ def normalise_documents(
 
     def flush() -> None:
         if texts:
-            parts.append(normalise_lines(texts, rejects, origin, now_ns))
+            parts.append(normalise_lines(texts, rejects, origin, now_ns, checked=True))
             texts.clear()
 
     for item in items:
         if isinstance(item, Lines):
             flush()
-            lines, numbers = _numbered(item)
-            parts.append(normalise_lines(lines, rejects, item.origin, now_ns, numbers))
+            read = normalise_chunk(item.data, rejects, item.origin, now_ns, item.first_line)
+            if read is None:  # blank lines or text around a record: line by line
+                lines, numbers = _numbered(item)
+                parts.append(normalise_lines(lines, rejects, item.origin, now_ns, numbers))
+            else:
+                parts.append(read[0])
         elif isinstance(item, Document):
             records = _trail_records(item.data)
             if records is None:
@@ -138,9 +139,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if b"\\u" in data and _SURROGATE.search(data):
-        return None
-    try:
+    try:  # (msgspec refuses a lone escaped surrogate, as orjson does)
         records = _TRAIL.decode(data).Records
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None

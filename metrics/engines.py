@@ -19,7 +19,6 @@ import pandas as pd
 from metrics.engine import Engine
 from metrics.pumps import FRAME_COLUMNS, PUMPS, PUMPS_BY_NAME, WindowCounts
 from metrics.records import RECORD_SUFFIXES
-from metrics.sql import trail_sql, transpile
 from metrics.windows import NS_PER_SECOND
 
 ENGINE_NAMES = ("memory", "duckdb", "spark")
@@ -95,6 +94,8 @@ def duckdb_windows(files: list[str], now_ns: int | None = None, pumps=PUMPS, top
         "THEN json_extract(json, '$.Records[*]') ELSE [json] END) AS r "
         f"FROM read_json_objects({listing}, format = 'auto', ignore_errors = true))"
     )
+    from metrics.sql import trail_sql, transpile  # sqlglot takes 0.15-0.3 s to import: only when a query runs
+
     sql = trail_sql(latest_seconds(now_ns), pumps, top_k=top_k)
     return connection.execute(transpile(sql, "duckdb")).fetchdf()
 
@@ -104,6 +105,7 @@ def spark_windows(
 ) -> pd.DataFrame:
     """The query's rows computed by Spark (``local[*]`` unless a master URL is given)."""
     from metrics.spark import session, trail_view
+    from metrics.sql import trail_sql, transpile
 
     spark = session(master)
     try:

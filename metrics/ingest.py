@@ -20,7 +20,7 @@ import orjson
 import pandas as pd
 
 from metrics.buffer import EventColumns
-from metrics.columnar import TRAIL_START, normalise_lines, normalise_trails
+from metrics.columnar import TRAIL_START, normalise_chunk, normalise_lines, normalise_trails
 from metrics.events import Batch
 from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import aggregate
@@ -55,7 +55,7 @@ def document_batches(data: bytes, rejects: Rejects, origin: str = "", now_ns: in
         document = orjson.loads(data)
     except orjson.JSONDecodeError as error:
         if _holds_lines(data):
-            yield from _line_batches(data.splitlines(), 1, rejects, origin, now_ns)
+            yield from _text_batches(data, 1, rejects, origin, now_ns)
         else:
             yield normalise_all(_salvage(data, origin, str(error)), rejects, origin, now_ns)
         return
@@ -75,6 +75,27 @@ def _holds_lines(data: bytes) -> bool:
     return _is_object(data[start:newline])
 
 
+def _text_batches(
+    data: bytes, first: int, rejects: Rejects, origin: str, now_ns, keep_raws: bool = True
+) -> Iterator[Batch]:
+    """Batches of JSON Lines text, ``first`` being the number of its first line: pieces of
+    about ``CHUNK_BYTES`` read as they are when they are plain, line by line otherwise."""
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + CHUNK_BYTES)
+        end = len(data) if cut < 0 else cut + 1
+        piece = data[start:end] if start or end < len(data) else data
+        read = normalise_chunk(piece, rejects, origin, now_ns, first, keep_raws)
+        if read is None:
+            lines = piece.splitlines()
+            yield from _line_batches(lines, first, rejects, origin, now_ns)
+            first += len(lines)
+        else:
+            yield read[0]
+            first += read[1]
+        start = end
+
+
 def _line_batches(lines: list[bytes], first: int, rejects: Rejects, origin: str, now_ns) -> Iterator[Batch]:
     """Batches of JSON Lines, ``first`` being the number of ``lines[0]``; blank lines skipped."""
     for start in range(0, len(lines), PIECE_RECORDS):
@@ -87,15 +108,16 @@ def _line_batches(lines: list[bytes], first: int, rejects: Rejects, origin: str,
         yield normalise_lines(part, rejects, origin, now_ns, numbers)
 
 
-def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None) -> Iterator[Batch]:
-    """The events of one file, a large file of JSON Lines read chunk by chunk."""
+def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None, keep_raws: bool = True) -> Iterator[Batch]:
+    """The events of one file, a large file of JSON Lines read chunk by chunk (``keep_raws``
+    False: a plain line's raw JSON may be left empty)."""
     origin = str(path)
     try:
         if path.stat().st_size > STREAM_BYTES:
             with open(path, "rb") as file:
                 head = file.read(CHUNK_BYTES)
             if head[:2] != _GZIP and _NOT_SPACE.search(head) and _holds_lines(head.removeprefix(_BOM)):
-                yield from _streamed(path, rejects, origin, now_ns)
+                yield from _streamed(path, rejects, origin, now_ns, keep_raws)
                 return
         data = path.read_bytes()
     except OSError as error:
@@ -104,7 +126,7 @@ def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None) -> Ite
     yield from document_batches(data, rejects, origin, now_ns)
 
 
-def _streamed(path: Path, rejects: Rejects, origin: str, now_ns) -> Iterator[Batch]:
+def _streamed(path: Path, rejects: Rejects, origin: str, now_ns, keep_raws: bool) -> Iterator[Batch]:
     number, rest = 1, b""
     try:
         with open(path, "rb") as file:
@@ -116,9 +138,14 @@ def _streamed(path: Path, rejects: Rejects, origin: str, now_ns) -> Iterator[Bat
                 else:
                     cut = data.rfind(b"\n") + 1
                     whole, rest = data[:cut], data[cut:]
-                lines = whole.splitlines()
-                yield from _line_batches(lines, number, rejects, origin, now_ns)
-                number += len(lines)
+                read = normalise_chunk(whole, rejects, origin, now_ns, number, keep_raws)
+                if read is None:
+                    lines = whole.splitlines()
+                    yield from _line_batches(lines, number, rejects, origin, now_ns)
+                    number += len(lines)
+                else:
+                    yield read[0]
+                    number += read[1]
                 if not chunk:
                     return
                 chunk = file.read(CHUNK_BYTES)
@@ -191,7 +218,7 @@ class _Feeder:
                     self.flush_documents()
                 return
         self.flush_documents()
-        self._read(path, file_batches(path, self.rejects, self.now_ns))
+        self._read(path, file_batches(path, self.rejects, self.now_ns, keep_raws=self.hold))
 
     def _trail_text(self, path: Path) -> bytes | None:
         """A small file's text if it may be a trail file read the fast way."""
@@ -228,6 +255,11 @@ class _Feeder:
             self.fed.files += 1
 
     def add(self, batch: Batch) -> None:
+        if len(batch) > 2 * self.piece:  # a chunk read in one go: the forest still gets its windows early
+            for start in range(0, len(batch), self.piece):
+                end = start + self.piece
+                self.add(Batch([column[start:end] for column in batch.columns], batch.raws[start:end]))
+            return
         if not len(self.pending) and len(batch) >= self.piece:
             self.pending = batch
         else:

@@ -292,3 +292,117 @@ def test_an_impossible_date_is_left_to_the_normaliser_which_rejects_it(impossibl
     assert batch.column("eventID") == ["id-1"]
     assert rejects.counts == {"invalid eventTime": 1}
     assert columnar.normalise_trails([dumps({"Records": [orjson.loads(lines[0])]})], now_ns=NOW) is None
+
+
+def damaged_document(items: list, damage: int) -> bytes:
+    """A trail document as another writer may leave it: gzipped, with a BOM, with invalid
+    UTF-8 or an escaped surrogate (lone, or a valid pair) in a record."""
+    data = dumps({"Records": items})
+    if damage == 1:
+        data = data.replace(b'"eventName":"', b'"eventName":"\xff', 1)
+    elif damage == 2:
+        data = data.replace(b'"awsRegion":"', b'"awsRegion":"\\ud800', 1)
+    elif damage == 3:
+        data = data.replace(b'"awsRegion":"', b'"awsRegion":"\\ud83d\\ude00', 1)
+    elif damage == 4:
+        data = b"\xef\xbb\xbf" + data
+    elif damage == 5:
+        data = data[: len(data) // 2]
+    return gzip.compress(data) if damage == 6 or damage == 0 and len(items) % 2 else data
+
+
+documents_of = st.lists(
+    st.tuples(
+        st.lists(st.one_of(records(typed=True), records(), records(), odd_values, texts), max_size=30),
+        st.sampled_from([0] * 6 + [1, 2, 3, 4, 5, 6]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@FAST
+@given(documents_of)
+def test_a_large_poll_of_trail_documents_gives_the_same_rows_and_rejects_as_the_per_record_path(documents):
+    from metrics.documents import Document, normalise_documents
+
+    def items():
+        return [Document(damaged_document(r, damage), f"d{i}.json") for i, (r, damage) in enumerate(documents)]
+
+    slow_rejects, fast_rejects = Rejects(), Rejects()
+    slow, _ = normalise_documents(items(), slow_rejects, "files", now_ns=NOW, fast_bytes=float("inf"))
+    fast, observed = normalise_documents(items(), fast_rejects, "files", now_ns=NOW, fast_bytes=0)
+    assert_same(fast, fast_rejects, slow, slow_rejects)
+    assert {s["sample"] for s in fast_rejects.latest()} == {s["sample"] for s in slow_rejects.latest()}
+    assert observed == fast.raws
+
+
+@FAST
+@given(lines_of, st.booleans())
+def test_a_large_json_lines_file_read_chunk_by_chunk_gives_the_same_rows_and_rejects(lines, keep_raws):
+    import tempfile
+    from pathlib import Path
+
+    from metrics import ingest
+
+    lines = [orjson.dumps(BASE_RECORD), *lines]
+    slow, slow_rejects = reference(lines)
+    sizes = ingest.STREAM_BYTES, ingest.CHUNK_BYTES
+    ingest.STREAM_BYTES, ingest.CHUNK_BYTES = 100, 700  # several chunks, cut between lines
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "f.jsonl"
+            path.write_bytes(b"\n".join(lines) + b"\n")
+            rejects = Rejects()
+            fast = joined(ingest.file_batches(path, rejects, now_ns=NOW, keep_raws=keep_raws))
+    finally:
+        ingest.STREAM_BYTES, ingest.CHUNK_BYTES = sizes
+    assert fast.columns == slow.columns
+    assert fast_rejects_origins(rejects) == [s["origin"].replace("f.jsonl", str(path)) for s in slow_rejects.latest()]
+    assert rejects.counts == slow_rejects.counts
+    if keep_raws:
+        assert [orjson.loads(r) for r in fast.raws] == [orjson.loads(r) for r in slow.raws]
+    else:
+        assert len(fast.raws) == len(slow.raws)
+
+
+def fast_rejects_origins(rejects: Rejects) -> list[str]:
+    return [s["origin"] for s in rejects.latest()]
+
+
+def test_plain_json_lines_are_read_as_one_chunk_and_odd_ones_take_the_line_path():
+    lines = [orjson.dumps({**BASE_RECORD, "eventID": f"id-{i}"}) for i in range(5)]
+    rejects = Rejects()
+    batch, count = columnar.normalise_chunk(b"\n".join(lines) + b"\n", rejects, now_ns=NOW, keep_raws=False)
+    assert count == 5 and batch.column("eventID") == [f"id-{i}" for i in range(5)] and batch.raws == [b""] * 5
+    for odd in (b"\n".join(lines[:2]) + b"\n\n", lines[0] + b"\r\n" + lines[1], lines[0] + b" " + lines[1]):
+        assert columnar.normalise_chunk(odd, rejects, now_ns=NOW) is None
+    mixed = b"\n".join([lines[0], b'{"eventID": "", "eventTime": "2024-08-02T08:30:00Z"}', lines[1]])
+    batch, count = columnar.normalise_chunk(mixed, rejects, "f", now_ns=NOW, first_line=10)
+    assert count == 3 and batch.column("eventID") == ["id-0", "id-1"]
+    assert rejects.counts == {"missing eventID": 1}
+    assert columnar.normalise_chunk(lines[0] + b'\n{"eventID": 7}', rejects, now_ns=NOW) is None  # pyarrow refuses
+
+
+def test_a_record_that_is_not_an_object_is_rejected_without_reaching_pyarrow_which_would_crash_on_it():
+    # pyarrow 26's JSON reader dies (SIGSEGV) on a block that starts with "null".
+    good = orjson.dumps(BASE_RECORD)
+    for texts in ([b"null", good], [good, b"null"], [b"7", b'"x"', b"[1]", good] * 40):
+        rejects = Rejects()
+        batch = normalise_lines(texts, rejects, "f", now_ns=NOW)
+        assert len(batch) == texts.count(good)
+        assert rejects.counts == {"not a JSON object": len(texts) - texts.count(good)}
+
+
+@FAST
+@given(lines_of, st.integers(1, 50))
+def test_a_large_poll_of_json_lines_gives_the_same_rows_and_rejects_as_the_per_record_path(lines, first_line):
+    from metrics.documents import Lines, normalise_documents
+
+    data = b"\n".join([orjson.dumps(BASE_RECORD), *lines]) + b"\n"
+    slow_rejects, fast_rejects = Rejects(), Rejects()
+    items = [Lines(data, "f.jsonl", first_line)]
+    slow, _ = normalise_documents(items, slow_rejects, now_ns=NOW, fast_bytes=float("inf"))
+    fast, _ = normalise_documents(items, fast_rejects, now_ns=NOW, fast_bytes=0)
+    assert_same(fast, fast_rejects, slow, slow_rejects)
+    assert {s["sample"] for s in fast_rejects.latest()} == {s["sample"] for s in slow_rejects.latest()}
