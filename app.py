@@ -50,7 +50,7 @@ link.apply_request(PATHS, navigation.url_path)
 
 regions, accounts = data.scope_options(shared.engine)
 view.sidebar(regions, accounts, data.span(shared.engine))
-login.sidebar_account(shared.settings)
+login.sidebar_account()
 if shared.is_demo:
     st.info(
         "Demo data: these events come from the built-in generator (two accounts, four regions, an incident every "
