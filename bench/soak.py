@@ -237,7 +237,7 @@ def main() -> None:
             figures["Log in clicks for all sessions"] = clicks
             figures["all signed in after s"] = time.perf_counter() - began
             step("all sessions signed in")
-            first.wait_for_function(CHARTS_DRAWN)
+            first.wait_for_function(CHARTS_DRAWN, timeout=3_600_000)  # the whole backlog in: minutes at 1M
             figures["every Overview chart after s"] = time.perf_counter() - began
             step("every Overview chart drawn; soaking")
             source = DemoSource(seed=23, rate=args.rate / MEAN_RHYTHM)
