@@ -298,3 +298,24 @@ def test_a_rerun_request_waits_for_the_running_script_instead_of_stopping_it():
 
     config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["fastReruns"] is False
+
+
+def test_the_server_saves_the_collectors_state_when_it_shuts_down(monkeypatch):
+    """SIGTERM ends ``streamlit run server.py`` through the lifespan; the runtime's atexit hook
+    never ran there (a real server left no snapshot), so the lifespan stops the collector."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ui import runtime, server
+
+    stopped = []
+    collector = SimpleNamespace(stop=lambda timeout: stopped.append(timeout))
+    monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(collector=collector))
+    monkeypatch.setattr(server, "_start_runtime", lambda: None)
+
+    async def serve_then_shut_down():
+        async with server.lifespan(None):
+            assert stopped == []
+
+    asyncio.run(serve_then_shut_down())
+    assert stopped == [server.STOP_SECONDS]

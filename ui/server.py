@@ -15,6 +15,7 @@ makes a click's run apply the click before it yields to the next rerun request (
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import sys
@@ -156,8 +157,23 @@ def _start_runtime() -> None:
         print(f"Account Activity Insights: the app's settings are not valid: {error}", file=sys.stderr)
 
 
+STOP_SECONDS = 20  # for the collector's poll in progress, before the save (ECS waits 30 s by default)
+
+
+def _stop_runtime() -> None:
+    from ui import runtime
+
+    shared = runtime._runtime
+    if shared is not None:
+        shared.collector.stop(timeout=STOP_SECONDS)  # saves the state
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    """Starts the runtime (restore and first poll run in the collector's thread) with the server."""
+    """Starts the runtime (restore and first poll run in the collector's thread) with the server,
+    and saves its state when the server shuts down (SIGTERM): the ``atexit`` hook the runtime
+    registers never ran under ``streamlit run server.py``, so a stopped server restarted from
+    its last periodic save and read the rest again."""
     threading.Thread(target=_start_runtime, name="start-runtime", daemon=True).start()
     yield None
+    await asyncio.to_thread(_stop_runtime)
