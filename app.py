@@ -8,7 +8,7 @@ import streamlit as st
 
 from settings import SettingsError
 from ui import data, link, login, server, startup, view
-from ui.runtime import runtime
+from ui.runtime import load_settings, runtime
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
 # A fixed style sheet, no record value in it: the title starts near the top instead of under
@@ -19,13 +19,17 @@ if server.browser_connected() and not server.installed():
     st.error("Start the app with `streamlit run server.py`: it refuses what the web server must refuse.")
     st.stop()
 
-try:
-    shared = runtime()
-except SettingsError as error:
+
+def _stop_for(error: SettingsError) -> None:
     st.error(f"The app's settings are not valid: {error}")
     st.stop()
 
-shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
+
+try:
+    values = load_settings()
+except SettingsError as error:
+    _stop_for(error)
+
 link.remember_request()  # before the gate: a link opened signed out comes back after sign-in
 PAGES = {
     "Dashboard": [
@@ -43,14 +47,21 @@ PAGES = {
     ],
 }
 PATHS = {page.url_path: page for group in PAGES.values() for page in group}
-login.gate(shared.settings, PATHS)  # signed out, every page's address shows the sign-in form
+# The gate before the runtime: the sign-in form never waits for the runtime being built while
+# the server starts (its lock), whatever the collector is doing.
+login.gate(values, PATHS)  # signed out, every page's address shows the sign-in form
+try:
+    shared = runtime()
+except SettingsError as error:
+    _stop_for(error)
+shared.collector.ensure_running()  # restarted if its thread died; the Status page counts it
 
 navigation = st.navigation(PAGES)
 link.apply_request(PATHS, navigation.url_path)
 
 regions, accounts = data.scope_options(shared.engine)
 view.sidebar(regions, accounts, data.span(shared.engine))
-login.sidebar_account(shared.settings)
+login.sidebar_account()
 if shared.is_demo:
     st.info(
         "Demo data: these events come from the built-in generator (two accounts, four regions, an incident every "

@@ -93,6 +93,68 @@ class FragmentTimer:
                 self.durations.append(time.perf_counter() - self.pending.pop(number))
 
 
+def add_user(state: Path) -> None:
+    """The bench's user, with its password already chosen, in the state folder's user file."""
+    from auth import users
+
+    def add(config):
+        entry = users.new_user("soak", PASSWORD)
+        entry["must_change_password"] = False
+        config["credentials"]["usernames"]["soak"] = entry
+
+    users.update(str(state / "users.yaml"), add, create=True)
+
+
+def start_server(records: Path, state: Path, log_path: Path, port: int, options: tuple[str, ...] = ()):
+    """``streamlit run server.py`` on 127.0.0.1:``port`` over the files in ``records``."""
+    env = {
+        **os.environ,
+        "INSIGHTS_SOURCE": "files",
+        "INSIGHTS_FILES_PATH": str(records),
+        "INSIGHTS_STATE_DIR": str(state),
+    }
+    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", *options]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(url: str, server, began: float, log_path: Path, limit: float = 300) -> float:
+    """Seconds from ``began`` until ``/_stcore/health`` answers."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return time.perf_counter() - began
+        except OSError:
+            if server.poll() is not None or time.perf_counter() - began > limit:
+                raise RuntimeError(f"the server did not start: see {log_path}") from None
+            time.sleep(0.05)
+
+
+def open_when_listening(page, url: str, server, began: float, limit: float = 120) -> None:
+    while True:  # the server may not listen yet
+        try:
+            page.goto(url)
+            return
+        except Exception:
+            if server.poll() is not None or time.perf_counter() - began > limit:
+                raise
+            time.sleep(0.05)
+
+
+def sign_in(page) -> None:
+    page.get_by_label("Username").fill("soak")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+# Every Overview chart drawn, and no start-up progress bar left (its text ends "Charts fill in...").
+CHARTS_DRAWN = (
+    "() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length >= 2"
+    " && !/Charts fill/.test(document.body.innerText)"
+)
+
+
 def step(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
@@ -116,7 +178,6 @@ def main() -> None:
     sessions, minutes = min(args.sessions, 20), min(args.minutes, 120)
     from playwright.sync_api import sync_playwright
 
-    from auth import users
     from bench.core import MEAN_RHYTHM
 
     folder = Path(args.folder)
@@ -131,47 +192,15 @@ def main() -> None:
         generate(day, args.events, time.time())
     live.write_bytes(b"")
 
-    def add_user(config):
-        entry = users.new_user("soak", PASSWORD)
-        entry["must_change_password"] = False
-        config["credentials"]["usernames"]["soak"] = entry
-
-    users.update(str(state / "users.yaml"), add_user, create=True)
+    add_user(state)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "INSIGHTS_SOURCE": "files",
-        "INSIGHTS_FILES_PATH": str(records),
-        "INSIGHTS_STATE_DIR": str(state),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "server.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-    ]
-    if args.post_script_gc:
-        command += ["--runner.postScriptGC", args.post_script_gc]
+    options = ("--runner.postScriptGC", args.post_script_gc) if args.post_script_gc else ()
     log_path = folder / "server.log"
     print(f"load before: {os.getloadavg()}", flush=True)
     began = time.perf_counter()
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.perf_counter() - began > 300:
-                raise RuntimeError(f"the server did not start: see {log_path}") from None
-            time.sleep(0.1)
-    health_after = time.perf_counter() - began
+    server = start_server(records, state, log_path, port, options)
+    health_after = wait_healthy(url, server, began, log_path)
     figures: dict[str, object] = {"/_stcore/health after s": health_after}
     samples: list[tuple[float, float, float]] = []
     timer = FragmentTimer()
@@ -188,14 +217,7 @@ def main() -> None:
                 timer.attach(page, number)
                 pages.append(page)
             first = pages[0]
-            while True:  # the server may not listen yet
-                try:
-                    first.goto(url)
-                    break
-                except Exception:
-                    if server.poll() is not None or time.perf_counter() - began > 120:
-                        raise
-                    time.sleep(0.2)
+            open_when_listening(first, url, server, began)
             first.get_by_role("button", name="Log in").wait_for()
             figures["sign-in page after s"] = time.perf_counter() - began
             step(f"sign-in page after {figures['sign-in page after s']:.1f} s")
@@ -204,9 +226,7 @@ def main() -> None:
                 if page is not first:
                     page.goto(url)
                 for attempt in range(3):  # a click that did not sign in is counted, then repeated
-                    page.get_by_label("Username").fill("soak")
-                    page.get_by_label("Password", exact=True).fill(PASSWORD)
-                    page.get_by_role("button", name="Log in").click()
+                    sign_in(page)
                     clicks += 1
                     try:
                         page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
@@ -217,10 +237,7 @@ def main() -> None:
             figures["Log in clicks for all sessions"] = clicks
             figures["all signed in after s"] = time.perf_counter() - began
             step("all sessions signed in")
-            first.wait_for_function(
-                "() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length >= 2"
-                " && !/Restoring|Reading the/.test(document.body.innerText)"
-            )
+            first.wait_for_function(CHARTS_DRAWN, timeout=3_600_000)  # the whole backlog in: minutes at 1M
             figures["every Overview chart after s"] = time.perf_counter() - began
             step("every Overview chart drawn; soaking")
             source = DemoSource(seed=23, rate=args.rate / MEAN_RHYTHM)

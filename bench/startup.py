@@ -4,6 +4,14 @@ then a restart from the saved state. Each phase runs in a fresh process, so that
 memory is its own.
 
     python -m bench.startup [--events 1000000] [--folder /tmp/insights-bench] [--tracemalloc]
+    python -m bench.startup --server [--events 1000000]
+
+With ``--server`` each phase is the real server instead (``streamlit run server.py``, stopped
+with SIGTERM, which saves the state, before the restart) and a headless Chromium: seconds from
+the start to ``/_stcore/health``, to the sign-in form, to the readiness check passing
+(``collectors.readiness``, sampled every 0.1 s), and to every Overview chart drawn after one
+"Log in" click; the server's peak resident memory during the start and once it is ready and
+every event is in (the Status page's backlog done, sampled for 20 s more).
 
 Prints per phase: seconds to ready (restore and first poll), seconds until every event is in,
 peak and final resident memory (after the collector's own trims), the time of one full
@@ -17,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -119,11 +129,100 @@ def phase(folder: Path, trace: bool) -> dict:
     return figures
 
 
+def _wait_all_in(page, url: str, expected: int, began: float, limit: float = 1800) -> int:
+    """The Status page's "Events in memory" once it holds 99% of ``expected`` or stops growing
+    for 30 s (rejects and duplicates count less)."""
+    held, since = -1, time.perf_counter()
+    while time.perf_counter() - began < limit:
+        page.goto(f"{url}/status")
+        tile = page.get_by_test_id("stMetric").filter(has_text="Events in memory")
+        value = int(tile.get_by_test_id("stMetricValue").inner_text().replace(",", ""))
+        if value != held:
+            held, since = value, time.perf_counter()
+        if held >= 0.99 * expected or time.perf_counter() - since > 30:
+            return held
+        time.sleep(3)
+    return held
+
+
+def server_phase(folder: Path, name: str, expected: int) -> dict:
+    """One start of the real server over ``folder``'s records and state, then SIGTERM."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.soak import (
+        CHARTS_DRAWN,
+        CHROMIUM_ARGS,
+        free_port,
+        open_when_listening,
+        rss_and_cpu,
+        sign_in,
+        start_server,
+        wait_healthy,
+    )
+    from collectors.readiness import READY_FILE, Readiness
+
+    state = folder / "state"
+    port, log_path = free_port(), folder / f"server-{name.split()[0]}.log"
+    url = f"http://127.0.0.1:{port}"
+    began = time.perf_counter()
+    server = start_server(folder / "records", state, log_path, port)
+    figures: dict[str, object] = {}
+    samples: list[tuple[float, float]] = []  # (seconds from start, RSS MiB)
+    stop = threading.Event()
+
+    def watch() -> None:
+        readiness = Readiness(state / READY_FILE)
+        while not stop.wait(0.1):
+            try:
+                samples.append((time.perf_counter() - began, rss_and_cpu(server.pid)[0] / MIB))
+            except OSError:
+                return
+            if "ready_s" not in figures and readiness.check()[0]:
+                figures["ready_s"] = time.perf_counter() - began
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        figures["health_s"] = wait_healthy(url, server, began, log_path)
+        with sync_playwright() as playwright:
+            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+            page.set_default_timeout(600_000)
+            open_when_listening(page, url, server, began)
+            page.get_by_role("button", name="Log in").wait_for()
+            figures["sign_in_form_s"] = time.perf_counter() - began
+            sign_in(page)
+            page.get_by_role("heading", name="Overview").wait_for()
+            figures["signed_in_s"] = time.perf_counter() - began
+            page.wait_for_function(CHARTS_DRAWN, polling=200, timeout=3_600_000)
+            figures["all_charts_s"] = time.perf_counter() - began
+            figures["events_in_memory"] = _wait_all_in(page, url, expected, began)
+            figures["all_in_s"] = time.perf_counter() - began
+            browser.close()
+        time.sleep(20)
+        figures["rss_peak_until_ready_mib"] = max(
+            (m for t, m in samples if t <= figures.get("ready_s", figures["all_in_s"])), default=0.0
+        )
+        figures["rss_peak_mib"] = max((m for _, m in samples), default=0.0)
+        figures["rss_after_20_s_mib"] = samples[-1][1] if samples else 0.0
+    finally:
+        server.send_signal(signal.SIGTERM)  # a clean shutdown saves the state
+        try:
+            server.wait(300)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        stop.set()
+    figures["tracebacks"] = log_path.read_text().count("Traceback")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--folder", default="/tmp/insights-bench")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--server", action="store_true", help="time the real server and a browser instead")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.folder)
@@ -144,13 +243,21 @@ def main() -> None:
             stale.unlink()
     size = data.stat().st_size / MIB
     print(f"{json.loads(meta.read_text())['events']:,} events, {size:,.0f} MiB of JSON Lines; load: {os.getloadavg()}")
+    if args.server:
+        from bench.soak import add_user
+
+        add_user(folder / "state")
     for name in ("first start", "restart from the saved state"):
-        command = [sys.executable, "-m", "bench.startup", "--folder", str(folder), "--phase", name]
-        if args.tracemalloc:
-            command.append("--tracemalloc")
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        figures = json.loads(out.strip().splitlines()[-1])
-        print(f"\n{name}:")
+        began = time.perf_counter()
+        if args.server:
+            figures = server_phase(folder, name, json.loads(meta.read_text())["events"])
+        else:
+            command = [sys.executable, "-m", "bench.startup", "--folder", str(folder), "--phase", name]
+            if args.tracemalloc:
+                command.append("--tracemalloc")
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            figures = json.loads(out.strip().splitlines()[-1])
+        print(f"\n{name} ({time.perf_counter() - began:.0f} s, load {os.getloadavg()[0]:.1f}):", flush=True)
         for key, value in figures.items():
             if key == "tracemalloc_top":
                 print("  tracemalloc, biggest sites once everything is in:")

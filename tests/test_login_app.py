@@ -268,3 +268,54 @@ def test_logging_out_prints_nothing_on_the_server_terminal(signed_in, capsys):
     signed_in.run()  # the sign-in page deletes the cookie this browser may not have
     assert not signed_in.exception
     assert capsys.readouterr().out == ""
+
+
+def test_a_rerun_request_waiting_when_a_clicks_run_starts_does_not_stop_it_before_the_click_is_applied(monkeypatch):
+    """Streamlit 1.67 checked for a pending rerun before applying a run's widget states and
+    callbacks; the server applies them first (the browser replay is tests/e2e/test_first_click)."""
+    from streamlit.runtime.state.safe_session_state import SafeSessionState
+
+    from ui import server
+
+    monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", SafeSessionState.on_script_will_rerun)
+    server._apply_clicks_before_reruns()
+    applied = []
+
+    class State:
+        def on_script_will_rerun(self, states, **options):
+            applied.append((states, options))
+
+    def pending_rerun():
+        raise AssertionError("yielded to the next request before applying the click")
+
+    SafeSessionState(State(), yield_callback=pending_rerun).on_script_will_rerun("click", is_history_navigation=False)
+    assert applied == [("click", {"is_history_navigation": False})]
+
+
+def test_a_rerun_request_waits_for_the_running_script_instead_of_stopping_it():
+    """With fastReruns on, the next message stopped a click's run before its callback (the click lost)."""
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["fastReruns"] is False
+
+
+def test_the_server_saves_the_collectors_state_when_it_shuts_down(monkeypatch):
+    """SIGTERM ends ``streamlit run server.py`` through the lifespan; the runtime's atexit hook
+    never ran there (a real server left no snapshot), so the lifespan stops the collector."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ui import runtime, server
+
+    stopped = []
+    collector = SimpleNamespace(stop=lambda timeout: stopped.append(timeout))
+    monkeypatch.setattr(runtime, "_runtime", SimpleNamespace(collector=collector))
+    monkeypatch.setattr(server, "_start_runtime", lambda: None)
+
+    async def serve_then_shut_down():
+        async with server.lifespan(None):
+            assert stopped == []
+
+    asyncio.run(serve_then_shut_down())
+    assert stopped == [server.STOP_SECONDS]

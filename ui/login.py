@@ -18,7 +18,12 @@ of whichever run comes next checks the submission and writes its outcome to the 
 without a Streamlit call, and the mark is removed only with that outcome. A login found good is
 registered at once and applied to the session state until a run has applied it all, and its
 cookie is rendered on every run until the component reports it written: no cut-short run loses
-a click, a login or its cookie.
+a click, a login or its cookie. "Log out" goes through the same box.
+
+The callback itself runs only if the click's run gets that far: with Streamlit's
+``runner.fastReruns`` on, the next message stopped the click's run before its callbacks, and the
+click was gone. ``.streamlit/config.toml`` turns it off, so that the two requests merge and the
+click's trigger reaches the callback (tests/e2e/test_first_click.py replays both orders).
 """
 
 from __future__ import annotations
@@ -64,15 +69,15 @@ _KEY = "auth_session_key"
 _SET_COOKIE = "auth_set_cookie"
 _DELETE_COOKIE = "auth_delete_cookie"
 _ENDED = "auth_session_ended"
-_AUTHENTICATOR = "auth_authenticator"
 _TRUSTED = "auth_trusted_proxies"
 _SSO_RULES = "auth_sso_rules"
 _BOUND = "auth_connection"
-_FORM_BOX = "auth_form_box"  # a plain dict: "submitted", "signed_in" and "message" (see the module's doc)
+_FORM_BOX = "auth_form_box"  # a plain dict: "submitted", "signed_in", "logged_out", "message" (module doc)
 _COOKIE_WRITER = "auth_cookie_writer"  # the cookie component that writes the login's cookie: True once it has
 _FIELDS = {  # each form's fields, by session-state key
     "login": ("auth_login_name", "auth_login_password"),
     "change_password": ("auth_current_password", "auth_new_password", "auth_repeat_password"),
+    "logout": (),
 }
 
 
@@ -293,7 +298,6 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
         validator=_NewPasswordRule(),
         auto_hash=False,
     )
-    state[_AUTHENTICATOR] = authenticator  # for sidebar_account, later in this run
     usernames = credentials["usernames"]
     registry = SessionRegistry(users.sessions_path(path))
     cookies = authenticator.cookie_controller
@@ -315,6 +319,9 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
                     outcome = _check_login(path, usernames, registry, settings, client, *values)
                 elif form == "change_password" and signed_in:
                     outcome = _change_password(path, authenticator, registry, user, session, client, *values)
+                elif form == "logout" and signed_in:
+                    registry.revoke(user, session or "")
+                    outcome = {"logged_out": True}
                 else:
                     outcome = {}
                 box.pop("message", None)
@@ -325,6 +332,8 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
     if login := box.get("signed_in"):
         _apply_login(path, authenticator, usernames, login)
         box.pop("signed_in", None)
+    if box.get("logged_out"):
+        _apply_logout(path, authenticator)  # clears the session state, the box with it
 
     if state.get("authentication_status"):
         user = state.get("username")
@@ -441,6 +450,21 @@ def _apply_login(path: str, authenticator: stauth.Authenticate, usernames: dict,
     _bind_connection()
     state[_SET_COOKIE] = expires
     state["logout"] = None
+
+
+def _apply_logout(path: str, authenticator: stauth.Authenticate) -> None:
+    """Ends in the session state a login the registry no longer honours ("Log out"): the
+    library's keys, then everything this session held; the cookie is deleted by this run. Runs
+    again in full if a run is cut short in it (the box goes only with the session state)."""
+    state = st.session_state
+    user = state.get("username")
+    entry = authenticator.authentication_controller.authentication_model.credentials["usernames"].get(user)
+    before = copy.deepcopy(entry)
+    authenticator.authentication_controller.logout()
+    _save(path, user, before, entry)
+    state.clear()
+    state["logout"] = True  # the library's flag: no cookie login in this session
+    state[_DELETE_COOKIE] = True
 
 
 def _change_password(
@@ -612,9 +636,9 @@ def require_user() -> str:
     return user
 
 
-def sidebar_account(settings: dict) -> None:
+def sidebar_account() -> None:
     """In the sidebar: who is signed in, and a "Log out" button that ends the session on the
-    server, deletes the cookie and clears the session state."""
+    server, deletes the cookie and clears the session state (the next gate does it)."""
     state = st.session_state
     if _sso_configured() and st.user.is_logged_in:
         with st.sidebar:
@@ -630,17 +654,12 @@ def sidebar_account(settings: dict) -> None:
         return
     with st.sidebar:
         st.caption(f"Signed in as {_plain(user)}")
-        if not st.button("Log out", key="auth_logout", icon=":material/logout:"):
-            return
-    path = os.path.abspath(app_settings.auth_file(settings))
-    SessionRegistry(users.sessions_path(path)).revoke(user, state.get(_KEY) or "")
-    authenticator = state.get(_AUTHENTICATOR)
-    if authenticator is not None:
-        entry = authenticator.authentication_controller.authentication_model.credentials["usernames"].get(user)
-        before = copy.deepcopy(entry)
-        authenticator.authentication_controller.logout()
-        _save(path, user, before, entry)
-    state.clear()
-    state["logout"] = True  # the library's flag: no cookie login in this session
-    state[_DELETE_COOKIE] = True  # done by the next run, which renders the sign-in page
-    st.rerun()
+        # Marked in the form box like the forms' buttons, so that a run cut short after the
+        # click still logs out: the gate of the next run ends the session.
+        st.button(
+            "Log out",
+            key="auth_logout",
+            icon=":material/logout:",
+            on_click=_record_submission,
+            args=(_form_box(), "logout"),
+        )

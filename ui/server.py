@@ -8,11 +8,14 @@ front of the app as ASGI middleware.
 - ``/_stcore/upload_file`` accepts files for an uploader widget from any session, signed in or
   not, and keeps them in memory. The app has no uploader, so every upload is refused.
 
-It also tells the download callables which session asks for them (``login.download``).
+It also tells the download callables which session asks for them (``login.download``), and
+makes a click's run apply the click before it yields to the next rerun request (see
+``_apply_clicks_before_reruns``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import sys
@@ -101,6 +104,30 @@ def _tell_downloads_who_asks() -> None:
     DeferredFileHandler.handle = handle
 
 
+def _apply_clicks_before_reruns() -> None:
+    """A click's run applies the click before it takes the next rerun request.
+
+    Streamlit 1.67's ``SafeSessionState.on_script_will_rerun`` checks for a pending rerun
+    *before* it applies the run's widget states and calls their callbacks: a message that
+    arrives between the runner taking a click's request and that check (a cookie component's,
+    right after "Log in" on a slow start) replaced the click's run with its own, whose states
+    hold no trigger, and the click was lost. Without that first check the callbacks run, and
+    the check Streamlit makes right after them takes the pending request (keeping the run's
+    widget values). With ``runner.fastReruns`` off (``.streamlit/config.toml``) the request
+    waits for that check instead of stopping the run's thread before it gets there."""
+    from streamlit.runtime.state.safe_session_state import SafeSessionState
+
+    if getattr(SafeSessionState.on_script_will_rerun, "applies_first", False):
+        return
+
+    def on_script_will_rerun(self, fresh_widget_states, **options) -> None:
+        with self._lock:
+            self._state.on_script_will_rerun(fresh_widget_states, **options)
+
+    on_script_will_rerun.applies_first = True
+    SafeSessionState.on_script_will_rerun = on_script_will_rerun
+
+
 def middleware() -> list:
     """The middleware for ``st.App``, configured from the app's settings (metrics stay off while
     the settings are invalid: the app then explains the problem on every page)."""
@@ -114,6 +141,7 @@ def middleware() -> list:
     except app_settings.SettingsError:
         metrics = False
     _tell_downloads_who_asks()
+    _apply_clicks_before_reruns()
     _installed.append(True)
     return [Middleware(Guard, metrics=metrics)]
 
@@ -129,8 +157,23 @@ def _start_runtime() -> None:
         print(f"Account Activity Insights: the app's settings are not valid: {error}", file=sys.stderr)
 
 
+STOP_SECONDS = 20  # for the collector's poll in progress, before the save (ECS waits 30 s by default)
+
+
+def _stop_runtime() -> None:
+    from ui import runtime
+
+    shared = runtime._runtime
+    if shared is not None:
+        shared.collector.stop(timeout=STOP_SECONDS)  # saves the state
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    """Starts the runtime (restore and first poll run in the collector's thread) with the server."""
+    """Starts the runtime (restore and first poll run in the collector's thread) with the server,
+    and saves its state when the server shuts down (SIGTERM): the ``atexit`` hook the runtime
+    registers never ran under ``streamlit run server.py``, so a stopped server restarted from
+    its last periodic save and read the rest again."""
     threading.Thread(target=_start_runtime, name="start-runtime", daemon=True).start()
     yield None
+    await asyncio.to_thread(_stop_runtime)

@@ -30,5 +30,5 @@ def dashboard() -> None:
 
 
 navigation = st.navigation([st.Page(dashboard, title="Dashboard", default=True)])
-sidebar_account(values)
+sidebar_account()
 navigation.run()
