@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 
+import msgspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -60,6 +61,14 @@ _PLAIN_BYTES = MAX_RECORD_BYTES // 5
 # Escaped UTF-16 surrogates: orjson refuses a lone one; pyarrow's reader may not.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 READ_BLOCK_BYTES = 1 << 20
+
+
+class _Trail(msgspec.Struct):
+    Records: list[msgspec.Raw]
+
+
+# Each record's JSON text as it is in a trail document, checked as JSON on the way.
+TRAIL_RECORDS = msgspec.json.Decoder(_Trail)
 # Texts read by one pyarrow call; a block pyarrow refuses is halved (below).
 BLOCK_LINES = 16_384
 # A block pyarrow refuses is halved until the odd record is alone among this many.
@@ -356,6 +365,16 @@ _TRAIL_SCHEMA = pa.schema([("Records", pa.list_(pa.struct(list(SCHEMA))))])
 _TRAIL_PARSE = pj.ParseOptions(explicit_schema=_TRAIL_SCHEMA, unexpected_field_behavior="ignore")
 
 
+def _holds_long_record(data: bytes) -> bool:
+    """Whether a trail document holds a record too long to be surely under MAX_RECORD_BYTES
+    (or is not one msgspec reads): its size is then for the per-record path to judge."""
+    try:
+        records = TRAIL_RECORDS.decode(data).Records
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return True
+    return any(len(record) >= _PLAIN_BYTES for record in records)
+
+
 def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple[Batch, list[int]] | None:
     """The events of trail files' bytes (each ``{"Records": [...]}`` on one line, as CloudTrail
     writes them) read in one go, and how many records each held, when every record is plain;
@@ -364,6 +383,8 @@ def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple
     for data in documents:
         if not TRAIL_START.match(data) or b"\n" in data.strip():
             return None
+        if len(data) >= _PLAIN_BYTES and _holds_long_record(data):
+            return None  # the per-record path rejects it as too large, or takes it
     data = b"\n".join(documents)
     if _has_surrogate(data) or not _valid_utf8(data):
         return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from isal import igzip, igzip_lib
 
-from metrics.columnar import normalise_chunk, normalise_lines
+from metrics.columnar import TRAIL_RECORDS, normalise_chunk, normalise_lines
 from metrics.events import Batch
 from metrics.normalise import Rejects, Unreadable, normalise_all
 from metrics.records import iter_bytes, iter_lines
@@ -47,13 +47,6 @@ class Lines:
     data: bytes
     origin: str
     first_line: int = 1
-
-
-class _Trail(msgspec.Struct):
-    Records: list[msgspec.Raw]
-
-
-_TRAIL = msgspec.json.Decoder(_Trail)
 
 
 def parsed(items) -> list[object]:
@@ -140,7 +133,7 @@ def _trail_records(data: bytes) -> list[bytes] | None:
         except UnicodeDecodeError:
             return None
     try:  # (msgspec refuses a lone escaped surrogate, as orjson does)
-        records = _TRAIL.decode(data).Records
+        records = TRAIL_RECORDS.decode(data).Records
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return [bytes(record) for record in records]

@@ -78,6 +78,12 @@ def engine_of_windows(frame: pd.DataFrame, anomaly_engine: str = "krcf") -> Engi
     return engine
 
 
+# A trail file is one JSON object; DuckDB's reader refuses an object over 16 MiB by default, and
+# a busy account's five minutes in one region (or any organisation trail file at ~5M events a day)
+# is larger than that.
+MAX_DOCUMENT_BYTES = 1 << 30
+
+
 def duckdb_windows(files: list[str], now_ns: int | None = None, pumps=PUMPS, top_k: int | None = None) -> pd.DataFrame:
     """The query's rows computed by DuckDB over ``files`` (``trail_sql``'s ``pumps`` and ``top_k``)."""
     import duckdb
@@ -92,7 +98,8 @@ def duckdb_windows(files: list[str], now_ns: int | None = None, pumps=PUMPS, top
         "CREATE TEMP VIEW trail AS SELECT CAST(r AS VARCHAR) AS record FROM ("
         "SELECT unnest(CASE WHEN json_type(json) = 'OBJECT' AND json_type(json, '$.Records') = 'ARRAY' "
         "THEN json_extract(json, '$.Records[*]') ELSE [json] END) AS r "
-        f"FROM read_json_objects({listing}, format = 'auto', ignore_errors = true))"
+        f"FROM read_json_objects({listing}, format = 'auto', ignore_errors = true, "
+        f"maximum_object_size = {MAX_DOCUMENT_BYTES}))"
     )
     from metrics.sql import trail_sql, transpile  # sqlglot takes 0.15-0.3 s to import: only when a query runs
 

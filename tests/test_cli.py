@@ -105,3 +105,21 @@ def test_a_record_dated_2300_is_rejected_with_its_reason_and_the_rest_is_kept(tm
     assert result.stdout == EXPECTED_CSV
     assert "eventTime out of range" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_record_over_256_kib_is_rejected_whether_in_a_trail_file_or_in_json_lines(tmp_path):
+    import gzip
+
+    from tests.conftest import make_record
+
+    records = [make_record(f"big-{i}", "2024-08-02T08:30:00Z", requestParameters={"p": "x" * 300_000}) for i in range(3)]
+    records += [make_record(f"small-{i}", "2024-08-02T08:30:00Z") for i in range(2)]
+    trail = tmp_path / "111122223333_CloudTrail_us-east-1_20240802T0830Z_a.json.gz"
+    trail.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+    lines = tmp_path / "records.jsonl"
+    lines.write_text("".join(json.dumps(record) + "\n" for record in records))
+    for path in (trail, lines):
+        result = run(str(path))
+        assert result.returncode == 0, result.stderr
+        assert "TotalCalls,2024-08-02T08:30:00Z,,,2\n" in result.stdout, path.name
+        assert "3  record too large" in result.stderr, path.name

@@ -156,3 +156,22 @@ def test_top_k_per_minute_keeps_every_windows_total_exact(org_trail):
         assert minutes == by_minute, pump.name  # totals exact, minute by minute
         assert max(rows.values()) <= 3 + 1
     assert cut  # some minute had more than three users or APIs
+
+
+def test_a_trail_file_over_duckdbs_default_object_size_is_read(tmp_path):
+    import gzip
+
+    import orjson
+
+    from tests.conftest import make_record
+
+    # 90 records carrying 200 kB of request parameters each: one document over DuckDB's 16 MiB default.
+    records = [
+        make_record(f"big-{i}", f"2024-08-02T08:3{i % 10}:00Z", requestParameters={"policy": "x" * 200_000})
+        for i in range(90)
+    ]
+    path = tmp_path / "111122223333_CloudTrail_us-east-1_20240802T0835Z_big.json.gz"
+    path.write_bytes(gzip.compress(orjson.dumps({"Records": records}), compresslevel=1))
+    ours = cli(str(path))
+    assert "TotalCalls,2024-08-02T08:30:00Z,,,9" in ours
+    assert cli(str(path), "--engine", "duckdb") == ours
