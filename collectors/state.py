@@ -50,15 +50,19 @@ class StateStore:
             return {}
         return saved.get(self.source_name, {}) if isinstance(saved, dict) else {}
 
-    def restore(self, engine: Engine, now: float | None = None, progress=None) -> int:
+    def restore(self, engine: Engine, now: float | None = None, progress=None, on_batch=None) -> int:
         """Loads the saved events into ``engine``; returns how many were added. ``progress``,
-        if given, is called with the share of the saved events read so far."""
+        if given, is called with the share of the saved events read so far; ``on_batch(batch,
+        result)`` with each batch read and its ``IngestResult`` (the analyses' baseline)."""
         now_ns = int((time.time() if now is None else now) * NS_PER_SECOND)
         added = read = 0
         try:
             total = max(1, snapshot.count(self.buffer_path))
             for batch in snapshot.batches(self.buffer_path):  # a row group at a time: a third of the memory
-                added += engine.ingest(batch, now_ns).added
+                result = engine.ingest(batch, now_ns)
+                added += result.added
+                if on_batch is not None:
+                    on_batch(batch, result)
                 read += len(batch)
                 if progress is not None:
                     progress(min(1.0, read / total))

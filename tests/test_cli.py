@@ -112,7 +112,9 @@ def test_a_record_over_256_kib_is_rejected_whether_in_a_trail_file_or_in_json_li
 
     from tests.conftest import make_record
 
-    records = [make_record(f"big-{i}", "2024-08-02T08:30:00Z", requestParameters={"p": "x" * 300_000}) for i in range(3)]
+    records = [
+        make_record(f"big-{i}", "2024-08-02T08:30:00Z", requestParameters={"p": "x" * 300_000}) for i in range(3)
+    ]
     records += [make_record(f"small-{i}", "2024-08-02T08:30:00Z") for i in range(2)]
     trail = tmp_path / "111122223333_CloudTrail_us-east-1_20240802T0830Z_a.json.gz"
     trail.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))

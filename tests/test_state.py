@@ -172,3 +172,28 @@ def test_a_restart_restores_the_saved_events_and_the_detections_baseline_in_the_
     assert again.detector.observe([make_record("e1", stamp)]) == []  # already seen in the baseline
     assert (tmp_path / "ready.json").exists()
     again.collector.stop()
+
+
+def test_a_restart_gives_the_detections_the_same_hits_from_the_restored_columns(tmp_path):
+    from metrics.detections import Detector
+
+    values = load(
+        {"INSIGHTS_SOURCE": "files", "INSIGHTS_FILES_PATH": str(tmp_path / "in"), "INSIGHTS_STATE_DIR": str(tmp_path)}
+    )
+    (tmp_path / "in").mkdir()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    records = [make_record(f"e{i}", stamp) for i in range(3)]
+    records.append(make_record("stop", stamp, eventSource="cloudtrail.amazonaws.com", eventName="StopLogging"))
+    records.append(make_record("delete", stamp, eventSource="cloudtrail.amazonaws.com", eventName="DeleteTrail"))
+    first = build(values)
+    first.engine.ingest(batch_of(records))
+    first.collector.store.save(first.engine, first.collector.source)
+    again = build(values)
+    again.collector.start()
+    assert again.collector.wait_ready(30)
+    again.collector.stop()
+    expected = Detector(again.detector.rules)
+    expected.observe(records)
+    restored = [(h.id, h.rule_id, tuple(h.event_ids)) for h in again.detector.hits()]
+    assert restored == [(h.id, h.rule_id, tuple(h.event_ids)) for h in expected.hits()]
+    assert {"cloudtrail-stopped"} <= {rule for _, rule, _ in restored}
