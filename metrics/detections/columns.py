@@ -23,27 +23,16 @@ from __future__ import annotations
 import msgspec
 
 from metrics.events import POSITION
-from metrics.normalise import MAX_FIELD_CHARS
+from metrics.normalise import MAX_FIELD_CHARS, TEXT_FIELDS
 
 
 class NeedsRecord(Exception):
     """The columns cannot answer this exactly: ask the parsed record."""
 
 
-# Top-level fields whose column is the record's value as it is (None: absent, null or "").
-_TEXT = {
-    name: POSITION[name]
-    for name in (
-        "eventSource",
-        "eventName",
-        "awsRegion",
-        "sourceIPAddress",
-        "userAgent",
-        "errorCode",
-        "errorMessage",
-        "eventType",
-    )
-}
+# Top-level fields whose column is the record's value as it is (None: absent, null or "");
+# recipientAccountId has no column of its own (the account column is derived).
+_TEXT = {name: POSITION[name] for name in TEXT_FIELDS if name in POSITION}
 _KEYS = {name: f'"{name}"'.encode() for name in (*_TEXT, "readOnly", "arn", "invokedBy")}
 _READ_ONLY = POSITION["readOnly"]
 _BOOLEAN = {True: b'"readOnly":true', False: b'"readOnly":false'}
