@@ -28,6 +28,19 @@ def result_rows(rows) -> list[dict]:
     return [cells(*HEADER)] + [cells(*row) for row in rows]
 
 
+def athena_on_moto(monkeypatch, url: str) -> None:
+    """Points the app's Athena and S3 clients at a moto server, with test credentials."""
+    for name, value in {
+        "AWS_ENDPOINT_URL_ATHENA": url,
+        "AWS_ENDPOINT_URL_S3": url,
+        "AWS_ACCESS_KEY_ID": "AKIDTEST",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def no_sleep(seconds):
     no_sleep.calls.append(seconds)
 
@@ -187,15 +200,7 @@ def test_status_page_shows_the_athena_queries(start_app, monkeypatch):
     from tests.cloudtrail_endpoint import moto_server
 
     with moto_server() as url:
-        for name, value in {
-            "AWS_ENDPOINT_URL_ATHENA": url,
-            "AWS_ENDPOINT_URL_S3": url,
-            "AWS_ACCESS_KEY_ID": "AKIDTEST",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }.items():
-            monkeypatch.setenv(name, value)
+        athena_on_moto(monkeypatch, url)
         now = int(time.time())
         seeded = {"results": [{"rows": result_rows([("TotalCalls", now - now % 10 - 60, "", "", 4)])}]}
         assert requests.post(f"{url}/moto-api/static/athena/query-results", json=seeded).ok

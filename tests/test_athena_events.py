@@ -230,19 +230,11 @@ def test_status_page_shows_the_drill_down_queries(start_app, monkeypatch):
     import orjson
 
     from tests.cloudtrail_endpoint import moto_server
-    from tests.test_athena import cells, result_rows
+    from tests.test_athena import athena_on_moto, cells, result_rows
     from ui import data
 
     with moto_server() as url:
-        for name, value in {
-            "AWS_ENDPOINT_URL_ATHENA": url,
-            "AWS_ENDPOINT_URL_S3": url,
-            "AWS_ACCESS_KEY_ID": "AKIDTEST",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }.items():
-            monkeypatch.setenv(name, value)
+        athena_on_moto(monkeypatch, url)
         now = int(time.time())
         record = make_record("clicked", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 65)))
         windows = {"rows": result_rows([("TotalCalls", now - now % 10 - 60, "", "", 1)])}

@@ -110,18 +110,10 @@ def test_a_failed_scope_query_gives_no_windows_and_its_reason():
 
 def test_choosing_a_scope_in_the_sidebar_draws_its_windows_from_athena(start_app, monkeypatch):
     from tests.cloudtrail_endpoint import moto_server
-    from tests.test_athena import result_rows
+    from tests.test_athena import athena_on_moto, result_rows
 
     with moto_server() as url:
-        for name, value in {
-            "AWS_ENDPOINT_URL_ATHENA": url,
-            "AWS_ENDPOINT_URL_S3": url,
-            "AWS_ACCESS_KEY_ID": "AKIDTEST",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }.items():
-            monkeypatch.setenv(name, value)
+        athena_on_moto(monkeypatch, url)
         now = int(time.time())
         window = now - now % 600 - 600
         org = [
