@@ -85,15 +85,20 @@ def _text_batches(
         cut = data.find(b"\n", start + CHUNK_BYTES)
         end = len(data) if cut < 0 else cut + 1
         piece = data[start:end] if start or end < len(data) else data
-        read = normalise_chunk(piece, rejects, origin, now_ns, first, keep_raws)
-        if read is None:
-            lines = piece.splitlines()
-            yield from _line_batches(lines, first, rejects, origin, now_ns)
-            first += len(lines)
-        else:
-            yield read[0]
-            first += read[1]
+        batches, lines = _piece_batches(piece, first, rejects, origin, now_ns, keep_raws)
+        yield from batches
+        first += lines
         start = end
+
+
+def _piece_batches(piece: bytes, first: int, rejects: Rejects, origin: str, now_ns, keep_raws: bool):
+    """(the batches, the number of lines) of one piece of JSON Lines text: read as it is when
+    it is plain, line by line otherwise."""
+    read = normalise_chunk(piece, rejects, origin, now_ns, first, keep_raws)
+    if read is not None:
+        return [read[0]], read[1]
+    lines = piece.splitlines()
+    return list(_line_batches(lines, first, rejects, origin, now_ns)), len(lines)
 
 
 def _line_batches(lines: list[bytes], first: int, rejects: Rejects, origin: str, now_ns) -> Iterator[Batch]:
@@ -138,14 +143,9 @@ def _streamed(path: Path, rejects: Rejects, origin: str, now_ns, keep_raws: bool
                 else:
                     cut = data.rfind(b"\n") + 1
                     whole, rest = data[:cut], data[cut:]
-                read = normalise_chunk(whole, rejects, origin, now_ns, number, keep_raws)
-                if read is None:
-                    lines = whole.splitlines()
-                    yield from _line_batches(lines, number, rejects, origin, now_ns)
-                    number += len(lines)
-                else:
-                    yield read[0]
-                    number += read[1]
+                batches, lines = _piece_batches(whole, number, rejects, origin, now_ns, keep_raws)
+                yield from batches
+                number += lines
                 if not chunk:
                     return
                 chunk = file.read(CHUNK_BYTES)
