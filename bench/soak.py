@@ -166,6 +166,15 @@ def append_events(path: Path, source: DemoSource, since: float, until: float) ->
     return len(records)
 
 
+def report_progress(samples, durations, pages, appended: int) -> None:
+    """One line on stderr every few minutes of the soak: what the end would print so far."""
+    rss = samples[-1][1] / MIB if samples else 0.0
+    p95 = float(np.percentile(durations, 95)) if durations else float("nan")
+    shown = sum(page.locator('[data-testid="stException"]').count() for page in pages)
+    runs = len(durations)
+    step(f"RSS {rss:,.0f} MiB, {runs} fragment runs, p95 {p95:.2f} s, {shown} exceptions, {appended:,} events appended")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -243,7 +252,7 @@ def main() -> None:
             source = DemoSource(seed=23, rate=args.rate / MEAN_RHYTHM)
             appended, last_append = 0, time.time()
             end = time.perf_counter() + minutes * 60
-            next_sample = time.perf_counter()
+            next_sample = next_report = time.perf_counter()
             while time.perf_counter() < end:
                 now = time.time()
                 if now - last_append >= 2:
@@ -253,6 +262,9 @@ def main() -> None:
                     rss, cpu = rss_and_cpu(server.pid)
                     samples.append((time.perf_counter(), rss, cpu))
                     next_sample += 5
+                if time.perf_counter() >= next_report:  # a run stopped early still leaves figures
+                    report_progress(samples, timer.durations, pages, appended)
+                    next_report += 300
                 first.wait_for_timeout(500)  # lets every page's events be handled
             for page in pages:
                 exceptions += page.locator('[data-testid="stException"]').count()

@@ -49,9 +49,15 @@ def test_a_reload_keeps_the_range_and_the_explorer_search(server):
     page.keyboard.press("Enter")
     settle(page)
     page.wait_for_function("() => location.search.includes('q=hostile-0002')")
+    reloaded = page.url
     page.reload()
     settle(page)
-    expect(page.get_by_role("textbox", name="Search")).to_have_value("hostile-0002")
+    # CI failed here once (an empty search after the reload) and no rerun here repeated it: the
+    # addresses before and after tell whether the browser or the new session lost the search.
+    try:
+        expect(page.get_by_role("textbox", name="Search")).to_have_value("hostile-0002")
+    except AssertionError as error:
+        raise AssertionError(f"reloaded {reloaded}, now at {page.url}") from error
     expect(page.get_by_text(re.compile(r"^1 matching event\."))).to_be_visible()
     assert "range=6h" in page.url
     page.screenshot(path=SHOTS / "explorer-1440.png")
