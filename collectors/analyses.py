@@ -11,11 +11,29 @@ import time
 from metrics.engine import Engine
 
 ALERT_MAX_AGE = 3600  # hits from older history (a backfill, a restore) are shown, not alerted
+DEFER_FROM = 5_000  # events in a batch of a backlog; fewer take the rules well under a second
 
 
 class Detections:
-    def __init__(self, detector, triage, alerter=None, clock=time.time):
+    """The rules over each poll. With a ``spool`` (``collectors.backlog.Spool``), the batches
+    of a backlog (``observe_later``: a start's large polls, a restore) wait on disk until
+    ``catch_up`` reads them between polls, so that the charts do not wait for the rules; a poll
+    arriving meanwhile waits behind them, so the rules see every event in the order read."""
+
+    def __init__(self, detector, triage, alerter=None, clock=time.time, spool=None):
         self.detector, self.triage, self.alerter, self.clock = detector, triage, alerter, clock
+        self.spool = spool
+        self.spool_error: str | None = None  # the spool's last failure, for the Status page
+
+    @property
+    def waiting(self) -> int:
+        """Events read but not through the rules yet."""
+        return self.spool.events if self.spool is not None else 0
+
+    @property
+    def lost(self) -> int:
+        """Events the rules never read: their batch could not be read back from the spool."""
+        return self.spool.lost if self.spool is not None else 0
 
     def observe(self, records, columns) -> None:
         self._alert(self.detector.observe(records))
@@ -23,7 +41,35 @@ class Detections:
     def observe_batch(self, batch, positions) -> None:
         """The rules over the events the engine took as new (it drops the duplicates, so the
         detector keeps no eventIDs of its own), read from the batch's columns."""
-        self._alert(self.detector.observe_batch(batch, positions))
+        if self.waiting:
+            self.observe_later(batch, positions)
+        else:
+            self._alert(self.detector.observe_batch(batch, positions))
+
+    def observe_later(self, batch, positions) -> None:
+        if self.spool is None or positions is None or (len(positions) < DEFER_FROM and not self.waiting):
+            self._alert(self.detector.observe_batch(batch, positions))
+            return
+        new = batch.select([int(i) for i in positions])
+        if not len(new):
+            return
+        try:
+            self.spool.put(new)
+        except OSError as error:  # a full disk: read now, later charts rather than lost events
+            self.spool_error = f"{type(error).__name__}: {error}"
+            self._alert(self.detector.observe_batch(new, range(len(new))))
+
+    def catch_up(self) -> bool:
+        """Reads one waiting batch; returns whether some remain."""
+        if not self.waiting:
+            return False
+        try:
+            batch = self.spool.take()
+        except Exception as error:  # shown with the count: the events are in the buffer, not in the rules
+            self.spool_error = f"{type(error).__name__}: {error}"
+        else:
+            self._alert(self.detector.observe_batch(batch, range(len(batch))))
+        return bool(self.waiting)
 
     def _alert(self, hits) -> None:
         if self.alerter is None:

@@ -119,7 +119,9 @@ class Collector:
             self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
         # The columnar path hands over the events' raw JSON, nothing else to filter out.
         observed = records if records is batch.raws else [r for r in records if isinstance(r, dict)]
-        self._analyse(observed, result.columns if result.added else None, watermark, batch, result.positions)
+        # More of a backlog to read: the analyses that can wait do, and the charts fill first.
+        later = bool(getattr(self.source, "more", False))
+        self._analyse(observed, result.columns if result.added else None, watermark, batch, result.positions, later)
         health = self.health
         health.polls += 1
         health.last_poll = health.last_success = self.clock()
@@ -208,12 +210,14 @@ class Collector:
             health.newest_event = max(newest, health.newest_event or newest)
             health.lag_seconds = now - newest
 
-    def _analyse(self, records, columns, watermark, batch=None, positions=None) -> None:
+    def _analyse(self, records, columns, watermark, batch=None, positions=None, later=False) -> None:
         for analysis in self.analyses:
             name = type(analysis).__name__
             try:
                 # An analysis that reads the batch gets it with the rows the engine took as new.
-                if batch is not None and hasattr(analysis, "observe_batch"):
+                if batch is not None and later and hasattr(analysis, "observe_later"):
+                    analysis.observe_later(batch, positions)
+                elif batch is not None and hasattr(analysis, "observe_batch"):
                     analysis.observe_batch(batch, positions)
                 else:
                     analysis.observe(records, columns)
@@ -276,11 +280,21 @@ class Collector:
         return self.ready.wait(timeout)
 
     def catch_up(self) -> bool:
-        """Lets the forest learn one more step of a backlog (months of history read from files);
-        returns whether some remains."""
-        if self._watermark_ns is None:
-            return False
-        return self.engine.advance(self._watermark_ns, limit=LEARN_STEP) == LEARN_STEP
+        """One more step of a backlog: the forest learns a step of months of history read from
+        files, each analysis that waited reads one batch. Returns whether some remains."""
+        more = False
+        if self._watermark_ns is not None:
+            more = self.engine.advance(self._watermark_ns, limit=LEARN_STEP) == LEARN_STEP
+        for analysis in self.analyses:
+            if hasattr(analysis, "catch_up"):
+                name = type(analysis).__name__
+                try:
+                    more = analysis.catch_up() or more
+                    self.analysis_errors.pop(name, None)
+                except Exception as error:  # as in _analyse: shown, the collection goes on
+                    self.analysis_errors[name] = f"{type(error).__name__}: {error}"
+                    LOG.warning("the %s analysis failed (the Status page shows it)", name, exc_info=error)
+        return more
 
     def run(self) -> None:
         try:

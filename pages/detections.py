@@ -63,6 +63,7 @@ def _hits_frame(current: view.View, at: int) -> pd.DataFrame:
 
 @page.refreshing("bar_refresh_seconds")
 def hits() -> None:
+    page.detections_backlog(shared)
     at, current = page.now(), view.current()
     frame = _hits_frame(current, at)
     if frame.empty:

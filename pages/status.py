@@ -156,6 +156,7 @@ def health() -> None:
     _regions(collector)
     _queue(collector)
     _saved_state(collector)
+    page.detections_backlog(shared)
     for name, error in dict(collector.analysis_errors).items():
         st.warning(f"The {name} analysis failed on the last poll (the events were kept): {error}")
     _alerts()

@@ -191,7 +191,11 @@ def test_a_restart_gives_the_detections_the_same_hits_from_the_restored_columns(
     again = build(values)
     again.collector.start()
     assert again.collector.wait_ready(30)
+    deadline = time.monotonic() + 30  # the rules read the restored events behind the charts
+    while again.detections.waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
     again.collector.stop()
+    assert again.detections.waiting == 0
     expected = Detector(again.detector.rules)
     expected.observe(records)
     restored = [(h.id, h.rule_id, tuple(h.event_ids)) for h in again.detector.hits()]

@@ -114,6 +114,31 @@ def dropped_text(shared: Runtime) -> str | None:
     )
 
 
+def detections_backlog(shared: Runtime) -> None:
+    """Where the rules are, when they are not through every event read (a start's history is
+    counted first, the rules read it after) or failed to read some of it back."""
+    detections = shared.detections
+    if detections is None:
+        return
+    if detections.waiting:
+        st.info(
+            f"The rules are still reading the history loaded at start: {detections.waiting:,} events to go. "
+            "Their detections appear here as they are read; the charts already count every event.",
+            icon=":material/hourglass_top:",
+        )
+    if detections.lost:
+        st.warning(
+            f"{detections.lost:,} events of the history loaded at start were not read by the rules (they are in "
+            f"the charts and the explorer): their waiting batch could not be read back ({detections.spool_error}). "
+            "A restart reads every saved event through the rules again."
+        )
+    elif detections.spool_error:
+        st.warning(
+            "The history loaded at start could not wait on disk for the rules, so they read it at once and the "
+            f"charts waited for them: {detections.spool_error}"
+        )
+
+
 def explain_empty(shared: Runtime, current: view.View, what: str = "events") -> None:
     """Why a chart has nothing to draw: no events at all yet, or none in this range and scope."""
     dropped = dropped_text(shared)

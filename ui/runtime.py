@@ -18,6 +18,7 @@ import settings as app_settings
 from collectors import memory
 from collectors.alerts import Alerter, SnsSink, WebhookSink
 from collectors.analyses import Detections, ScoreAlerts
+from collectors.backlog import Spool
 from collectors.collector import Collector
 from collectors.demo import DemoSource
 from collectors.files import FileSource, RegionFilter
@@ -42,6 +43,7 @@ class Runtime:
     dimensions: DimensionAnomalies | None = None
     alerter: Alerter | None = None
     sigma: SigmaRules | None = None
+    detections: Detections | None = None  # the detector as the collector runs it, with its backlog
 
     @property
     def is_demo(self) -> bool:
@@ -206,7 +208,9 @@ def build(values: dict) -> Runtime:
         sample_size=128,
     )
     alerter = _alerter(values)
-    analyses = [Detections(detector, triage, alerter), dimensions]
+    spool = Spool(os.path.join(str(values["state_dir"]), "detections-backlog"))
+    detections = Detections(detector, triage, alerter, spool=spool)
+    analyses = [detections, dimensions]
     if alerter is not None:
         analyses.append(ScoreAlerts(engine, alerter))
     save_every = values["save_minutes"] * 60
@@ -219,26 +223,25 @@ def build(values: dict) -> Runtime:
         store=store,
         save_every=save_every,
         analyses=analyses,
-        warm_up=(lambda c: _restore(c, store, detector, dimensions)) if store is not None else None,
+        warm_up=(lambda c: _restore(c, store, detections, dimensions)) if store is not None else None,
         on_ready=lambda: readiness.write(ready=True),
         retain_from_newest=values["source"] in ("files", "s3"),
     )
-    return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma)
+    return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma, detections)
 
 
-def _restore(collector: Collector, store: StateStore, detector: Detector, dimensions: DimensionAnomalies) -> None:
-    """The saved events back into the engine and the detections' baseline from them, a row
-    group at a time, read from the columns as a large poll is (parsing every restored record
-    into a dict made a restart's readiness wait minutes on the detections)."""
+def _restore(collector: Collector, store: StateStore, detections: Detections, dimensions: DimensionAnomalies) -> None:
+    """The saved events back into the engine, a row group at a time; the detections read them
+    afterwards, behind the charts (``Detections.observe_later``), as they read a large poll."""
     engine = collector.engine
 
     def progress(share: float) -> None:
         collector.start_progress = share
 
     def observe(batch, result) -> None:
-        detector.observe_batch(batch, result.positions)
+        detections.observe_later(batch, result.positions)
 
-    collector.starting = "Restoring the saved history and the detections' baseline"
+    collector.starting = "Restoring the saved history"
     store.restore(engine, progress=progress, on_batch=observe)
     dimensions.add(engine.buffer.snapshot().columns())
     memory.trim()

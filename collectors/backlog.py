@@ -1,0 +1,71 @@
+"""The detections' backlog: batches the rules will read after the charts are filled.
+
+A start reads a day of history (or restores it) in large polls. The rules cost several times
+what the engine's counting does, so reading them inline made every chart wait for them. Those
+batches wait on disk instead, compressed, in the order they were read, and the collector hands
+them to the rules between polls. Each file holds the rows the engine took as new, so the rules
+see exactly the batches they would have seen inline, only later.
+
+Nothing here needs to survive a restart: the saved buffer holds every event, and a restore
+gives the rules all of it again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from collections import deque
+from pathlib import Path
+
+import zstandard
+
+from metrics.events import Batch
+
+SUFFIX = ".batch"
+
+
+class Spool:
+    """Batches on disk, first in first out."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in self.folder.glob(f"*{SUFFIX}"):  # a previous run's: its events are in the saved buffer
+            stale.unlink(missing_ok=True)
+        self._queue: deque[tuple[Path, int]] = deque()
+        self._numbers = itertools.count()
+        self.events = 0  # waiting, in all files
+        self.lost = 0  # in files that could not be read back
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, batch: Batch) -> None:
+        """Raises OSError if the disk refuses it (the caller reads the batch at once instead)."""
+        path = self.folder / f"{next(self._numbers):08d}{SUFFIX}"
+        data = pickle.dumps((batch.columns, batch.raws), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            path.write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        self._queue.append((path, len(batch)))
+        self.events += len(batch)
+
+    def take(self) -> Batch | None:
+        """The oldest batch, gone from the spool; None when empty. Raises what reading raises,
+        its events then counted in ``lost``."""
+        if not self._queue:
+            return None
+        path, size = self._queue.popleft()
+        self.events -= size
+        try:
+            data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+            # Written by this process into its private folder; stale files were deleted at start.
+            columns, raws = pickle.loads(data)
+        except Exception:
+            self.lost += size
+            raise
+        finally:
+            path.unlink(missing_ok=True)
+        return Batch(columns, raws)
