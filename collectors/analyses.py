@@ -1,6 +1,7 @@
 """What the collector runs beside the pumps on each poll: rule detections (with alerts for
 new hits) and alerts for unusual total volume. Each is an object with
-``observe(records, columns)`` and ``advance(watermark_s)``; one that also has
+``observe(records, columns)`` and ``advance(watermark_s, limit)`` (``limit``: at most so many
+windows learned, 0 while a backlog is read); one that also has
 ``observe_batch(batch, positions)`` gets the poll's normalised ``Batch`` and the positions of
 the rows the engine took as new instead."""
 
@@ -79,7 +80,7 @@ class Detections:
             if hit.time >= recent and not self.triage.is_suppressed(hit):
                 self.alerter.submit_hit(hit)
 
-    def advance(self, watermark_s: int) -> None:
+    def advance(self, watermark_s: int, limit: int | None = None) -> None:
         pass
 
 
@@ -93,7 +94,7 @@ class ScoreAlerts:
     def observe(self, records, columns) -> None:
         pass
 
-    def advance(self, watermark_s: int) -> None:
+    def advance(self, watermark_s: int, limit: int | None = None) -> None:
         scorer = self.engine.scorer
         if scorer.next is None:
             return

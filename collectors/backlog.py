@@ -45,7 +45,7 @@ class Spool:
         path = self.folder / f"{next(self._numbers):08d}{SUFFIX}"
         data = pickle.dumps((batch.columns, batch.raws), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            path.write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+            path.write_bytes(zstandard.ZstdCompressor(level=1, threads=-1).compress(data))
         except OSError:
             path.unlink(missing_ok=True)
             raise

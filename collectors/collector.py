@@ -87,7 +87,7 @@ class Collector:
         self.clock = clock
         self.store = store  # a collectors.state.StateStore, or None: nothing survives a restart
         self.save_every = save_every
-        # Beside the pumps: objects with observe(records, columns) and advance(watermark_s),
+        # Beside the pumps: objects with observe(records, columns) and advance(watermark_s, limit),
         # e.g. rule detections and per-dimension anomaly scores. Their failures are recorded.
         # ``records`` are parsed dicts, or after a large poll the events' raw JSON bytes.
         self.analyses = list(analyses)
@@ -114,13 +114,14 @@ class Collector:
         result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
         self._ingested()
         watermark = self._watermark(batch, now)
+        # More of a backlog to read: the forests and the analyses that can wait do (they catch up
+        # between polls), and the charts fill first.
+        later = bool(getattr(self.source, "more", False))
         if watermark is not None:
             self._watermark_ns = int(watermark * NS_PER_SECOND)
-            self.engine.advance(self._watermark_ns, limit=LEARN_STEP)
+            self.engine.advance(self._watermark_ns, limit=0 if later else LEARN_STEP)
         # The columnar path hands over the events' raw JSON, nothing else to filter out.
         observed = records if records is batch.raws else [r for r in records if isinstance(r, dict)]
-        # More of a backlog to read: the analyses that can wait do, and the charts fill first.
-        later = bool(getattr(self.source, "more", False))
         self._analyse(observed, result.columns if result.added else None, watermark, batch, result.positions, later)
         health = self.health
         health.polls += 1
@@ -222,7 +223,7 @@ class Collector:
                 else:
                     analysis.observe(records, columns)
                 if watermark is not None:
-                    analysis.advance(int(watermark))
+                    analysis.advance(int(watermark), limit=0 if later else LEARN_STEP)
                 self.analysis_errors.pop(name, None)
             except Exception as error:  # an analysis failing must not lose the events already ingested
                 self.analysis_errors[name] = f"{type(error).__name__}: {error}"
@@ -282,18 +283,19 @@ class Collector:
     def catch_up(self) -> bool:
         """One more step of a backlog: the forest learns a step of months of history read from
         files, each analysis that waited reads one batch. Returns whether some remains."""
-        more = False
-        if self._watermark_ns is not None:
-            more = self.engine.advance(self._watermark_ns, limit=LEARN_STEP) == LEARN_STEP
+        watermark = self._watermark_ns
+        more = watermark is not None and self.engine.advance(watermark, limit=LEARN_STEP) == LEARN_STEP
         for analysis in self.analyses:
-            if hasattr(analysis, "catch_up"):
-                name = type(analysis).__name__
-                try:
+            name = type(analysis).__name__
+            try:
+                if watermark is not None:
+                    learned = analysis.advance(watermark // NS_PER_SECOND, limit=LEARN_STEP) or 0
+                    more = learned >= LEARN_STEP or more
+                if hasattr(analysis, "catch_up"):
                     more = analysis.catch_up() or more
-                    self.analysis_errors.pop(name, None)
-                except Exception as error:  # as in _analyse: shown, the collection goes on
-                    self.analysis_errors[name] = f"{type(error).__name__}: {error}"
-                    LOG.warning("the %s analysis failed (the Status page shows it)", name, exc_info=error)
+            except Exception as error:  # as in _analyse: shown, the collection goes on
+                self.analysis_errors[name] = f"{type(error).__name__}: {error}"
+                LOG.warning("the %s analysis failed (the Status page shows it)", name, exc_info=error)
         return more
 
     def run(self) -> None:

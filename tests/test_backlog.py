@@ -158,3 +158,39 @@ def test_the_detections_page_says_the_rules_are_still_reading(start_app, tmp_pat
     assert any("still reading the history loaded at start: 20 events to go" in i.value for i in at.info)
     at.switch_page("pages/status.py").run()
     assert any("20 events to go" in i.value for i in at.info)
+
+
+def test_the_forests_learn_a_backlog_after_it_is_read_with_the_same_scores(tmp_path, monkeypatch):
+    from metrics.dimensions import DimensionAnomalies
+
+    monkeypatch.setattr(analyses, "DEFER_FROM", 1)
+    start = time.time() - 6 * 3600
+    records = [r for i, r in enumerate(_records(600, start)) if i % 3]  # about every 1.5 s over 15 minutes
+    for i, record in enumerate(records):  # spread over six hours: windows for the forests to learn
+        record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + i * 50))
+
+    def run(folder_name: str, per_file: int):
+        folder = tmp_path / folder_name
+        folder.mkdir()
+        for n, part in enumerate(range(0, len(records), per_file)):
+            path = folder / f"part-{n}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in records[part : part + per_file]))
+            os.utime(path, (time.time() - 60, time.time() - 60))
+        engine = Engine(retention_seconds=None)
+        dimensions = DimensionAnomalies(top_n=3, retention_seconds=None, trees=10, sample_size=32)
+        source = FileSource(str(folder), batch_records=per_file)
+        collector = Collector(source, engine, analyses=[dimensions], retain_from_newest=True)
+        learned_while_reading = []  # windows scored after each poll with more to read
+        collector.poll_once()
+        while source.more:
+            learned_while_reading.append(len(engine.scorer.scores))
+            collector.poll_once()
+        while collector.catch_up():
+            pass
+        return engine, dimensions, learned_while_reading
+
+    backlog, backlog_dims, early = run("backlog", 100)
+    whole, whole_dims, _ = run("whole", len(records))
+    assert early == [0, 0, 0]  # four polls of 100: nothing learned while more of the backlog was to read
+    assert backlog.scorer.scores and backlog.scorer.scores == whole.scorer.scores
+    assert backlog_dims.top(0, 2**40, n=50).equals(whole_dims.top(0, 2**40, n=50))

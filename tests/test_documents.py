@@ -83,7 +83,7 @@ def test_the_collector_feeds_a_large_folder_the_columnar_way_and_the_analyses_ra
         def observe(self, records, columns):
             self.records.extend(records)
 
-        def advance(self, watermark_s):
+        def advance(self, watermark_s, limit=None):
             pass
 
     seen = Seen()

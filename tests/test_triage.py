@@ -120,7 +120,7 @@ def test_analysis_failures_are_recorded_and_the_events_kept():
         def observe(self, records, columns):
             raise ValueError("boom")
 
-        def advance(self, watermark):
+        def advance(self, watermark, limit=None):
             pass
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
