@@ -277,6 +277,10 @@ class Collector:
         self.ready.set()
         return wait
 
+    def reading_backlog(self) -> bool:
+        """Whether the start is still restoring or reading history (the source has more)."""
+        return self.starting is not None or bool(getattr(self.source, "more", False))
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready.wait(timeout)
 

@@ -150,9 +150,11 @@ def index_blocks(buffer, pause: float = 0.0) -> int:
     return made
 
 
-def keep_indexed(buffer, interval: float = 2.0) -> None:
+def keep_indexed(buffer, interval: float = 2.0, wait: Callable[[], bool] = lambda: False) -> None:
     """Index ``buffer``'s full blocks on a background thread, now and every ``interval``
-    seconds while the buffer lives (once per buffer; the thread holds no reference to it)."""
+    seconds while the buffer lives (once per buffer; the thread holds no reference to it).
+    While ``wait()`` is true it indexes nothing: a start reading a day of history gets the
+    interpreter to itself (the index took a fifth of it), and the search reads the text."""
     with _CACHE_LOCK:
         if buffer in _INDEXERS:
             return
@@ -161,7 +163,8 @@ def keep_indexed(buffer, interval: float = 2.0) -> None:
         def run() -> None:
             while (alive := reference()) is not None:
                 try:
-                    index_blocks(alive, pause=0.002)
+                    if not wait():
+                        index_blocks(alive, pause=0.002)
                 except Exception:  # the search still answers, from the text, only slower
                     LOG.exception("indexing the raw records for the search failed; retrying")
                 del alive

@@ -1,6 +1,9 @@
 """The pages' columnar reads give what the frame-based ones gave: the explorer's selection and
 search against ``matching``, and the per-group sums against ``rebin`` of the metric frames."""
 
+import threading
+import time
+
 import pandas as pd
 import pytest
 
@@ -249,3 +252,20 @@ def test_a_block_the_index_cannot_read_is_searched_as_text_and_not_read_again(mo
     flt = EventFilter(text="AccessDenied")
     expected = matching(engine.buffer.snapshot().frame(), flt, engine.buffer.raw_records)["eventID"].tolist()
     assert select(Ordered.of(engine.buffer.snapshot()), flt, engine.buffer.raw_texts).event_ids() == expected
+
+
+def test_the_background_index_waits_while_a_backlog_is_read():
+    from metrics import search
+
+    engine = Engine(retention_seconds=None, seed=0)
+    engine.ingest(batch_of(DemoSource(seed=6, rate=3.0).records(T0, T0 + 3600)))
+    reading = threading.Event()
+    reading.set()
+    search.keep_indexed(engine.buffer, interval=0.02, wait=reading.is_set)
+    time.sleep(0.3)
+    assert search.indexed_bytes(engine.buffer) == 0  # not while the backlog is read
+    reading.clear()
+    deadline = time.monotonic() + 10
+    while not search.indexed_bytes(engine.buffer) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert search.indexed_bytes(engine.buffer) > 0

@@ -182,7 +182,6 @@ def build(values: dict) -> Runtime:
     engine = Engine(
         retention_seconds=values["retention_hours"] * 3600, anomaly_engine=values["anomaly_engine"], **pumps
     )
-    search.keep_indexed(engine.buffer)  # the explorer's word search reads the index, not every record
     data.on_demand = None  # until the source says it serves events itself
     store = None
     if values["source"] != "demo":
@@ -227,6 +226,8 @@ def build(values: dict) -> Runtime:
         on_ready=lambda: readiness.write(ready=True),
         retain_from_newest=values["source"] in ("files", "s3"),
     )
+    # The explorer's word search reads the index, not every record; built once a backlog is in.
+    search.keep_indexed(engine.buffer, wait=collector.reading_backlog)
     return Runtime(values, engine, collector, detector, triage, dimensions, alerter, sigma, detections)
 
 
