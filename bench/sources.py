@@ -76,7 +76,7 @@ def drain(source, now: float, analyses: list) -> tuple[float, Collector]:
         before = collector.health.events + collector.health.duplicates + collector.health.rejects.total
         collector.poll_once(now)
         after = collector.health.events + collector.health.duplicates + collector.health.rejects.total
-        if after == before and not getattr(source, "more", False) and source.watermark(now) is not None:
+        if after == before and not collector.more and source.watermark(now) is not None:
             break
     collector.cpu_seconds = time.process_time() - cpu
     return time.perf_counter() - start, collector

@@ -96,7 +96,7 @@ def phase(folder: Path, trace: bool) -> dict:
     collector.start()
     collector.wait_ready()
     ready = time.perf_counter() - began
-    while getattr(collector.source, "more", False) or collector.health.polls < 2:
+    while collector.more or collector.health.polls < 2:
         time.sleep(0.2)
     loaded = time.perf_counter() - began
     time.sleep(1)

@@ -11,6 +11,13 @@ and ``acknowledge(mark)``, called once they are in a saved snapshot (at once whe
 state folder); ``needs_save()`` may ask for a save before the interval is up, and
 ``long_polls = True`` says that ``poll`` waits for events itself, so it is called again at once.
 
+A source reading a backlog in bounded batches says ``more`` while it has some left; with
+``read_ahead = True`` (its ``poll_documents`` touches nothing but its own progress, and
+``checkpoints()`` returns a copy) the collector reads and normalises the next batch on a
+second thread while the engine takes the current one: pyarrow's reader and the buffer's
+compression let go of the interpreter, so a start's history is read on both cores. The
+checkpoints saved meanwhile are those of the batches in the buffer, never of one read ahead.
+
 The slow part of a start (restoring the saved history, the first poll of a large folder or
 backfill) runs in the thread too, so that the server answers at once; ``ready`` is set when
 it is done and ``starting`` says meanwhile what the thread is doing, for the pages.
@@ -62,6 +69,28 @@ class Health:
         return data
 
 
+class _ReadAhead:
+    """The next poll, read and normalised on a thread of its own."""
+
+    def __init__(self, read, now: float):
+        self._outcome = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(read, now), name="collector-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, read, now: float) -> None:
+        try:
+            self._outcome = read(now)
+        except BaseException as error:  # raised where the poll is taken, as an inline poll's would be
+            self._error = error
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+
 class Collector:
     def __init__(
         self,
@@ -103,6 +132,10 @@ class Collector:
         self.starting: str | None = "Starting the collector"  # None once ready
         self.start_progress: float | None = None  # share of the warm-up done, when it can tell
         self._watermark_ns: int | None = None
+        self._ahead: _ReadAhead | None = None
+        # The source's checkpoints as of the batches in the buffer while one is read ahead (None:
+        # the source's own are); a save never records the offsets of a batch not taken yet.
+        self._checkpoints_in: dict | None = None
 
     def poll_once(self, now: float | None = None) -> None:
         """One poll, normalise, ingest and learn step; raises what the source raises."""
@@ -110,13 +143,21 @@ class Collector:
         if hasattr(self.source, "refresh"):
             self._refresh_windows(now)
             return
-        batch, records = self._poll_and_normalise(now)
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            batch, records, later = ahead.result()
+        else:
+            batch, records, later = self._read(now)
+        checkpoints = None
+        if later and getattr(self.source, "read_ahead", False):
+            checkpoints = self.source.checkpoints()  # this batch's, before the next read moves them
+            self._ahead = _ReadAhead(self._read, self.clock())
         result = self.engine.ingest(batch, now_ns=self._retention_clock_ns(batch, now))
+        self._checkpoints_in = checkpoints
         self._ingested()
         watermark = self._watermark(batch, now)
         # More of a backlog to read: the forests and the analyses that can wait do (they catch up
         # between polls), and the charts fill first.
-        later = bool(getattr(self.source, "more", False))
         if watermark is not None:
             self._watermark_ns = int(watermark * NS_PER_SECOND)
             self.engine.advance(self._watermark_ns, limit=0 if later else LEARN_STEP)
@@ -137,6 +178,17 @@ class Collector:
             health.lag_seconds = now - newest
         if self.store is not None and (self.clock() - self._last_save >= self.save_every or self._save_asked()):
             self.save()
+
+    def _read(self, now: float):
+        """(the poll's events, what the analyses observe, whether the source has more)."""
+        batch, records = self._poll_and_normalise(now)
+        return batch, records, bool(getattr(self.source, "more", False))
+
+    @property
+    def more(self) -> bool:
+        """Whether a backlog is still being read: the source has more, or a batch read ahead
+        waits for the engine."""
+        return self._ahead is not None or bool(getattr(self.source, "more", False))
 
     def _poll_and_normalise(self, now: float):
         """(the poll's events, what the analyses observe). A source that can hand over its files
@@ -233,7 +285,7 @@ class Collector:
         """Writes the buffer and the source's checkpoints; a failure is shown, not raised."""
         mark = self._unsaved_mark
         try:
-            self.store.save(self.engine, self.source)
+            self.store.save(self.engine, self.source, checkpoints=self._checkpoints_in)
         except Exception as error:  # a full disk must not stop the collection
             self.store.last_error = f"{type(error).__name__}: {error}"
         else:
@@ -279,7 +331,7 @@ class Collector:
 
     def reading_backlog(self) -> bool:
         """Whether the start is still restoring or reading history (the source has more)."""
-        return self.starting is not None or bool(getattr(self.source, "more", False))
+        return self.starting is not None or self.more
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready.wait(timeout)
@@ -312,7 +364,7 @@ class Collector:
                     self.poll_once()
                     # A source reading a backlog in bounded batches (``more``) goes on at once, and so
                     # does one whose ``poll`` waits for events itself.
-                    more = bool(getattr(self.source, "more", False))
+                    more = self.more
                     if backlog and not more:
                         memory.trim()  # the backlog's parsed records are garbage now
                     backlog = more

@@ -59,6 +59,9 @@ def _walk(folder: str, parts: tuple[str, ...], found: list) -> None:
 
 class FileSource:
     name = "files"
+    # A poll moves only this source's offsets, and checkpoints() copies them: the collector may
+    # read the next batch while the engine takes this one.
+    read_ahead = True
 
     def __init__(
         self,

@@ -71,9 +71,13 @@ class StateStore:
         self.restored_events = added
         return added
 
-    def save(self, engine: Engine, source) -> None:
-        """Checkpoints first (copied), then the buffer, then the checkpoints on disk."""
-        points = source.checkpoints() if hasattr(source, "checkpoints") else {}
+    def save(self, engine: Engine, source, checkpoints: dict | None = None) -> None:
+        """Checkpoints first (copied; ``checkpoints`` when the caller has them as of the
+        buffer), then the buffer, then the checkpoints on disk."""
+        if checkpoints is not None:
+            points = checkpoints
+        else:
+            points = source.checkpoints() if hasattr(source, "checkpoints") else {}
         snapshot.save(engine.buffer, self.buffer_path)
         write_private(self.checkpoint_path, json.dumps({self.source_name: points}, indent=1))
         self.last_saved = time.time()

@@ -133,7 +133,7 @@ def test_the_collector_counts_a_backlog_first_and_the_rules_read_it_between_poll
     collector = Collector(FileSource(str(folder), batch_records=100), engine, analyses=[detections])
     polls = 1
     collector.poll_once()
-    while collector.source.more:
+    while collector.more:
         collector.poll_once()
         polls += 1
     assert (polls, len(engine.buffer)) == (3, 300)  # every chart has every event
@@ -182,7 +182,7 @@ def test_the_forests_learn_a_backlog_after_it_is_read_with_the_same_scores(tmp_p
         collector = Collector(source, engine, analyses=[dimensions], retain_from_newest=True)
         learned_while_reading = []  # windows scored after each poll with more to read
         collector.poll_once()
-        while source.more:
+        while collector.more:
             learned_while_reading.append(len(engine.scorer.scores))
             collector.poll_once()
         while collector.catch_up():
