@@ -30,6 +30,7 @@ class StateStore:
         self.last_saved: float | None = None
         self.last_error: str | None = None
         self.restored_events = 0
+        self.restored_newest: float | None = None
 
     @property
     def buffer_path(self) -> Path:
@@ -50,13 +51,21 @@ class StateStore:
             return {}
         return saved.get(self.source_name, {}) if isinstance(saved, dict) else {}
 
-    def restore(self, engine: Engine, now: float | None = None, progress=None, on_batch=None) -> int:
+    def restore(
+        self, engine: Engine, now: float | None = None, progress=None, on_batch=None, from_newest: bool = False
+    ) -> int:
         """Loads the saved events into ``engine``; returns how many were added. ``progress``,
         if given, is called with the share of the saved events read so far; ``on_batch(batch,
-        result)`` with each batch read and its ``IngestResult`` (the analyses' baseline)."""
+        result)`` with each batch read and its ``IngestResult`` (the analyses' baseline).
+        ``from_newest``: the retention counts back from the newest saved event, not from now
+        (``restored_newest`` is then that event's time, seconds), as for a source of history."""
         now_ns = int((time.time() if now is None else now) * NS_PER_SECOND)
         added = read = 0
         try:
+            if from_newest:
+                newest = snapshot.newest_ns(self.buffer_path)
+                self.restored_newest = None if newest is None else newest / NS_PER_SECOND
+                now_ns = newest
             total = max(1, snapshot.count(self.buffer_path))
             for batch in snapshot.batches(self.buffer_path):  # a row group at a time: a third of the memory
                 result = engine.ingest(batch, now_ns)

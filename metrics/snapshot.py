@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from metrics.buffer import BufferSnapshot, Chunk, EventBuffer
@@ -116,6 +117,18 @@ def count(path: str | os.PathLike) -> int:
         return 0
     except (pa.ArrowException, OSError, ValueError) as error:
         raise SnapshotError(f"{path} is not a readable snapshot: {error}") from error
+
+
+def newest_ns(path: str | os.PathLike) -> int | None:
+    """The newest eventTime saved in the snapshot, in ns (None when there is no file or no
+    event); raises ``SnapshotError`` as ``count`` does. Reads that one column."""
+    try:
+        times = pq.read_table(os.fspath(path), columns=["eventTime"])["eventTime"]
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise SnapshotError(f"{path} is not a readable snapshot: {error}") from error
+    return pc.max(times.cast(pa.int64())).as_py() if len(times) else None
 
 
 def batches(path: str | os.PathLike) -> Iterator[Batch]:

@@ -232,3 +232,15 @@ def test_the_snapshot_benchmark_runs_and_prints_every_figure():
     assert result.returncode == 0, result.stderr
     for label in ("save", "file size", "longest lock wait", "memory added", "load", "ingest of the loaded batch"):
         assert label in result.stdout, label
+
+
+def test_the_newest_saved_event_is_read_from_its_column(tmp_path):
+    from metrics.buffer import EventBuffer
+    from metrics.snapshot import newest_ns, save
+    from tests.conftest import batch_of, make_record
+
+    assert newest_ns(tmp_path / "none.parquet") is None
+    buffer = EventBuffer(retention_seconds=None)
+    buffer.append(batch_of([make_record("a", "2024-08-02T08:30:00Z"), make_record("b", "2024-08-03T09:00:05Z")]))
+    save(buffer, tmp_path / "buffer.parquet")
+    assert newest_ns(tmp_path / "buffer.parquet") == 1722675605 * 1_000_000_000

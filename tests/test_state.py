@@ -201,3 +201,33 @@ def test_a_restart_gives_the_detections_the_same_hits_from_the_restored_columns(
     restored = [(h.id, h.rule_id, tuple(h.event_ids)) for h in again.detector.hits()]
     assert restored == [(h.id, h.rule_id, tuple(h.event_ids)) for h in expected.hits()]
     assert {"cloudtrail-stopped"} <= {rule for _, rule, _ in restored}
+
+
+def test_a_restart_over_last_years_files_keeps_them(tmp_path):
+    """The files source counts the retention back from the newest event read; so must a
+    restore, or a restart drops a folder of last year's trail that the first start showed."""
+    import json
+
+    from ui.runtime import build
+
+    values = load(
+        {"INSIGHTS_SOURCE": "files", "INSIGHTS_FILES_PATH": str(tmp_path / "in"), "INSIGHTS_STATE_DIR": str(tmp_path)}
+    )
+    (tmp_path / "in").mkdir()
+    last_year = time.time() - 400 * 86400
+    stamps = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_year + i * 3600)) for i in range(30)]
+    records = [make_record(f"e{i}", stamp) for i, stamp in enumerate(stamps)]  # 30 hours: 24 are kept
+    (tmp_path / "in" / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    first = build(values)
+    first.collector.start()
+    assert first.collector.wait_ready(30)
+    first.collector.stop()  # saves, as a shutdown does
+    held = len(first.engine.buffer)
+    assert 24 <= held < 30
+    again = build(values)
+    again.collector.start()
+    assert again.collector.wait_ready(30)
+    again.collector.poll_once()  # a poll that brings nothing new evicts nothing either
+    again.collector.stop()
+    assert len(again.engine.buffer) == held
+    assert again.collector.retention_reference == first.collector.retention_reference

@@ -243,7 +243,10 @@ def _restore(collector: Collector, store: StateStore, detections: Detections, di
         detections.observe_later(batch, result.positions)
 
     collector.starting = "Restoring the saved history"
-    store.restore(engine, progress=progress, on_batch=observe)
+    store.restore(engine, progress=progress, on_batch=observe, from_newest=collector.retain_from_newest)
+    if store.restored_newest is not None:  # the retention goes on counting from the history's newest event
+        held = collector.health.newest_event
+        collector.health.newest_event = max(store.restored_newest, held or store.restored_newest)
     dimensions.add(engine.buffer.snapshot().columns())
     memory.trim()
 
