@@ -190,6 +190,15 @@ class Collector:
         waits for the engine."""
         return self._ahead is not None or bool(getattr(self.source, "more", False))
 
+    def backlog_progress(self) -> float | None:
+        """The share of a history read, while the source can tell (None otherwise); below 1
+        while the batch read ahead is still going into the engine."""
+        progress = getattr(self.source, "progress", None)
+        share = progress() if callable(progress) else None
+        if self._ahead is not None:
+            return min(share if share is not None else 0.99, 0.99)
+        return share
+
     def _poll_and_normalise(self, now: float):
         """(the poll's events, what the analyses observe). A source that can hand over its files
         unparsed (``poll_documents``) has a large poll normalised in one go, and the analyses

@@ -86,3 +86,21 @@ def test_a_read_ahead_that_fails_is_a_failed_poll_and_the_next_poll_goes_on(tmp_
     while collector.more:
         collector.poll_once()
     assert len(collector.engine.buffer) == 200
+
+
+def test_the_start_up_bar_stays_until_the_batch_read_ahead_is_in(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.startup import _state
+
+    source = FileSource(_folder(tmp_path, files=2), batch_records=50)
+    collector = Collector(source, Engine(retention_seconds=None))
+    collector.starting = None  # (the start-up bar's own wording while starting is not this test's)
+    shared = SimpleNamespace(collector=collector)
+    collector.poll_once()  # part-0 in, part-1 read ahead: the source has read everything
+    collector._ahead.result()
+    assert not source.more and source.progress() is None
+    share, text = _state(shared)
+    assert share < 1 and text.startswith("Reading the history:") and "Charts fill in" in text
+    collector.poll_once()
+    assert _state(shared) is None and len(collector.engine.buffer) == 100

@@ -16,9 +16,10 @@ def _state(shared) -> tuple[float, str] | None:
         share = collector.start_progress
         shown = f" {share:.0%}" if share is not None else ""
         return share or 0.0, f"{starting}…{shown} Charts fill in as the events come in."
-    progress = getattr(collector.source, "progress", None)
-    share = progress() if callable(progress) else None
+    share = collector.backlog_progress()
     if share is not None and share < 1:
+        if hasattr(collector.source, "more"):  # files read in order, oldest first
+            return share, f"Reading the history: {share:.0%}. Charts fill in as the events come in."
         return share, f"Reading the look-back history, newest first: {share:.0%}. Charts fill from now back."
     return None
 
