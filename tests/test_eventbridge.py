@@ -356,7 +356,11 @@ def test_a_kill_9_mid_drain_and_a_restart_lose_nothing_and_count_nothing_twice(s
     assert second.returncode == 0, second.stderr[-2000:]
     result = json.loads(second.stdout.splitlines()[-1])
     assert result["restored"] > 0  # the first life's saved snapshot
-    assert set(result["held"]) == {r["eventID"] for r in records}
+    missing = {r["eventID"] for r in records} - set(result["held"])
+    # (Seen once in about ten runs: one event missing at the second life's minute. What the
+    # queue still held then tells a message in flight from one deleted unsaved.)
+    left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert not missing, (sorted(missing), second.stdout.splitlines()[-4:-1], left, counts(sqs, dead))
     assert len(result["held"]) == len(records) and result["total"] == len(records)
     # Nothing went to the dead-letter queue. Whether the last duplicates are deleted within the driver's
     # minute is left out: moto sometimes keeps a redelivered message in flight past it (seen once in three runs).
