@@ -1,5 +1,5 @@
 """What an attacker can send a running server without a browser, through a raw Streamlit
-websocket client (``raw_client.py``), and what must hold against it.
+websocket client (``bench/raw_client.py``), and what must hold against it.
 
 The server reads a folder of records and alerts to a webhook this module runs, so that the
 alerts it sends can be counted from outside.
@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from bench.raw_client import RawClient
 from tests.e2e.conftest import ROOT, Server
-from tests.e2e.raw_client import RawClient
 from tests.e2e.test_browser import new_page, settle
 
 REFUSED = re.compile(r"Wrong user name or password|Too many failed sign-ins")

@@ -2,7 +2,8 @@
 
 It speaks the protocol of Streamlit's own frontend (binary ``BackMsg`` up, ``ForwardMsg``
 down, on ``/_stcore/stream``), so a test can send messages no button of the app sends:
-``clear_cache``, a session id to reconnect to, a deferred download id.
+``clear_cache``, a session id to reconnect to, a deferred download id; and a benchmark can
+time what the server sends apart from what a browser takes to draw it.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class RawClient:
                 if kind in ("markdown", "text", "heading", "alert"):
                     out.append(getattr(element, kind).body)
         return out
+
+    def buttons(self) -> list[str]:
+        """The labels of every button the app sent, form submit buttons included."""
+        return [
+            message.delta.new_element.button.label
+            for message in self.received
+            if message.HasField("delta")
+            and message.delta.HasField("new_element")
+            and message.delta.new_element.WhichOneof("type") == "button"
+        ]
 
     def close(self) -> None:
         self.socket.close()
