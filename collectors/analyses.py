@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from metrics.engine import Engine
 
 ALERT_MAX_AGE = 3600  # hits from older history (a backfill, a restore) are shown, not alerted
@@ -51,7 +53,8 @@ class Detections:
         if self.spool is None or positions is None or (len(positions) < DEFER_FROM and not self.waiting):
             self._alert(self.detector.observe_batch(batch, positions))
             return
-        new = batch.select([int(i) for i in positions])
+        # (Every row new, the usual case: the positions are all of them, in order.)
+        new = batch if len(positions) == len(batch) else batch.select(np.asarray(positions).tolist())
         if not len(new):
             return
         try:

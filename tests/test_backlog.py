@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import time
 
 import pytest
@@ -61,10 +62,15 @@ def test_the_spool_gives_its_batches_back_in_order_and_forgets_a_previous_runs(t
 def test_a_batch_that_cannot_be_read_back_is_counted_as_lost(tmp_path):
     spool = Spool(tmp_path)
     spool.put(batch_of(_records(5, time.time() - 600)))
-    next(tmp_path.iterdir()).write_bytes(b"not zstd")
+    spool.put(batch_of(_records(3, time.time() - 600)))
+    first, second = sorted(tmp_path.iterdir())
+    first.write_bytes(b"bad")  # not even its header
+    second.write_bytes(second.read_bytes()[:-10])  # the compressed records cut short
+    with pytest.raises(struct.error):
+        spool.take()
     with pytest.raises(zstandard.ZstdError):
         spool.take()
-    assert (spool.events, spool.lost) == (0, 5)
+    assert (spool.events, spool.lost) == (0, 8)
 
 
 def _detections(tmp_path, spool=True) -> Detections:
