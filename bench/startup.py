@@ -5,6 +5,7 @@ memory is its own.
 
     python -m bench.startup [--events 1000000] [--folder /tmp/insights-bench] [--tracemalloc]
     python -m bench.startup --server [--events 1000000]
+    python -m bench.startup --compare-read-ahead [--events 1000000]
 
 With ``--server`` each phase is the real server instead (``streamlit run server.py``, stopped
 with SIGTERM, which saves the state, before the restart) and a headless Chromium, open before
@@ -29,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,8 +73,11 @@ class Peak(threading.Thread):
             self.peak = max(self.peak, rss_bytes())
 
 
-def phase(folder: Path, trace: bool) -> dict:
+def phase(folder: Path, trace: bool, read_ahead: bool = True) -> dict:
     """One start of the runtime in this process: until every event is in, then saved."""
+    from collectors.files import FileSource
+
+    FileSource.read_ahead = read_ahead
     os.environ.update(
         {
             "INSIGHTS_SOURCE": "files",
@@ -252,17 +257,39 @@ def server_phase(folder: Path, name: str, expected: int) -> dict:
     return figures
 
 
+def compare_read_ahead(folder: Path, pairs: int = 2) -> None:
+    """Seconds until every event is in, first starts without and with the read-ahead in turns."""
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(pairs):
+        for ahead in (False, True):
+            shutil.rmtree(folder / "state", ignore_errors=True)
+            command = [sys.executable, "-m", "bench.startup", "--folder", str(folder), "--phase", "first start"]
+            out = subprocess.run([*command, *([] if ahead else ["--no-read-ahead"])], check=True, capture_output=True)
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            seconds[ahead].append(figures["all_in_s"])
+            state = "on " if ahead else "off"
+            print(f"  read ahead {state}: every event in after {figures['all_in_s']:.1f} s", flush=True)
+    off, on = (statistics.median(seconds[k]) for k in (False, True))
+    print(f"median {on:.1f} s with the read-ahead against {off:.1f} s without: {on / off:.2f}x; load {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--folder", default="/tmp/insights-bench")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--server", action="store_true", help="time the real server and a browser instead")
+    parser.add_argument(
+        "--compare-read-ahead",
+        action="store_true",
+        help="first starts of the runtime alone, the files read one batch ahead or not, in turns",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--no-read-ahead", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.folder)
     if args.phase:
-        print(json.dumps(phase(folder, args.tracemalloc)))
+        print(json.dumps(phase(folder, args.tracemalloc, read_ahead=not args.no_read_ahead)))
         return
     records = folder / "records"
     records.mkdir(parents=True, exist_ok=True)
@@ -278,6 +305,9 @@ def main() -> None:
             stale.unlink()
     size = data.stat().st_size / MIB
     print(f"{json.loads(meta.read_text())['events']:,} events, {size:,.0f} MiB of JSON Lines; load: {os.getloadavg()}")
+    if args.compare_read_ahead:
+        compare_read_ahead(folder)
+        return
     if args.server:
         from bench.soak import add_user
 

@@ -86,3 +86,16 @@ def test_the_ingest_benchmark_runs_against_duckdb_and_writes_the_same_csv(tmp_pa
         "load after",
     ):
         assert label in result.stdout, label
+
+
+def test_the_start_up_benchmark_compares_the_read_ahead(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.startup", "--compare-read-ahead", "--events", "3000", "--folder", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("every event in after") == 4
+    assert "with the read-ahead against" in result.stdout
