@@ -24,7 +24,7 @@ import zstandard
 from metrics.events import Batch
 
 SUFFIX = ".batch"
-_HEAD = struct.Struct("<Q")  # the length of the pickled columns, before them
+_HEAD = struct.Struct("<Q")  # the length of the compressed, pickled columns, before them
 
 
 class Spool:
@@ -52,8 +52,9 @@ class Spool:
         backlog's critical path, and zstd lets go of the interpreter while it works."""
         path = self.folder / f"{next(self._numbers):08d}{SUFFIX}"
         lengths = np.fromiter(map(len, batch.raws), dtype=np.int64, count=len(batch.raws))
-        head = pickle.dumps((batch.columns, lengths), protocol=pickle.HIGHEST_PROTOCOL)
-        body = zstandard.ZstdCompressor(level=1).compress(b"".join(batch.raws))
+        compress = zstandard.ZstdCompressor(level=1).compress
+        head = compress(pickle.dumps((batch.columns, lengths), protocol=pickle.HIGHEST_PROTOCOL))
+        body = compress(b"".join(batch.raws))
         try:
             with open(path, "wb") as out:
                 out.writelines((_HEAD.pack(len(head)), head, body))
@@ -74,8 +75,9 @@ class Spool:
             data = memoryview(path.read_bytes())
             (head,) = _HEAD.unpack_from(data)
             # Written by this process into its private folder; stale files were deleted at start.
-            columns, lengths = pickle.loads(data[_HEAD.size : _HEAD.size + head])
-            text = zstandard.ZstdDecompressor().decompress(data[_HEAD.size + head :])
+            decompress = zstandard.ZstdDecompressor().decompress
+            columns, lengths = pickle.loads(decompress(data[_HEAD.size : _HEAD.size + head]))
+            text = decompress(data[_HEAD.size + head :])
             ends = np.cumsum(lengths)
             raws = [text[start:end] for start, end in zip((ends - lengths).tolist(), ends.tolist())]
         except Exception:

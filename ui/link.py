@@ -34,7 +34,8 @@ PAGE_KEYS = {  # the keys that belong to one page's URL only
     "detections": {"det_open"},
 }
 LEFT_OUT = {"services", "apis", "users", "ips", "error_codes"}  # ``not=users:bob``; ``not=error_codes:`` none
-WANTED = "link_wanted"  # the first URL of the session: (page, params), until it has been applied
+WANTED = "link_wanted"  # the first URL of the session: (page, params[, tries]), until it has been applied
+APPLY_TRIES = 3
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -121,11 +122,19 @@ def remember_request() -> None:
 def apply_request(pages: dict[str, st.Page], current: str) -> None:
     """Once signed in: the remembered link's view into the session, and to its page if the
     sign-in form took the browser elsewhere. ``pages``: every page by its url path."""
-    wanted = st.session_state.pop(WANTED, None)
+    # Kept until a run reaches ``write``, its end: a run stopped before (a rerun a component
+    # queued, a page switch) lost the view it had set, and the next run applies it again; a few
+    # times at most, so that a page that always stops early does not pin the link's view.
+    wanted = st.session_state.get(WANTED)
     if wanted is None:
         return
-    st.session_state["link_applied"] = True
-    page, params = wanted
+    page, params, *tries = wanted
+    tries = tries[0] if tries else 0
+    if tries >= APPLY_TRIES:
+        del st.session_state[WANTED]
+        st.session_state["link_applied"] = True
+        return
+    st.session_state[WANTED] = (page, params, tries + 1)
     zone = view.browser_zone() if params.get("utc") != ["1"] else None
     for key, value in to_state(params, zone or "UTC").items():
         st.session_state[key] = value
@@ -134,7 +143,10 @@ def apply_request(pages: dict[str, st.Page], current: str) -> None:
 
 
 def write(page: str) -> None:
-    """The view of this run into the URL (only when it changed, to spare the browser)."""
+    """The view of this run into the URL (only when it changed, to spare the browser). The
+    last call of a signed-in run: a link's view is in the session for good from here."""
+    if st.session_state.pop(WANTED, None) is not None:
+        st.session_state["link_applied"] = True
     params = to_params(st.session_state, page)
     present = {name: st.query_params.get_all(name) for name in st.query_params}
     wanted = {name: value if isinstance(value, list) else [value] for name, value in params.items()}
