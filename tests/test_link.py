@@ -28,7 +28,7 @@ def fake_st(monkeypatch):
 
 def test_a_run_stopped_before_its_end_applies_the_link_again(fake_st):
     state = fake_st.session_state
-    state[link.WANTED] = ("apis", {"range": ["6h"]})
+    state[link.WANTED] = ("apis", {"range": ["6h"]}, 0)
     link.apply_request({"apis": object()}, "apis")
     assert state["view_range"] == "Last 6 hours"
     del state["view_range"]  # what a run cut short by a queued rerun left of it
@@ -44,7 +44,7 @@ def test_a_run_stopped_before_its_end_applies_the_link_again(fake_st):
 
 def test_a_page_that_always_stops_early_does_not_pin_the_links_view(fake_st):
     state = fake_st.session_state
-    state[link.WANTED] = ("apis", {"range": ["6h"]})
+    state[link.WANTED] = ("apis", {"range": ["6h"]}, 0)
     for _ in range(link.APPLY_TRIES):
         link.apply_request({"apis": object()}, "apis")
     state["view_range"] = "Last 24 hours"

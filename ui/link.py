@@ -34,7 +34,7 @@ PAGE_KEYS = {  # the keys that belong to one page's URL only
     "detections": {"det_open"},
 }
 LEFT_OUT = {"services", "apis", "users", "ips", "error_codes"}  # ``not=users:bob``; ``not=error_codes:`` none
-WANTED = "link_wanted"  # the first URL of the session: (page, params[, tries]), until it has been applied
+WANTED = "link_wanted"  # the first URL of the session: (page, params, runs applied), until a run ends
 APPLY_TRIES = 3
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -116,7 +116,7 @@ def remember_request() -> None:
     """On a session's first run, before the sign-in gate: what the link asked for."""
     if WANTED not in st.session_state and "link_applied" not in st.session_state:
         params = {name: st.query_params.get_all(name) for name in st.query_params}
-        st.session_state[WANTED] = (_requested_page(), params)
+        st.session_state[WANTED] = (_requested_page(), params, 0)
 
 
 def apply_request(pages: dict[str, st.Page], current: str) -> None:
@@ -128,8 +128,7 @@ def apply_request(pages: dict[str, st.Page], current: str) -> None:
     wanted = st.session_state.get(WANTED)
     if wanted is None:
         return
-    page, params, *tries = wanted
-    tries = tries[0] if tries else 0
+    page, params, tries = wanted
     if tries >= APPLY_TRIES:
         del st.session_state[WANTED]
         st.session_state["link_applied"] = True
