@@ -6,7 +6,7 @@ import streamlit as st
 
 from metrics.explore import EventFilter
 from metrics.visible import visible, visible_frame
-from ui import charts, data, login, page, view
+from ui import charts, data, held, login, page, view
 from ui.tables import events_table
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -268,6 +268,7 @@ def unusual() -> None:
     threshold = shared.settings["score_threshold"]
     show_all = st.toggle(
         "Show series below the threshold too",
+        value=held.value("det_unusual_all", False),
         key="det_unusual_all",
         help=f"By default only series whose score reached {threshold:g} (INSIGHTS_SCORE_THRESHOLD) are listed.",
     )

@@ -8,7 +8,7 @@ import streamlit as st
 
 from metrics.explore import NO_ERROR, bin_seconds
 from metrics.query import QueryError
-from ui import charts, data, drill, page, view
+from ui import charts, data, drill, held, page, view
 from ui.charts import PICK
 from ui.tables import events_table
 
@@ -57,10 +57,13 @@ for slot, (key, (label, column, field)) in zip(columns, FILTERS.items()):
     options = sorted(set(in_range.values(column)) | {v for v in state.get(key, []) if v != NO_CODE})
     if column == "errorCode":
         options = [NO_CODE, *options]
-    values = slot.multiselect(label, options, key=key, placeholder="Any")
+    values = slot.multiselect(label, options, default=held.chosen(key, options), key=key, placeholder="Any")
     chosen[field] = tuple(NO_ERROR if v == NO_CODE else v for v in values)
 text = st.text_input(
-    "Search", key="ex_text", placeholder="Any text of the record: an access key id, a request id, an ARN…"
+    "Search",
+    value=held.value("ex_text", ""),
+    key="ex_text",
+    placeholder="Any text of the record: an access key id, a request id, an ARN…",
 )
 st.caption(
     'Words match any value of the full record, in any case; `"a phrase"` matches with its spaces. '
@@ -123,7 +126,10 @@ def top_values() -> None:
     only it, or leaves it out."""
     with st.expander("Top values of the matches", expanded=True):
         mode = st.segmented_control(
-            "A click on a value", ["Keeps only it", "Leaves it out"], default="Keeps only it", key="ex_click_mode"
+            "A click on a value",
+            ["Keeps only it", "Leaves it out"],
+            default=held.value("ex_click_mode", "Keeps only it"),
+            key="ex_click_mode",
         )
         slots = [*st.columns(3), *st.columns(3)]  # three to a row: values stay readable at 1440 px
         for slot, (key, (label, column, field)) in zip(slots, FILTERS.items()):

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import charts, colors, data, drill, page, view
+from ui import charts, colors, data, drill, held, page, view
 from ui.drill import Drill
 
 PAGE = "services"
@@ -43,7 +43,11 @@ def live() -> None:
         help=f"The {BUSIEST} busiest are drawn at first; add or remove any. The others are summed in one grey line.",
     )
     st.session_state["services-drawn"] = chosen
-    others = st.toggle(f'Draw the others as one line, "{colors.OTHERS}"', value=True, key="services-others")
+    others = st.toggle(
+        f'Draw the others as one line, "{colors.OTHERS}"',
+        value=held.value("services-others", True),
+        key="services-others",
+    )
     drawn = with_others(frame, chosen) if others else frame[frame["category"].isin(chosen)]
     drawn = drawn.sort_values(["window_start", "category"], kind="stable", ignore_index=True)
     if drawn.empty:

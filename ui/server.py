@@ -128,6 +128,18 @@ def _apply_clicks_before_reruns() -> None:
     SafeSessionState.on_script_will_rerun = on_script_will_rerun
 
 
+def _pages_only_through_navigation() -> None:
+    """``pages/`` is ``app.py``'s, run only through its ``st.navigation``.
+
+    Streamlit 1.67 takes a ``pages`` folder beside the main script for a multipage app of its
+    first version until a run calls ``st.navigation``: on a freshly started server, a link to
+    ``/apis`` opened before anyone loaded ``/`` ran ``pages/apis.py`` on its own, under a
+    sidebar listing the file names, instead of ``app.py``'s sign-in form at that address."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+
+
 def middleware() -> list:
     """The middleware for ``st.App``, configured from the app's settings (metrics stay off while
     the settings are invalid: the app then explains the problem on every page)."""
@@ -142,6 +154,7 @@ def middleware() -> list:
         metrics = False
     _tell_downloads_who_asks()
     _apply_clicks_before_reruns()
+    _pages_only_through_navigation()
     _installed.append(True)
     return [Middleware(Guard, metrics=metrics)]
 

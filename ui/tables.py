@@ -15,7 +15,7 @@ import streamlit as st
 from metrics.engine import Engine
 from metrics.selection import Selection
 from metrics.visible import visible_frame
-from ui import data, login
+from ui import data, held, login
 from ui.view import View
 
 SHOWN = {
@@ -136,7 +136,7 @@ def events_table(
         columns = st.multiselect(
             "Columns",
             list(SHOWN.values()),
-            default=columns,
+            default=held.chosen(f"{key}-columns", list(SHOWN.values()), columns),
             key=f"{key}-columns",
             help="The columns of the table below; every field is in the full record.",
         ) or ["Time"]

@@ -13,6 +13,7 @@ import streamlit as st
 
 from metrics.explore import EventFilter
 from metrics.windows import window_start
+from ui import held
 
 RANGES = {"Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600, "Last 24 hours": 86400}
 CUSTOM = "Custom range"
@@ -171,15 +172,19 @@ def sidebar(regions: list[str], accounts: list[str], span: tuple[int, int] | Non
     default_to_data(span)
     st.session_state.setdefault("view_range", "Last hour")
     with st.sidebar:
-        st.selectbox("Time range", [*RANGES, CUSTOM], key="view_range")
+        choices = [*RANGES, CUSTOM]
+        st.selectbox("Time range", choices, index=held.index("view_range", choices), key="view_range")
         if st.session_state["view_range"] == CUSTOM:
             _custom_range()
-        st.multiselect("Regions", regions, key="view_regions", placeholder="All regions")
-        st.multiselect("Accounts", accounts, key="view_accounts", placeholder="All accounts")
+        for label, options, key, everything in (
+            ("Regions", regions, "view_regions", "All regions"),
+            ("Accounts", accounts, "view_accounts", "All accounts"),
+        ):
+            st.multiselect(label, options, default=held.chosen(key, options), key=key, placeholder=everything)
         zone = browser_zone()
         st.toggle(
             f"Show local time ({zone})" if zone else "Show local time",
-            value=True,
+            value=held.value("view_local_time", True),
             key="view_local_time",
             disabled=zone is None or zone == "UTC",
             help="Times are shown in your browser's time zone. Switch off for UTC, CloudTrail's own.",
@@ -206,16 +211,16 @@ def _custom_range() -> None:
     zone = ZoneInfo(shown.zone)
     now = dt.datetime.now(zone).replace(second=0, microsecond=0, tzinfo=None)
     state = st.session_state
-    # Defaults through the session rather than value=, so that a range set elsewhere (the data's
-    # span, a zoom) is not fought by a widget default.
+    # Defaults through the session, so that a range set elsewhere (the data's span, a zoom, a
+    # link) is what the widgets hold; value= repeats it for the browser (ui/held.py).
     state.setdefault("view_from_day", (now - dt.timedelta(hours=1)).date())
     state.setdefault("view_from_time", (now - dt.timedelta(hours=1)).time())
     state.setdefault("view_to_day", now.date())
     state.setdefault("view_to_time", now.time())
-    start_day = st.date_input(f"From ({shown.zone})", key="view_from_day")
-    start_time = st.time_input("From time", key="view_from_time")
-    end_day = st.date_input(f"To ({shown.zone})", key="view_to_day")
-    end_time = st.time_input("To time", key="view_to_time")
+    start_day = st.date_input(f"From ({shown.zone})", value=state["view_from_day"], key="view_from_day")
+    start_time = st.time_input("From time", value=state["view_from_time"], key="view_from_time")
+    end_day = st.date_input(f"To ({shown.zone})", value=state["view_to_day"], key="view_to_day")
+    end_time = st.time_input("To time", value=state["view_to_time"], key="view_to_time")
     start = dt.datetime.combine(start_day, start_time, zone)
     end = dt.datetime.combine(end_day, end_time, zone)
     if end <= start:
