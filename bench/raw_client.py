@@ -62,6 +62,24 @@ class RawClient:
                 return self.received[start:]
         raise TimeoutError("the app's run did not finish")
 
+    def rerun_fragment(self, fragment_id: str, page_script_hash: str, timeout: float = 120) -> list[ForwardMsg]:
+        """Asks for one fragment's run, as the frontend's timer of a ``run_every`` fragment does."""
+        message = BackMsg()
+        message.rerun_script.fragment_id = fragment_id
+        message.rerun_script.page_script_hash = page_script_hash
+        message.rerun_script.is_auto_rerun = True
+        self.send(message)
+        return self.until_finished(timeout)
+
+    def exceptions(self, messages: list[ForwardMsg] | None = None) -> int:
+        """How many exception elements the app sent (in ``messages``, or in all received)."""
+        return sum(
+            message.HasField("delta")
+            and message.delta.HasField("new_element")
+            and message.delta.new_element.WhichOneof("type") == "exception"
+            for message in (self.received if messages is None else messages)
+        )
+
     def clear_cache(self) -> None:
         message = BackMsg()
         message.clear_cache = True

@@ -1,13 +1,15 @@
 """Soak test: the real server on generated data, N signed-in browser sessions refreshing on
 their own, new events arriving; prints what a user and an operator would see.
 
-    python -m bench.soak [--events 100000] [--sessions 3] [--minutes 5] [--rate 10]
+    python -m bench.soak [--events 100000] [--sessions 3] [--browsers N] [--minutes 5] [--rate 10]
                          [--post-script-gc true|false] [--folder /tmp/insights-soak]
 
 It generates ``--events`` demo records over the last 24 h (files source, JSON Lines), starts
 ``streamlit run server.py`` on 127.0.0.1 with a fresh state folder and a user for the test, and
 opens ``--sessions`` headless Chromium sessions (Debian's chromium, as the browser tests) on
-the Overview, whose charts refresh every 10 s. Meanwhile it appends ``--rate`` events per
+the Overview, whose charts refresh every 10 s (with ``--browsers N``, N of them in Chromium and
+the others as websocket sessions asking for the same refreshes: the server's latency without ten
+browsers' drawing on the same cores). Meanwhile it appends ``--rate`` events per
 second and samples the server's resident memory and CPU every 5 s. Everything is bounded: at
 most 20 sessions and 120 minutes.
 
@@ -28,6 +30,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -93,6 +96,54 @@ class FragmentTimer:
             message.ParseFromString(payload)
             if message.WhichOneof("type") == "script_finished":
                 self.durations.append(time.perf_counter() - self.pending.pop(number))
+
+
+class SocketSession(threading.Thread):
+    """A signed-in session without a browser: the Overview's run over the websocket with the
+    sign-in cookie, then each auto-refreshing fragment's rerun on its own timer, as the
+    frontend's timers ask for them. Timed like the browsers' (request to script-finished). It
+    lists no cached messages, so the server sends every chart whole: if anything, more work
+    than a browser's refresh."""
+
+    def __init__(self, url: str, cookie: str, durations: list[float], stop: threading.Event):
+        super().__init__(daemon=True)
+        self.url, self.cookie, self.durations, self.stop = url, cookie, durations, stop
+        self.exceptions = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        from bench.raw_client import RawClient
+
+        try:
+            with RawClient(self.url, cookie=self.cookie) as client:
+                self.exceptions += client.exceptions(client.run(timeout=600))
+                page = next((m.new_session.page_script_hash for m in client.received if m.HasField("new_session")), "")
+                timers: dict[str, float] = {}
+                due: dict[str, float] = {}
+                while not self.stop.is_set():
+                    for message in client.received:
+                        if message.HasField("auto_rerun"):
+                            fragment, every = message.auto_rerun.fragment_id, message.auto_rerun.interval
+                            if fragment not in timers:
+                                due[fragment] = time.monotonic() + every
+                            timers[fragment] = every
+                        elif message.HasField("stop_auto_rerun"):
+                            for fragment in message.stop_auto_rerun.fragment_ids:
+                                timers.pop(fragment, None), due.pop(fragment, None)
+                    client.received.clear()  # the charts of 30 minutes would fill this process
+                    if not due:
+                        self.stop.wait(1)
+                        continue
+                    fragment = min(due, key=due.get)
+                    if self.stop.wait(max(0.0, due[fragment] - time.monotonic())):
+                        return
+                    began = time.perf_counter()
+                    self.exceptions += client.exceptions(client.rerun_fragment(fragment, page))
+                    self.durations.append(time.perf_counter() - began)
+                    late, every = time.monotonic() - due[fragment], timers[fragment]
+                    due[fragment] += every * max(1, -(-late // every))  # the timer's next tick
+        except Exception as error:  # reported with the figures: a dropped socket is a soak failure
+            self.error = f"{type(error).__name__}: {error}"
 
 
 def add_user(state: Path) -> None:
@@ -184,9 +235,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--rate", type=float, default=10, help="events per second appended while it runs")
     parser.add_argument("--post-script-gc", choices=("true", "false"), help="runner.postScriptGC (default: config)")
+    parser.add_argument(
+        "--browsers",
+        type=int,
+        help="how many of the sessions are Chromium pages (default: all); the others are websocket sessions"
+        " that refresh the same fragments without a browser's CPU on the machine",
+    )
     parser.add_argument("--folder", default="/tmp/insights-soak")
     args = parser.parse_args()
     sessions, minutes = min(args.sessions, 20), min(args.minutes, 120)
+    browsers = max(1, min(sessions, sessions if args.browsers is None else args.browsers))
     from playwright.sync_api import sync_playwright
 
     from bench.core import MEAN_RHYTHM
@@ -212,7 +270,10 @@ def main() -> None:
     figures: dict[str, object] = {}
     samples: list[tuple[float, float, float]] = []
     timer = FragmentTimer()
-    during_start = 0  # fragment runs before the soak proper
+    during_start = socket_start = 0  # fragment runs before the soak proper
+    socket_durations: list[float] = []
+    sockets: list[SocketSession] = []
+    stop_sockets = threading.Event()
     exceptions = 0
     server = None
     try:
@@ -222,7 +283,7 @@ def main() -> None:
             chromium = shutil.which("chromium") or shutil.which("chromium-browser")
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             pages = []
-            for number in range(sessions):
+            for number in range(browsers):
                 context = browser.new_context(viewport={"width": 1400, "height": 1600})
                 page = context.new_page()
                 page.set_default_timeout(300_000)
@@ -250,8 +311,12 @@ def main() -> None:
                         step(f"session {pages.index(page) + 1}: click {attempt + 1} did not sign in within 60 s")
                         page.screenshot(path=str(folder / f"sign-in-{pages.index(page) + 1}-{attempt + 1}.png"))
             figures["Log in clicks for all sessions"] = clicks
+            cookie = "; ".join(f"{c['name']}={c['value']}" for c in first.context.cookies())
+            sockets = [SocketSession(url, cookie, socket_durations, stop_sockets) for _ in range(sessions - browsers)]
+            for socket_session in sockets:
+                socket_session.start()
             figures["all signed in after s"] = time.perf_counter() - began
-            step("all sessions signed in")
+            step(f"all sessions signed in: {browsers} in Chromium, {len(sockets)} over a websocket alone")
             first.wait_for_function(CHARTS_DRAWN, timeout=3_600_000)  # the whole backlog in: minutes at 1M
             figures["every Overview chart after s"] = time.perf_counter() - began
             step("every Overview chart drawn; waiting for the rules to read the history")
@@ -261,7 +326,7 @@ def main() -> None:
             figures["rules through the history after s"] = time.perf_counter() - began
             first.goto(url)
             first.wait_for_function(CHARTS_DRAWN, timeout=600_000)
-            during_start = len(timer.durations)
+            during_start, socket_start = len(timer.durations), len(socket_durations)
             step("rules through; soaking")
             source = DemoSource(seed=23, rate=args.rate / MEAN_RHYTHM)
             appended, last_append = 0, time.time()
@@ -284,6 +349,13 @@ def main() -> None:
                 first.wait_for_timeout(50)
             for page in pages:
                 exceptions += page.locator('[data-testid="stException"]').count()
+            stop_sockets.set()
+            for socket_session in sockets:
+                socket_session.join(150)
+                exceptions += socket_session.exceptions
+            if sockets:
+                errors = [s.error for s in sockets if s.error]
+                figures["websocket sessions that failed"] = f"{len(errors)} {errors[:1]}" if errors else 0
             figures["events appended"] = appended
             browser.close()
     finally:
@@ -305,10 +377,16 @@ def main() -> None:
         figures["RSS at end MiB"] = float(rss[-1])
         span = samples[-1][0] - samples[0][0]
         figures["server CPU during soak, % of one core"] = 100 * (samples[-1][2] - samples[0][2]) / max(span, 1e-9)
-    for label, durations in (
+    measured = [
         ("during the start", np.array(timer.durations[:during_start])),
         ("during the soak", np.array(timer.durations[during_start:])),
-    ):
+    ]
+    if sockets:
+        measured += [
+            ("websocket sessions, during the start", np.array(socket_durations[:socket_start])),
+            ("websocket sessions, during the soak", np.array(socket_durations[socket_start:])),
+        ]
+    for label, durations in measured:
         figures[f"fragment runs {label}"] = len(durations)
         if len(durations):
             figures[f"fragment p50 s {label}"] = float(np.percentile(durations, 50))
@@ -316,11 +394,12 @@ def main() -> None:
     figures["exceptions on the pages"] = exceptions
     figures["tracebacks in the server log"] = log_path.read_text().count("Traceback")
     print(
-        f"{args.events:,} events over 24 h, {sessions} sessions x {minutes:g} min, {args.rate:g} events/s appended,"
+        f"{args.events:,} events over 24 h, {sessions} sessions ({browsers} in Chromium) x {minutes:g} min,"
+        f" {args.rate:g} events/s appended,"
         f" postScriptGC {args.post_script_gc or 'as configured'}"
     )
     for key, value in figures.items():
-        print(f"  {key:42} {value:,.2f}" if isinstance(value, float) else f"  {key:42} {value}")
+        print(f"  {key:52} {value:,.2f}" if isinstance(value, float) else f"  {key:52} {value}")
     print(f"load after: {os.getloadavg()}")
 
 
