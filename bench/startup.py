@@ -6,6 +6,7 @@ memory is its own.
     python -m bench.startup [--events 1000000] [--folder /tmp/insights-bench] [--tracemalloc]
     python -m bench.startup --server [--events 1000000]
     python -m bench.startup --compare-read-ahead [--events 1000000]
+    python -m bench.startup --sign-in-form N [--events 1000000]
 
 With ``--server`` each phase is the real server instead (``streamlit run server.py``, stopped
 with SIGTERM, which saves the state, before the restart) and a headless Chromium, open before
@@ -14,7 +15,9 @@ over the websocket (a raw client beside the browser: the server's part) and draw
 browser, to the readiness check passing (``collectors.readiness``, sampled every 0.1 s), to every Overview
 chart drawn after one "Log in" click, and until the rules have read every event (the Status
 page no longer says they are reading); the server's peak resident memory during the start and
-once it is ready and every event is in (sampled for 20 s more).
+once it is ready and every event is in (sampled for 20 s more). With ``--sign-in-form N``, N
+first starts of the server alone, each timed to the health check and to the sign-in form
+reaching a websocket client, with no browser on the machine.
 
 Prints per phase: seconds to ready (restore and first poll), seconds until every event is in,
 peak and final resident memory (after the collector's own trims), the time of one full
@@ -257,6 +260,30 @@ def server_phase(folder: Path, name: str, expected: int) -> dict:
     return figures
 
 
+def sign_in_form_starts(folder: Path, starts: int) -> None:
+    """First starts of the real server without a browser: seconds to the health check and to
+    the sign-in form reaching a websocket client, the server's part of the sign-in page."""
+    from bench.soak import free_port, start_server, wait_healthy
+
+    healths, sent = [], []
+    for number in range(starts):
+        shutil.rmtree(folder / "state", ignore_errors=True)
+        port, log_path = free_port(), folder / "server-form.log"
+        url = f"http://127.0.0.1:{port}"
+        began = time.perf_counter()
+        server = start_server(folder / "records", folder / "state", log_path, port)
+        figures: dict = {}
+        try:
+            healths.append(wait_healthy(url, server, began, log_path))
+            form_served_s(url, began, figures)
+        finally:
+            server.terminate()
+            server.wait(60)
+        sent.append(figures.get("sign_in_form_sent_s", float("nan")))
+        print(f"  start {number + 1}: health {healths[-1]:.2f} s, sign-in form sent {sent[-1]:.2f} s", flush=True)
+    print(f"medians: health {statistics.median(healths):.2f} s, sign-in form sent {statistics.median(sent):.2f} s")
+
+
 def compare_read_ahead(folder: Path, pairs: int = 2) -> None:
     """Seconds until every event is in, first starts without and with the read-ahead in turns."""
     seconds: dict[bool, list[float]] = {False: [], True: []}
@@ -284,6 +311,9 @@ def main() -> None:
         action="store_true",
         help="first starts of the runtime alone, the files read one batch ahead or not, in turns",
     )
+    parser.add_argument(
+        "--sign-in-form", type=int, metavar="N", help="N first starts of the server alone, timed to the sign-in form"
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--no-read-ahead", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -307,6 +337,9 @@ def main() -> None:
     print(f"{json.loads(meta.read_text())['events']:,} events, {size:,.0f} MiB of JSON Lines; load: {os.getloadavg()}")
     if args.compare_read_ahead:
         compare_read_ahead(folder)
+        return
+    if args.sign_in_form:
+        sign_in_form_starts(folder, args.sign_in_form)
         return
     if args.server:
         from bench.soak import add_user

@@ -99,3 +99,16 @@ def test_the_start_up_benchmark_compares_the_read_ahead(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("every event in after") == 4
     assert "with the read-ahead against" in result.stdout
+
+
+def test_the_start_up_benchmark_times_the_sign_in_form_of_a_server_alone(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.startup", "--sign-in-form", "1", "--events", "2000", "--folder", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "start 1: health" in result.stdout and "medians: health" in result.stdout
+    assert "nan" not in result.stdout  # the form reached the websocket client
