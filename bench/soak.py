@@ -108,7 +108,7 @@ class SocketSession(threading.Thread):
     def __init__(self, url: str, cookie: str, durations: list[float], stop: threading.Event):
         super().__init__(daemon=True)
         self.url, self.cookie, self.durations, self.stop = url, cookie, durations, stop
-        self.exceptions = 0
+        self.exceptions = self.timeouts = 0
         self.error: str | None = None
 
     def run(self) -> None:
@@ -122,7 +122,9 @@ class SocketSession(threading.Thread):
                 due: dict[str, float] = {}
                 while not self.stop.is_set():
                     for message in client.received:
-                        if message.HasField("auto_rerun"):
+                        if message.HasField("new_session"):  # a whole run: its fragments declare their timers again
+                            timers.clear(), due.clear()
+                        elif message.HasField("auto_rerun"):
                             fragment, every = message.auto_rerun.fragment_id, message.auto_rerun.interval
                             if fragment not in timers:
                                 due[fragment] = time.monotonic() + every
@@ -138,7 +140,10 @@ class SocketSession(threading.Thread):
                     if self.stop.wait(max(0.0, due[fragment] - time.monotonic())):
                         return
                     began = time.perf_counter()
-                    self.exceptions += client.exceptions(client.rerun_fragment(fragment, page))
+                    try:
+                        self.exceptions += client.exceptions(client.rerun_fragment(fragment, page))
+                    except TimeoutError:
+                        self.timeouts += 1  # counted; the timers carry on as a browser's would
                     self.durations.append(time.perf_counter() - began)
                     late, every = time.monotonic() - due[fragment], timers[fragment]
                     due[fragment] += every * max(1, -(-late // every))  # the timer's next tick
@@ -356,6 +361,7 @@ def main() -> None:
             if sockets:
                 errors = [s.error for s in sockets if s.error]
                 figures["websocket sessions that failed"] = f"{len(errors)} {errors[:1]}" if errors else 0
+                figures["websocket fragment runs unfinished after 120 s"] = sum(s.timeouts for s in sockets)
             figures["events appended"] = appended
             browser.close()
     finally:
