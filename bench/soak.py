@@ -123,7 +123,8 @@ class SocketSession(threading.Thread):
                 while not self.stop.is_set():
                     for message in client.received:
                         if message.HasField("new_session"):  # a whole run: its fragments declare their timers again
-                            timers.clear(), due.clear()
+                            timers.clear()
+                            due.clear()
                         elif message.HasField("auto_rerun"):
                             fragment, every = message.auto_rerun.fragment_id, message.auto_rerun.interval
                             if fragment not in timers:
@@ -131,7 +132,8 @@ class SocketSession(threading.Thread):
                             timers[fragment] = every
                         elif message.HasField("stop_auto_rerun"):
                             for fragment in message.stop_auto_rerun.fragment_ids:
-                                timers.pop(fragment, None), due.pop(fragment, None)
+                                timers.pop(fragment, None)
+                                due.pop(fragment, None)
                     client.received.clear()  # the charts of 30 minutes would fill this process
                     if not due:
                         self.stop.wait(1)
