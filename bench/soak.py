@@ -136,10 +136,14 @@ class SocketSession(threading.Thread):
                                 due.pop(fragment, None)
                     client.received.clear()  # the charts of 30 minutes would fill this process
                     if not due:
-                        self.stop.wait(1)
+                        # A run the server started itself (the start-up bar's rerun of the whole
+                        # app) declares the timers: read the socket while waiting for them.
+                        self._listen(client, 1.0)
                         continue
                     fragment = min(due, key=due.get)
-                    if self.stop.wait(max(0.0, due[fragment] - time.monotonic())):
+                    if self._listen(client, due[fragment] - time.monotonic()):
+                        continue  # messages came (a new run?): look at the timers again
+                    if self.stop.is_set():
                         return
                     began = time.perf_counter()
                     try:
@@ -151,6 +155,21 @@ class SocketSession(threading.Thread):
                     due[fragment] += every * max(1, -(-late // every))  # the timer's next tick
         except Exception as error:  # reported with the figures: a dropped socket is a soak failure
             self.error = f"{type(error).__name__}: {error}"
+
+    def _listen(self, client, seconds: float) -> bool:
+        """Reads the socket for up to ``seconds`` (as the browser always does) and whether a
+        message changed the timers; False at once when the soak stops."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            message = client.receive(timeout=min(left, 0.5))
+            if message is not None and (
+                message.HasField("new_session") or message.HasField("auto_rerun") or message.HasField("stop_auto_rerun")
+            ):
+                return True
+        return False
 
 
 def add_user(state: Path) -> None:

@@ -1,0 +1,81 @@
+"""The soak's websocket sessions behave as the frontend does: they keep reading the socket while
+no fragment is due, so that a whole run the server starts on its own (the start-up bar's rerun
+of the app once the history is in) gives them the Overview's timers. Without that, the nine
+websocket sessions of a 1M-event soak sat idle for the whole run."""
+
+import threading
+import time
+
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+import bench.raw_client
+from bench.soak import SocketSession
+
+
+def _message(kind: str, **fields) -> ForwardMsg:
+    message = ForwardMsg()
+    if kind == "new_session":
+        message.new_session.page_script_hash = "overview"
+    elif kind == "auto_rerun":
+        message.auto_rerun.fragment_id = fields["fragment"]
+        message.auto_rerun.interval = fields["every"]
+    elif kind == "script_finished":
+        message.script_finished = ForwardMsg.FINISHED_SUCCESSFULLY
+    return message
+
+
+class _StartingServer:
+    """The first run is the start-up page (no refreshing fragment); 0.3 s later the server reruns
+    the app on its own and the Overview declares a fragment refreshed every 0.2 s."""
+
+    def __init__(self, *args, **kwargs):
+        self.received: list[ForwardMsg] = []
+        self.pending: list[ForwardMsg] = []
+        self.began = time.monotonic()
+        self.fragment_runs: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, timeout: float = 60):
+        self.received += [_message("new_session"), _message("script_finished")]
+        self.pending = [_message("new_session"), _message("auto_rerun", fragment="charts", every=0.2)]
+        return list(self.received)
+
+    def receive(self, timeout: float):
+        if self.pending and time.monotonic() - self.began > 0.3:
+            message = self.pending.pop(0)
+            self.received.append(message)
+            return message
+        time.sleep(min(timeout, 0.05))
+        return None
+
+    def rerun_fragment(self, fragment_id: str, page_script_hash: str, timeout: float = 120):
+        self.fragment_runs.append(fragment_id)
+        return [_message("script_finished")]
+
+    def exceptions(self, messages=None) -> int:
+        return 0
+
+
+def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started(monkeypatch):
+    clients: list[_StartingServer] = []
+
+    def client(*args, **kwargs):
+        clients.append(_StartingServer())
+        return clients[-1]
+
+    monkeypatch.setattr(bench.raw_client, "RawClient", client)
+    durations: list[float] = []
+    stop = threading.Event()
+    session = SocketSession("http://127.0.0.1:1", "cookie", durations, stop)
+    session.start()
+    time.sleep(1.5)
+    stop.set()
+    session.join(5)
+    assert session.error is None
+    assert clients[0].fragment_runs.count("charts") >= 3, clients[0].fragment_runs
+    assert len(durations) == len(clients[0].fragment_runs)
