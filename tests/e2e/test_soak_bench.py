@@ -27,3 +27,16 @@ def test_the_soak_runs_browser_and_websocket_sessions_and_reports_no_error(tmp_p
     assert int(figures["fragment runs websocket sessions, during the soak"]) >= 1, result.stdout
     assert "fragment p95 s websocket sessions, during the soak" in figures, result.stdout
     assert figures["exceptions on the pages"] == "0" and figures["tracebacks in the server log"] == "0"
+
+
+def test_the_start_up_benchmark_times_the_sign_in_form_drawn_in_chromium(tmp_path):
+    if chromium_path() is None:
+        if os.environ.get("INSIGHTS_REQUIRE_BROWSER") == "1":
+            pytest.fail("INSIGHTS_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH")
+    command = [sys.executable, "-m", "bench.startup", "--sign-in-form", "2", "--browser", "--events", "2000"]
+    command += ["--folder", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("sign-in form drawn in Chromium") == 2, result.stdout
+    assert "median: sign-in form drawn" in result.stdout
