@@ -1,6 +1,7 @@
 """Benchmark of batch ingest end to end against DuckDB; every ratio is measured in this run.
 
-    python -m bench.ingest [--sizes 150000,1000000] [--folder DIR] [--huge] [--skip-memory]
+    python -m bench.ingest [--sizes 150000,1000000] [--parts cli,sources,memory] [--layouts lines,trail]
+                           [--folder DIR] [--huge]
 
 Generates demo records over one day (kept in ``--folder`` and reused by later runs) as JSON
 Lines and as a folder of gzipped trail files in the S3 layout
@@ -276,6 +277,7 @@ def main() -> None:
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "bench-ingest"))
     parser.add_argument("--huge", action="store_true", help="also 5,000,000 events in the S3 layout (slow)")
     parser.add_argument("--parts", default="cli,sources,memory", help="which of cli,sources,memory to run")
+    parser.add_argument("--layouts", default="lines,trail", help="the CLI's inputs: lines (JSON Lines), trail (gz)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -293,8 +295,11 @@ def main() -> None:
         print(f"{size:,} records ready in {folder}", flush=True)
     parts = set(args.parts.split(","))
     for size, (lines, trail) in generated.items() if "cli" in parts else ():
-        compare(f"{size:,} JSON Lines", lines, folder)
-        compare(f"{size:,} gz trail folder", trail, folder)
+        layouts = args.layouts.split(",")
+        if "lines" in layouts:
+            compare(f"{size:,} JSON Lines", lines, folder)
+        if "trail" in layouts:
+            compare(f"{size:,} gz trail folder", trail, folder)
 
     smallest = generated[sizes[0]][1]
     for name, measure in (("files source", files_rate), ("S3 source (moto)", s3_rate)) if "sources" in parts else ():

@@ -3,6 +3,9 @@ collector's own poll (read, normalise, ingest, learn), with and without the rule
 
     python -m bench.sources [--events 150000] [--folder DIR] [--skip-s3]
 
+First, DuckDB (the in-process anchor) reading the same inputs into a table of the normaliser's
+columns, for scale: the rate an engine built for this reaches on the same machine.
+
 Uses the demo data of ``bench.ingest`` (made once in ``--folder``): the gzipped trail files in
 the S3 layout for both sources, served to the S3 source by a moto server in its own process,
 and the JSON Lines file for the files source as well. Each measurement is a fresh engine and
@@ -26,7 +29,7 @@ from pathlib import Path
 import orjson
 
 import collectors.collector as collector_module
-from bench.ingest import DAY, START, generate, moto_client
+from bench.ingest import _FIELDS, DAY, START, _normalised, generate, moto_client
 from collectors.analyses import Detections
 from collectors.collector import Collector
 from collectors.files import FileSource
@@ -109,6 +112,28 @@ def gunzip_times(trail_dir: Path) -> tuple[float, float]:
     return middle - began, time.process_time() - middle
 
 
+def duckdb_rate(path: Path) -> tuple[float, float, int]:
+    """(seconds, CPU seconds, rows) for DuckDB, the in-process anchor, to read ``path`` (a JSON
+    Lines file or a trail folder) into a table of the normaliser's columns: ``bench.ingest``'s
+    peer without the counting, with no raw record kept for drill-down (the engine keeps one)."""
+    import duckdb
+
+    connection = duckdb.connect()
+    connection.execute("SET threads TO 2; SET TimeZone = 'UTC'")
+    if path.is_dir():
+        records = "{'Records': '" + "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _FIELDS.items()) + ")[]'}"
+        source = f"SELECT unnest(Records) AS r FROM read_json('{path}/**/*.json.gz', columns={records})"
+    else:
+        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _FIELDS.items()) + "}"
+        source = f"SELECT j AS r FROM read_json('{path}', format='newline_delimited', columns={columns}) AS j"
+    start, cpu = time.perf_counter(), time.process_time()
+    connection.execute(f"CREATE TABLE events AS {_normalised(source)}")
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    rows = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    connection.close()
+    return seconds, cpu_seconds, rows
+
+
 @contextlib.contextmanager
 def _path(path: str):
     """The collector's normalising as it is ("columnar": a large poll at once) or record by
@@ -142,6 +167,14 @@ def main() -> None:
         f"isal/zlib = {with_isal / with_zlib:.2f}x",
         flush=True,
     )
+    for label, path in (("gz trail folder", trail), ("JSON Lines", lines)):
+        seconds, cpu_seconds, rows = duckdb_rate(path)
+        print(
+            f"{'DuckDB read_json into a table, ' + label:<58}{rows / seconds:>8,.0f} records/s ({rows:,} rows in "
+            f"{seconds:.2f} s, {cpu_seconds:.2f} s CPU: {rows / cpu_seconds:,.0f}/s of CPU; the anchor, no raw "
+            "records kept)",
+            flush=True,
+        )
     runs = [(kind, path) for path in args.paths.split(",") for kind in args.kinds.split(",")]
     names = {"none": "", "detections": ", detections", "parsed": ", detections (parsed)"}
     for kind, path in runs:
