@@ -122,7 +122,7 @@ class SocketSession(threading.Thread):
                 due: dict[str, float] = {}
                 while not self.stop.is_set():
                     for message in client.received:
-                        if message.HasField("new_session"):  # a whole run: its fragments declare their timers again
+                        if _whole_run(message):  # its fragments declare their timers again
                             timers.clear()
                             due.clear()
                         elif message.HasField("auto_rerun"):
@@ -166,10 +166,16 @@ class SocketSession(threading.Thread):
                 return False
             message = client.receive(timeout=min(left, 0.5))
             if message is not None and (
-                message.HasField("new_session") or message.HasField("auto_rerun") or message.HasField("stop_auto_rerun")
+                _whole_run(message) or message.HasField("auto_rerun") or message.HasField("stop_auto_rerun")
             ):
                 return True
         return False
+
+
+def _whole_run(message) -> bool:
+    """A new_session that starts a run of the whole app. A fragment's run begins with one too,
+    tagged with the fragment's id, and keeps the timers (as the frontend does)."""
+    return message.HasField("new_session") and not message.metadata.run.fragment_ids
 
 
 def add_user(state: Path) -> None:

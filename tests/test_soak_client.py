@@ -1,7 +1,9 @@
 """The soak's websocket sessions behave as the frontend does: they keep reading the socket while
 no fragment is due, so that a whole run the server starts on its own (the start-up bar's rerun
 of the app once the history is in) gives them the Overview's timers. Without that, the nine
-websocket sessions of a 1M-event soak sat idle for the whole run."""
+websocket sessions of a 1M-event soak sat idle for the whole run. And a fragment's own run
+begins with a new_session too (tagged with the fragment's id): it keeps the timers, as in the
+frontend; taking it for a whole run left the sessions without timers after their first refresh."""
 
 import threading
 import time
@@ -16,6 +18,7 @@ def _message(kind: str, **fields) -> ForwardMsg:
     message = ForwardMsg()
     if kind == "new_session":
         message.new_session.page_script_hash = "overview"
+        message.metadata.run.fragment_ids.extend(fields.get("fragments", ()))
     elif kind == "auto_rerun":
         message.auto_rerun.fragment_id = fields["fragment"]
         message.auto_rerun.interval = fields["every"]
@@ -55,7 +58,9 @@ class _StartingServer:
 
     def rerun_fragment(self, fragment_id: str, page_script_hash: str, timeout: float = 120):
         self.fragment_runs.append(fragment_id)
-        return [_message("script_finished")]
+        messages = [_message("new_session", fragments=[fragment_id]), _message("script_finished")]
+        self.received += messages  # as the real client keeps every message it reads
+        return messages
 
     def exceptions(self, messages=None) -> int:
         return 0
