@@ -51,9 +51,10 @@ PAGE_SIZE = tables.PAGE_SIZE
 
 
 def sent(chart: alt.TopLevelMixin) -> dict:
-    """What Streamlit sends for a chart: Altair's validated spec with the data as Arrow (not
-    Altair's own row-by-row JSON, which ``to_dict`` alone would time)."""
-    return _convert_altair_to_vega_lite_spec(chart)
+    """What Streamlit sends for a chart, as the app hands it over (``charts.unvalidated``): the
+    spec with the data as Arrow (not Altair's own row-by-row JSON, which ``to_dict`` alone
+    would time)."""
+    return _convert_altair_to_vega_lite_spec(charts.unvalidated(chart))
 
 
 def load(events: int, days: int) -> Engine:

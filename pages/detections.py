@@ -90,7 +90,13 @@ def hits() -> None:
     start, end = current.bounds(at)
     timeline = charts.severity_timeline(shown, start=start, end=end, zone=current.zone_title, wall=current.wall)
     shown = _picked_bin(
-        st.altair_chart(timeline, on_select="rerun", selection_mode=charts.PICK, key="det_timeline", width="stretch"),
+        st.altair_chart(
+            charts.unvalidated(timeline),
+            on_select="rerun",
+            selection_mode=charts.PICK,
+            key="det_timeline",
+            width="stretch",
+        ),
         shown,
         charts.timeline_seconds(start, end),
         current,

@@ -111,7 +111,9 @@ def histogram() -> None:
     chart = charts.matches_histogram(
         events.times_ns(), start=start, end=end, seconds=seconds, zone=current.zone_title, wall=current.wall
     )
-    picked = st.altair_chart(chart, on_select="rerun", selection_mode=PICK, key="ex_histogram", width="stretch")
+    picked = st.altair_chart(
+        charts.unvalidated(chart), on_select="rerun", selection_mode=PICK, key="ex_histogram", width="stretch"
+    )
     points = (picked.selection.get(PICK) if picked is not None else None) or []
     if points and points[0] != state.get("ex_histogram_seen"):
         state["ex_histogram_seen"] = points[0]

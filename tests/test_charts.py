@@ -188,3 +188,36 @@ def test_detections_are_marked_on_the_calls_chart_in_their_severity_colour():
     assert rules["encoding"]["color"]["scale"]["range"][0] == "#8b0000"
     marked = [d for d in spec["datasets"].values() if d and "title" in d[0]]
     assert marked[0][0]["title"] == PAYLOAD  # as data, drawn as text
+
+
+def test_charts_sent_unvalidated_are_the_same_spec_and_each_builder_with_every_option_is_valid(monkeypatch):
+    # The app sends its charts without Altair's JSON-schema check at every refresh
+    # (charts.unvalidated): this is where every builder's spec, all options on, is checked.
+    rows = [("2024-08-02T08:30:00Z", "ec2.amazonaws.com", "", 3), ("2024-08-02T08:30:10Z", "s3.amazonaws.com", "", 1)]
+    totals = frame(rows)
+    start = 1722587400
+    detections = pd.DataFrame(
+        {"when": pd.to_datetime([start + 5], unit="s", utc=True), "severity": ["high"], "title": [PAYLOAD]}
+    )
+    hits = pd.DataFrame(
+        {"when": pd.to_datetime([start, start + 3600], unit="s", utc=True), "Severity": ["high", "low"]}
+    )
+    built = {
+        "activity": lambda: charts.activity(
+            totals, totals.assign(value=[2.5, 0.0]), threshold=1.8, span=(start, start + 60), detections=detections
+        ),
+        "lines_by": lambda: charts.lines_by(totals, "category", "Service", log=True, span=(start, start + 60)),
+        "top_bars": lambda: charts.top_bars(totals, "category", "API", keys=("category", "subcategory")),
+        "busiest_line": lambda: charts.busiest_line(totals, colors={"ec2.amazonaws.com": "#1f5fa8"}),
+        "severity_timeline": lambda: charts.severity_timeline(hits, start=start, end=start + 86400),
+        "matches_histogram": lambda: charts.matches_histogram(
+            totals["window_start"], start=start, end=start + 180, seconds=60
+        ),
+    }
+    for name, build in built.items():
+        validated = build().to_dict(validate=True)  # raises on a spec the schema refuses
+        calls = []
+        monkeypatch.setattr(type(build()), "validate", lambda *args, **kwargs: calls.append(name))
+        assert charts.unvalidated(build()).to_dict() == validated, name
+        assert calls == [], name
+        monkeypatch.undo()

@@ -9,6 +9,8 @@ Vega, which draws them as text, never as markup.
 
 from __future__ import annotations
 
+import functools
+
 import altair as alt
 import altair.utils.schemapi
 import numpy as np
@@ -24,9 +26,19 @@ LEGEND = "legend"  # a click on a legend entry isolates that series
 BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
 
 # Altair's debug mode validates the whole chart again at every step that builds it (each mark,
-# encoding, layer and property): most of a page's chart time. The spec is still validated
-# once, when Streamlit turns the finished chart into the dict it sends (``to_dict``).
+# encoding, layer and property): most of a page's chart time. The finished spec's validation is
+# left to the tests (``unvalidated`` below).
 altair.utils.schemapi.disable_debug_mode()
+
+
+def unvalidated(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """``chart`` whose ``to_dict`` (what Streamlit calls to send it) skips the JSON-schema
+    validation of the finished spec. Under ten refreshing sessions that validation was a fifth
+    of the server's script time (py-spy of ``bench.soak``), run again at every refresh on specs
+    the same fixed builders make; ``tests/test_charts.py`` validates each builder's charts."""
+    # An instance attribute: Altair's own __setattr__ would take it for a chart property.
+    object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+    return chart
 
 
 def middle(text: str, limit: int = 40) -> str:

@@ -16,7 +16,7 @@ import streamlit as st
 from metrics.explore import EventFilter
 from metrics.visible import visible
 from ui import data, view
-from ui.charts import PICK, ZOOM, has_zoom, zoomed_range
+from ui.charts import PICK, ZOOM, has_zoom, unvalidated, zoomed_range
 from ui.tables import events_table
 
 EXPLORER_FILTER = "explorer_drill"
@@ -43,7 +43,7 @@ def chart(
     and a range dragged along its time axis becomes the range of every page."""
     zoomable = has_zoom(chart)
     modes = [PICK, ZOOM] if zoomable else PICK
-    state = st.altair_chart(chart, on_select="rerun", selection_mode=modes, key=key, width="stretch")
+    state = st.altair_chart(unvalidated(chart), on_select="rerun", selection_mode=modes, key=key, width="stretch")
     if zoomable:
         interval = (state.selection.get(ZOOM) if state is not None else None) or {}
         zoom_key = f"{key}:zoomed"
