@@ -3,7 +3,7 @@
 import streamlit as st
 
 from metrics.pumps import PUMPS_BY_NAME
-from ui import charts, data, drill, page, view
+from ui import charts, data, drill, page, specs, view
 from ui.drill import Drill
 
 PAGE = "apis"
@@ -21,7 +21,7 @@ def top() -> None:
         return
     st.subheader(f"Top 10 API calls, {current.label()}")
     frame = frame.assign(api=frame["subcategory"] + " (" + frame["category"].str.replace(".amazonaws.com", "") + ")")
-    chart = charts.top_bars(frame, "api", "API (service)", keys=("category", "subcategory"))
+    chart = specs.shared(charts.top_bars, frame, "api", "API (service)", keys=("category", "subcategory"))
 
     def to_drill(point: dict) -> Drill:
         flt = current.filter(now=at, step=STEP, services=(point["category"],), apis=(point["subcategory"],))

@@ -4,7 +4,7 @@ import streamlit as st
 
 from metrics.explore import NO_ERROR
 from metrics.pumps import EC2
-from ui import charts, data, drill, page, view
+from ui import charts, data, drill, page, specs, view
 from ui.drill import Drill
 
 PAGE = "ec2"
@@ -37,7 +37,8 @@ def live() -> None:
     # Success first, so that the error codes are drawn over it.
     names = [SUCCESS, *sorted(set(frame["outcome"]) - {SUCCESS})]
     drill.chart(
-        charts.lines_by(
+        specs.shared(
+            charts.lines_by,
             frame,
             "outcome",
             "Outcome",

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from metrics.explore import busiest_per_window
-from ui import charts, colors, data, drill, page, view
+from ui import charts, colors, data, drill, page, specs, view
 from ui.drill import Drill
 
 PAGE = "ips"
@@ -29,7 +29,7 @@ def top() -> None:
         return
     st.subheader(f"Top 10 source IPs, {current.label()}")
     drill.chart(
-        charts.top_bars(frame, "category", "Source IP"),
+        specs.shared(charts.top_bars, frame, "category", "Source IP"),
         page=PAGE,
         key="ips-top",
         to_drill=lambda p: _drill_range(current, at, p["category"]),  # the windows the bar counts
@@ -54,7 +54,8 @@ def busiest() -> None:
         return Drill(flt, f"Calls from {ip}, window {page.window_text(current, t, seconds)}")
 
     drill.chart(
-        charts.busiest_line(
+        specs.shared(
+            charts.busiest_line,
             peaks,
             step=seconds,
             zone=current.zone_title,

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import EventFilter, episodes, rebin
-from ui import charts, data, drill, page, view
+from ui import charts, data, drill, page, specs, view
 from ui.drill import Drill
 
 PAGE = "overview"
@@ -83,7 +83,8 @@ def live() -> None:
 
     st.subheader("API calls and anomaly score")
     scores = _scores(current, at)
-    chart = charts.activity(
+    chart = specs.shared(
+        charts.activity,
         totals,
         rebin(scores, seconds, "max"),
         threshold=settings["score_threshold"],
@@ -121,7 +122,8 @@ def live() -> None:
         ignore_index=True,
     )
     drill.chart(
-        charts.lines_by(
+        specs.shared(
+            charts.lines_by,
             outcomes,
             "category",
             "Outcome",

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import charts, colors, data, drill, held, page, view
+from ui import charts, colors, data, drill, held, page, specs, view
 from ui.drill import Drill
 
 PAGE = "services"
@@ -54,7 +54,8 @@ def live() -> None:
         st.info("No service is chosen: pick one or more above, or switch on the line of all the others.")
         return
     names = [*chosen, colors.OTHERS] if others else chosen
-    chart = charts.lines_by(
+    chart = specs.shared(
+        charts.lines_by,
         drawn,
         "category",
         "Service",

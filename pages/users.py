@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.pumps import PUMPS_BY_NAME
-from ui import charts, data, drill, page, view
+from ui import charts, data, drill, page, specs, view
 from ui.drill import Drill
 
 PAGE = "users"
@@ -38,7 +38,7 @@ def top() -> None:
         page.explain_empty(shared, current, "API calls")
         return
     st.subheader(f"Top 10 users, {current.label()}")
-    chart = charts.top_bars(frame, "category", "User")
+    chart = specs.shared(charts.top_bars, frame, "category", "User")
     drill.chart(
         chart,
         page=PAGE,

@@ -16,7 +16,8 @@ import streamlit as st
 from metrics.explore import EventFilter
 from metrics.visible import visible
 from ui import data, view
-from ui.charts import PICK, ZOOM, has_zoom, unvalidated, zoomed_range
+from ui.charts import PICK, ZOOM, zoomed_range
+from ui.specs import Spec, spec_of
 from ui.tables import events_table
 
 EXPLORER_FILTER = "explorer_drill"
@@ -33,17 +34,19 @@ def _key(page: str) -> str:
 
 
 def chart(
-    chart: alt.TopLevelMixin,
+    chart: alt.TopLevelMixin | Spec,
     *,
     page: str,
     key: str,
     to_drill: Callable[[dict], Drill | None],
 ) -> None:
     """Draws ``chart``; a new click on it opens the matching events under the page's charts,
-    and a range dragged along its time axis becomes the range of every page."""
-    zoomable = has_zoom(chart)
+    and a range dragged along its time axis becomes the range of every page. ``chart`` may be
+    a spec shared between sessions (``ui.specs.shared``)."""
+    drawn = chart if isinstance(chart, Spec) else spec_of(chart)
+    zoomable = drawn.zoomable
     modes = [PICK, ZOOM] if zoomable else PICK
-    state = st.altair_chart(unvalidated(chart), on_select="rerun", selection_mode=modes, key=key, width="stretch")
+    state = st.vega_lite_chart(drawn.spec, on_select="rerun", selection_mode=modes, key=key, width="stretch")
     if zoomable:
         interval = (state.selection.get(ZOOM) if state is not None else None) or {}
         zoom_key = f"{key}:zoomed"
