@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import altair as alt
 import streamlit as st
 
 from metrics.explore import EventFilter
 from metrics.visible import visible
 from ui import data, view
 from ui.charts import PICK, ZOOM, zoomed_range
-from ui.specs import Spec, spec_of
+from ui.specs import Spec
 from ui.tables import events_table
 
 EXPLORER_FILTER = "explorer_drill"
@@ -34,20 +33,18 @@ def _key(page: str) -> str:
 
 
 def chart(
-    chart: alt.TopLevelMixin | Spec,
+    chart: Spec,
     *,
     page: str,
     key: str,
     to_drill: Callable[[dict], Drill | None],
 ) -> None:
     """Draws ``chart``; a new click on it opens the matching events under the page's charts,
-    and a range dragged along its time axis becomes the range of every page. ``chart`` may be
-    a spec shared between sessions (``ui.specs.shared``)."""
-    drawn = chart if isinstance(chart, Spec) else spec_of(chart)
-    zoomable = drawn.zoomable
-    modes = [PICK, ZOOM] if zoomable else PICK
-    state = st.vega_lite_chart(drawn.spec, on_select="rerun", selection_mode=modes, key=key, width="stretch")
-    if zoomable:
+    and a range dragged along its time axis becomes the range of every page. ``chart``: from
+    ``ui.specs.shared``, built once for the sessions that draw the same chart."""
+    modes = [PICK, ZOOM] if chart.zoomable else PICK
+    state = st.vega_lite_chart(chart.spec, on_select="rerun", selection_mode=modes, key=key, width="stretch")
+    if chart.zoomable:
         interval = (state.selection.get(ZOOM) if state is not None else None) or {}
         zoom_key = f"{key}:zoomed"
         if interval and interval != st.session_state.get(zoom_key):
