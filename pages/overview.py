@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.explore import EventFilter, episodes, rebin
+from metrics.windows import window_start
 from ui import charts, data, drill, page, specs, view
 from ui.drill import Drill
 
@@ -157,9 +158,13 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     if not (scores["value"] > 0).any():
         st.info("No window has been scored in this range yet: the forest needs about 14 minutes of history.")
         return
-    totals = engine.binned_totals("TotalCalls", *current.bounds(at), STEP, dense_until=at)
     lookback = (engine.scorer.shingle_size - 1) * STEP
-    found = episodes(scores, totals, threshold, step=STEP, lookback=lookback)
+    start, end = current.bounds(at)
+    # From a shingle before the range: an episode starts that far before its first high
+    # window, and its calls (the key of its shared leaders) count every event it spans.
+    spanned = engine.binned_totals("TotalCalls", start - lookback, end, STEP, dense_until=at)
+    found = episodes(scores, spanned, threshold, step=STEP, lookback=lookback)
+    totals = spanned[spanned["window_start"] >= pd.Timestamp(window_start(start, STEP), unit="s", tz="UTC")]
     if found.empty:
         best = float(scores["value"].max())
         st.success(
@@ -171,16 +176,19 @@ def what_happened(current: view.View, at: int, scores: pd.DataFrame) -> None:
     typical = float(totals["value"].median()) if len(totals) else 0.0
     rows = []
     for episode in found.itertuples():
-        events = data.select_events(engine, EventFilter(start=episode.start, end=episode.end))
+        # The same episodes for every session and refresh: their leaders are counted once.
+        top = data.leading(
+            engine, episode.start, episode.end, episode.calls, {"eventName": 2, "user": 2, "sourceIPAddress": 1}
+        )
         rows.append(
             {
                 "Episode": page.span_text(current, episode.start, episode.end),
                 "Peak score": episode.peak,
                 "Calls": episode.calls,
                 "Typical calls": typical * (episode.end - episode.start) / STEP,
-                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in events.counts("eventName", 2)),
-                "Leading users": ", ".join(f"{name} ({n})" for name, n in events.counts("user", 2)),
-                "Leading IP": ", ".join(f"{name} ({n})" for name, n in events.counts("sourceIPAddress", 1)),
+                "Leading APIs": ", ".join(f"{name} ({n})" for name, n in top["eventName"]),
+                "Leading users": ", ".join(f"{name} ({n})" for name, n in top["user"]),
+                "Leading IP": ", ".join(f"{name} ({n})" for name, n in top["sourceIPAddress"]),
             }
         )
     table = pd.DataFrame(rows)

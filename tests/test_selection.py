@@ -269,3 +269,20 @@ def test_the_background_index_waits_while_a_backlog_is_read():
     while not search.indexed_bytes(engine.buffer) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert search.indexed_bytes(engine.buffer) > 0
+
+
+def test_an_episodes_leaders_are_counted_once_and_again_when_a_late_event_lands_in_it():
+    from ui import data
+
+    engine = Engine(retention_seconds=None, seed=0)
+    early = [make_record(f"a{i}", f"2024-08-02T08:00:0{i}Z", eventName="ListBuckets") for i in range(3)]
+    engine.ingest(batch_of(early))
+    start, end = T0, T0 + 10
+    tops = {"eventName": 1}
+    first = data.leading(engine, start, end, 3, tops)
+    assert first == {"eventName": [("ListBuckets", 3)]}
+    assert data.leading(engine, start, end, 3, tops) is first  # another session: the same answer, not a count
+
+    late = [make_record(f"b{i}", f"2024-08-02T08:00:0{i}Z", eventName="GetObject") for i in range(4)]
+    engine.ingest(batch_of(late))
+    assert data.leading(engine, start, end, 7, tops) == {"eventName": [("GetObject", 4)]}

@@ -36,6 +36,8 @@ LONG_RANGE_SECONDS = 86_400
 on_demand = None
 _scoped_cache: dict[tuple, EventColumns] = {}
 _ordered_cache: dict[tuple, Ordered] = {}
+_leading_cache: dict[tuple, dict[str, list]] = {}
+LEADING_KEPT = 256  # episodes of a few views, a few rows each
 _scoped_lock = threading.Lock()
 
 
@@ -153,6 +155,24 @@ def select_noted(engine: Engine, flt: EventFilter, budget: float | None = None) 
         return on_demand.select(flt)
     deadline = None if budget is None else time.monotonic() + budget
     return select(ordered(engine), flt, engine.buffer.raw_texts, deadline), {}
+
+
+def leading(engine: Engine, start: int, end: int, calls: int, tops: dict[str, int]) -> dict[str, list]:
+    """The commonest values of each column in ``tops`` (column: how many) among the events of
+    [start, end), shared by every session. Keyed by the span's call count: the buffer only
+    gains events (and loses the oldest to retention), so an unchanged count is an unchanged set
+    of events, and a late event in the span makes a new entry."""
+    key = (id(engine), id(on_demand), start, end, calls, tuple(tops.items()))
+    with _scoped_lock:
+        found = _leading_cache.get(key)
+    if found is None:
+        events = select_events(engine, EventFilter(start=start, end=end))
+        found = {column: events.counts(column, n) for column, n in tops.items()}
+        with _scoped_lock:
+            _leading_cache[key] = found
+            while len(_leading_cache) > LEADING_KEPT:
+                _leading_cache.pop(next(iter(_leading_cache)))
+    return found
 
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:
