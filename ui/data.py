@@ -28,6 +28,7 @@ from metrics.explore import (
 from metrics.pumps import FRAME_COLUMNS, PUMPS_BY_NAME
 from metrics.selection import Ordered, Selection, select
 from metrics.windows import to_timestamps, window_start
+from ui.specs import SharedSpecs
 from ui.view import View
 
 LONG_RANGE_SECONDS = 86_400
@@ -36,8 +37,7 @@ LONG_RANGE_SECONDS = 86_400
 on_demand = None
 _scoped_cache: dict[tuple, EventColumns] = {}
 _ordered_cache: dict[tuple, Ordered] = {}
-_leading_cache: dict[tuple, dict[str, list]] = {}
-LEADING_KEPT = 256  # episodes of a few views, a few rows each
+_leaders = SharedSpecs(kept=256)  # episodes of a few views, a few rows each
 _scoped_lock = threading.Lock()
 
 
@@ -162,17 +162,12 @@ def leading(engine: Engine, start: int, end: int, calls: int, tops: dict[str, in
     [start, end), shared by every session. Keyed by the span's call count: the buffer only
     gains events (and loses the oldest to retention), so an unchanged count is an unchanged set
     of events, and a late event in the span makes a new entry."""
-    key = (id(engine), id(on_demand), start, end, calls, tuple(tops.items()))
-    with _scoped_lock:
-        found = _leading_cache.get(key)
-    if found is None:
+
+    def count() -> dict[str, list]:
         events = select_events(engine, EventFilter(start=start, end=end))
-        found = {column: events.counts(column, n) for column, n in tops.items()}
-        with _scoped_lock:
-            _leading_cache[key] = found
-            while len(_leading_cache) > LEADING_KEPT:
-                _leading_cache.pop(next(iter(_leading_cache)))
-    return found
+        return {column: events.counts(column, n) for column, n in tops.items()}
+
+    return _leaders.get((id(engine), id(on_demand), start, end, calls, tuple(tops.items())), count)
 
 
 def events(engine: Engine, flt: EventFilter) -> pd.DataFrame:

@@ -51,7 +51,8 @@ def spec_of(chart: alt.TopLevelMixin) -> Spec:
 
 
 class SharedSpecs:
-    """The last ``kept`` specs by key, each built by one caller while the others wait."""
+    """The last ``kept`` specs (or other values shared between sessions) by key, each built by
+    one caller while the others wait."""
 
     def __init__(self, kept: int = KEPT):
         self.kept = kept
