@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from auth.users import COOKIE_NAME
 from bench.startup import _wait_rules_done, generate
 from collectors.demo import DemoSource
 
@@ -117,6 +118,9 @@ class SocketSession(threading.Thread):
         try:
             with RawClient(self.url, cookie=self.cookie) as client:
                 self.exceptions += client.exceptions(client.run(timeout=600))
+                if "Log out" not in client.buttons():  # the sign-in form: the cookie was refused
+                    self.error = "not signed in by the cookie: the server sent the sign-in form"
+                    return
                 page = next((m.new_session.page_script_hash for m in client.received if m.HasField("new_session")), "")
                 timers: dict[str, float] = {}
                 due: dict[str, float] = {}
@@ -225,6 +229,18 @@ def open_when_listening(page, url: str, server, began: float, limit: float = 120
             if server.poll() is not None or time.perf_counter() - began > limit:
                 raise
             time.sleep(0.05)
+
+
+def signed_in_cookie(page, timeout: float = 60) -> str:
+    """The page's cookies once they hold the sign-in's: the cookie component writes it from the
+    browser a moment after the signed-in page is drawn, and the websocket sessions taken
+    without it were each shown the sign-in form (idle for the whole soak, 2 of 5 tries at 200k)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cookies = page.context.cookies()
+        if any(c["name"] == COOKIE_NAME for c in cookies) or time.monotonic() > deadline:
+            return "; ".join(f"{c['name']}={c['value']}" for c in cookies)
+        page.wait_for_timeout(100)
 
 
 def sign_in(page) -> None:
@@ -343,7 +359,7 @@ def main() -> None:
                         step(f"session {pages.index(page) + 1}: click {attempt + 1} did not sign in within 60 s")
                         page.screenshot(path=str(folder / f"sign-in-{pages.index(page) + 1}-{attempt + 1}.png"))
             figures["Log in clicks for all sessions"] = clicks
-            cookie = "; ".join(f"{c['name']}={c['value']}" for c in first.context.cookies())
+            cookie = signed_in_cookie(first)
             sockets = [SocketSession(url, cookie, socket_durations, stop_sockets) for _ in range(sessions - browsers)]
             for socket_session in sockets:
                 socket_session.start()

@@ -3,7 +3,8 @@ no fragment is due, so that a whole run the server starts on its own (the start-
 of the app once the history is in) gives them the Overview's timers. Without that, the nine
 websocket sessions of a 1M-event soak sat idle for the whole run. And a fragment's own run
 begins with a new_session too (tagged with the fragment's id): it keeps the timers, as in the
-frontend; taking it for a whole run left the sessions without timers after their first refresh."""
+frontend; taking it for a whole run left the sessions without timers after their first refresh.
+A session the cookie did not sign in is a failure, not a quiet idle one."""
 
 import threading
 import time
@@ -65,6 +66,16 @@ class _StartingServer:
     def exceptions(self, messages=None) -> int:
         return 0
 
+    def buttons(self) -> list[str]:
+        return ["Log out"]  # signed in by the cookie
+
+
+class _RefusingServer(_StartingServer):
+    """A server that does not take the cookie: its first run is the sign-in form."""
+
+    def buttons(self) -> list[str]:
+        return ["Log in"]
+
 
 def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started(monkeypatch):
     clients: list[_StartingServer] = []
@@ -84,3 +95,21 @@ def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started
     assert session.error is None
     assert clients[0].fragment_runs.count("charts") >= 3, clients[0].fragment_runs
     assert len(durations) == len(clients[0].fragment_runs)
+
+
+def test_a_websocket_session_the_cookie_did_not_sign_in_fails_visibly(monkeypatch):
+    # A cookie read before the browser stored the sign-in's left sessions on the sign-in form,
+    # idle for a whole 30-minute soak that reported no failure.
+    clients: list[_RefusingServer] = []
+
+    def client(*args, **kwargs):
+        clients.append(_RefusingServer())
+        return clients[-1]
+
+    monkeypatch.setattr(bench.raw_client, "RawClient", client)
+    durations: list[float] = []
+    session = SocketSession("http://127.0.0.1:1", "cookie", durations, threading.Event())
+    session.start()
+    session.join(5)
+    assert session.error is not None and "sign-in form" in session.error
+    assert clients[0].fragment_runs == [] and durations == []
