@@ -30,10 +30,11 @@ BLUE, RED, GREY = palette.SUCCESS, palette.FAILURE, "#9e9e9e"
 # left to the tests (``unvalidated`` below).
 altair.utils.schemapi.disable_debug_mode()
 # Layering a chart with a selection lifts the selection to the top, and Altair validates each
-# lifted parameter's dict against the whole schema on the way: a quarter of building the
+# lifted parameter's dict against the whole schema on the way: a fifth of building the
 # Overview's charts (py-spy of ``bench.soak``), repeated at every new poll. The finished
 # spec, parameters included, is validated in the tests as above.
-for _parameter in (alt.SelectionParameter, alt.TopLevelSelectionParameter):
+LIFTED = (alt.SelectionParameter, alt.TopLevelSelectionParameter)
+for _parameter in LIFTED:
     _parameter.to_dict = functools.partialmethod(_parameter.to_dict, validate=False)
 
 
@@ -201,7 +202,9 @@ def activity(
         alt.Tooltip("calls:Q", title=f"API calls per {per}", format=","),
         alt.Tooltip("score:Q", title="Anomaly score", format=".2f"),
     ]
-    base = alt.Chart(data).encode(x=_x(zone, span, wall, data))
+    # The layers share the frame given once to the whole chart: Altair converts each layer's own
+    # frame to a dataset of its own, the same rows three times over.
+    base = alt.Chart().encode(x=_x(zone, span, wall, data))
     pick = alt.selection_point(name=PICK, fields=["t"], on="click", clear="dblclick")
     bars = (
         base.mark_bar(color=BLUE)
@@ -222,7 +225,9 @@ def activity(
     )
     calls = alt.layer(bars, _detection_rules(detections, zone, wall)) if detections is not None else bars
     # Resolution and height given to the constructor: each later call would copy the whole tree.
-    return alt.layer(calls, alt.layer(line, marks, rule), resolve=alt.Resolve(scale={"y": "independent"}), height=300)
+    return alt.layer(
+        calls, alt.layer(line, marks, rule), data=data, resolve=alt.Resolve(scale={"y": "independent"}), height=300
+    )
 
 
 def _detection_rules(detections: pd.DataFrame, zone: str, wall) -> alt.Chart:
@@ -292,7 +297,7 @@ def lines_by(
     )
     legend = alt.selection_point(name=LEGEND, fields=[shown], bind="legend")
     base = (
-        alt.Chart(data)
+        alt.Chart()  # the frame given once to the layers (see ``activity``)
         .transform_calculate(**{shown: vega_visible(field)})
         .encode(x=_x(zone, span, wall, data), y=y, color=color)
     )
@@ -304,7 +309,7 @@ def lines_by(
     points = base.mark_circle(size=40).encode(
         opacity=alt.when(pick, empty=False).then(alt.value(0.9)).otherwise(alt.value(0.0)), tooltip=tooltip
     )
-    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick), height=height)
+    return alt.layer(lines.add_params(legend, _zoom()), points.add_params(pick), data=data, height=height)
 
 
 def _lifted_zero(values: pd.Series, log: bool) -> alt.Scale:
@@ -366,7 +371,7 @@ def busiest_line(
     per = bin_label(step)
     pick = alt.selection_point(name=PICK, fields=["t", "category"], on="click", nearest=True, clear="dblclick")
     base = (
-        alt.Chart(data)
+        alt.Chart()  # the frame given once to the layers (see ``activity``)
         .transform_calculate(category_shown=vega_visible("category"))
         .encode(x=_x(zone, span, wall, data), y=alt.Y("value:Q", title=f"Calls per {per} by the busiest IP"))
     )
@@ -384,7 +389,7 @@ def busiest_line(
             alt.Tooltip("value:Q", title=f"Calls per {per}", format=","),
         ],
     )
-    return alt.layer(line, dots.add_params(pick), height=320)
+    return alt.layer(line, dots.add_params(pick), data=data, height=320)
 
 
 SEVERITY_COLORS = palette.SEVERITY
