@@ -295,7 +295,7 @@ def run(engine: Engine, ranges: dict[str, int], only: str = "", repeat: int = 1)
             if name in PAGES:
                 worst = max(worst, *timings)
             note = f"  ({'; '.join(notes)})" if notes[0] else ""
-            print(f"{name:<28}{label:<14}{timings[0]:>9.2f}s{timings[1]:>11.2f}s{note}", flush=True)
+            print(f"{name:<28}{label:<14}{timings[0]:>9.3f}s{timings[1]:>11.3f}s{note}", flush=True)
     return worst
 
 
