@@ -9,9 +9,11 @@ It generates ``--events`` demo records over the last 24 h (files source, JSON Li
 opens ``--sessions`` headless Chromium sessions (Debian's chromium, as the browser tests) on
 the Overview, whose charts refresh every 10 s (with ``--browsers N``, N of them in Chromium and
 the others as websocket sessions asking for the same refreshes: the server's latency without ten
-browsers' drawing on the same cores). Meanwhile it appends ``--rate`` events per
-second and samples the server's resident memory and CPU every 5 s. Everything is bounded: at
-most 20 sessions and 120 minutes.
+browsers' drawing on the same cores). Meanwhile it appends the demo's events at a mean of
+``--rate`` per second over its week (its rhythm: busiest at 14:00 UTC on weekdays, a third of
+that at night and half of it at weekends, so a Sunday evening's run gets about a third of
+``--rate``; the figures print the count appended) and samples the server's resident memory
+and CPU every 5 s. Everything is bounded: at most 20 sessions and 120 minutes.
 
 Prints: seconds from the start to the sign-in page, to signed in, and to every chart of the
 Overview, and until the rules have read the history; resident memory at the start, peak and
@@ -281,7 +283,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=5)
-    parser.add_argument("--rate", type=float, default=10, help="events per second appended while it runs")
+    parser.add_argument("--rate", type=float, default=10, help="the demo's mean events/s over its week, appended")
     parser.add_argument("--post-script-gc", choices=("true", "false"), help="runner.postScriptGC (default: config)")
     parser.add_argument(
         "--browsers",
