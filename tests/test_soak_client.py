@@ -77,14 +77,20 @@ class _RefusingServer(_StartingServer):
         return ["Log in"]
 
 
-def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started(monkeypatch):
+def _serving(monkeypatch, server: type[_StartingServer]) -> list[_StartingServer]:
+    """The clients the sessions open, each a fake ``server``."""
     clients: list[_StartingServer] = []
 
     def client(*args, **kwargs):
-        clients.append(_StartingServer())
+        clients.append(server())
         return clients[-1]
 
     monkeypatch.setattr(bench.raw_client, "RawClient", client)
+    return clients
+
+
+def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started(monkeypatch):
+    clients = _serving(monkeypatch, _StartingServer)
     durations: list[float] = []
     stop = threading.Event()
     session = SocketSession("http://127.0.0.1:1", "cookie", durations, stop)
@@ -100,13 +106,7 @@ def test_a_websocket_session_refreshes_the_fragments_of_a_run_the_server_started
 def test_a_websocket_session_the_cookie_did_not_sign_in_fails_visibly(monkeypatch):
     # A cookie read before the browser stored the sign-in's left sessions on the sign-in form,
     # idle for a whole 30-minute soak that reported no failure.
-    clients: list[_RefusingServer] = []
-
-    def client(*args, **kwargs):
-        clients.append(_RefusingServer())
-        return clients[-1]
-
-    monkeypatch.setattr(bench.raw_client, "RawClient", client)
+    clients = _serving(monkeypatch, _RefusingServer)
     durations: list[float] = []
     session = SocketSession("http://127.0.0.1:1", "cookie", durations, threading.Event())
     session.start()
