@@ -7,8 +7,8 @@ login itself, because Streamlit can serve a file of ``pages/`` on its own.
 import streamlit as st
 
 from settings import SettingsError
-from ui import data, link, login, server, startup, view
-from ui.runtime import load_settings, runtime
+from ui import link, login, server
+from ui.configuration import load_settings
 
 st.set_page_config(page_title="Account Activity Insights", page_icon=":material/monitoring:", layout="wide")
 # A fixed style sheet, no record value in it: the title starts near the top instead of under
@@ -50,6 +50,11 @@ PATHS = {page.url_path: page for group in PAGES.values() for page in group}
 # The gate before the runtime: the sign-in form never waits for the runtime being built while
 # the server starts (its lock), whatever the collector is doing.
 login.gate(values, PATHS)  # signed out, every page's address shows the sign-in form
+# Imported past the gate: the engine's and the charts' modules are heavy, and the sign-in form's
+# run never waits for them (the server imports them at its start, in its own thread).
+from ui import data, startup, view  # noqa: E402
+from ui.runtime import runtime  # noqa: E402
+
 try:
     shared = runtime()
 except SettingsError as error:

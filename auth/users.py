@@ -34,7 +34,7 @@ from typing import IO, TypeVar
 import bcrypt
 import yaml
 
-from storage import locked, write_private
+from storage import ensure_private_dir, locked, write_private
 
 COOKIE_NAME = "account_activity_insights_auth"
 BOOTSTRAP_USER = "admin"
@@ -153,6 +153,17 @@ def update_user(path: str, name: str, changes: dict) -> bool:
         return True
 
     return update(path, apply)
+
+
+def ensure(path: str, state_dir: str, *, expiry_days: float = 1.0) -> str:
+    """``path``, absolute, once the user file is there: its folder and the state's made private
+    first (``storage.LooseFolderError``, an ``OSError``, if one is shared), the file created on
+    first use by ``bootstrap``. Imports no Streamlit, so the server can call it at its start."""
+    path = os.path.abspath(path)
+    for folder in {os.path.dirname(path), os.path.abspath(state_dir)}:
+        ensure_private_dir(folder)  # tightened if loose, refused with a message if shared
+    bootstrap(path, expiry_days=expiry_days)
+    return path
 
 
 def bootstrap(path: str, *, expiry_days: float = 1.0, log: IO[str] | None = None) -> str | None:

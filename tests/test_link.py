@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui import link
+from ui import link, view
 
 
 class _Params(dict):
@@ -22,7 +22,7 @@ class _Params(dict):
 def fake_st(monkeypatch):
     fake = SimpleNamespace(session_state={}, query_params=_Params(), switch_page=lambda *a, **k: None)
     monkeypatch.setattr(link, "st", fake)
-    monkeypatch.setattr(link.view, "browser_zone", lambda: "UTC")
+    monkeypatch.setattr(view, "browser_zone", lambda: "UTC")
     return fake
 
 

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from ui import view
+# ``ui.view`` (pandas and the explorer's filters) is imported where it is used, not here:
+# ``remember_request`` runs before the sign-in gate, whose form must not wait for those imports.
 
 RANGE_CODES = {"Last 15 minutes": "15m", "Last hour": "1h", "Last 6 hours": "6h", "Last 24 hours": "24h"}
 CUSTOM_CODE = "custom"
@@ -52,6 +53,8 @@ def _seconds(text: str) -> int | None:
 
 def to_params(state: dict, page: str) -> dict[str, str | list[str]]:
     """The query parameters that describe the view in ``state`` on ``page`` (its url path)."""
+    from ui import view
+
     own = PAGE_KEYS.get(page, set())
     params: dict[str, str | list[str]] = {}
     range_name = state.get("view_range", "Last hour")
@@ -77,6 +80,8 @@ def to_state(params: dict[str, list[str]], zone: str) -> dict:
     """Session values from query parameters (each a list, as ``st.query_params.get_all``
     gives them). A custom range also sets the sidebar's date and time inputs, in ``zone``,
     the zone they are entered in. Unknown or malformed values are left out."""
+    from ui import view
+
     state: dict = {}
     first = {name: values[-1] for name, values in params.items() if values}
     codes = {code: name for name, code in RANGE_CODES.items()}
@@ -125,6 +130,8 @@ def apply_request(pages: dict[str, st.Page], current: str) -> None:
     # Kept until a run reaches ``write``, its end: a run stopped before (a rerun a component
     # queued, a page switch) lost the view it had set, and the next run applies it again; a few
     # times at most, so that a page that always stops early does not pin the link's view.
+    from ui import view
+
     wanted = st.session_state.get(WANTED)
     if wanted is None:
         return

@@ -32,7 +32,6 @@ import contextlib
 import copy
 import datetime as dt
 import math
-import os
 import re
 import threading
 import time
@@ -49,7 +48,6 @@ import settings as app_settings
 from auth import sso, users
 from auth.sessions import SessionRegistry, connection_may_resume, make_cookie, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
-from storage import ensure_private_dir
 from ui.server import requesting_session
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
@@ -95,7 +93,6 @@ class _NewPasswordRule(stauth.Validator):
 # Process-wide, never in st.cache_resource: any client can clear that with one message, which
 # would reset every cooldown.
 _throttles: dict[str, SignInThrottle] = {}
-_created: set[str] = set()  # user files this process created, so the sign-in page can say where the password went
 _process_lock = threading.Lock()
 _decoy: list[str] = []
 
@@ -104,10 +101,6 @@ def _throttle(path: str) -> SignInThrottle:
     """One throttle per server process (and user file)."""
     with _process_lock:
         return _throttles.setdefault(path, SignInThrottle())
-
-
-def _created_here() -> set[str]:
-    return _created
 
 
 def _decoy_hash() -> str:
@@ -269,12 +262,10 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
     of ``url_paths`` (the app's pages), and stops the run.
 
     Creates the user file on first use, printing the one-time ``admin`` password to the log."""
-    path = os.path.abspath(app_settings.auth_file(settings))
     try:
-        for folder in {os.path.dirname(path), os.path.abspath(str(settings["state_dir"]))}:
-            ensure_private_dir(folder)  # tightened if loose, refused with a message if shared
-        if users.bootstrap(path, expiry_days=settings["session_days"]) is not None:
-            _created_here().add(path)
+        path = users.ensure(
+            app_settings.auth_file(settings), str(settings["state_dir"]), expiry_days=settings["session_days"]
+        )
         config = users.read(path)
     except (OSError, users.UserFileError) as error:
         st.error(f"The user file cannot be used: {error}")

@@ -12,8 +12,6 @@ import os
 import threading
 from dataclasses import dataclass
 
-import streamlit as st
-
 import settings as app_settings
 from collectors import memory
 from collectors.alerts import Alerter, SnsSink, WebhookSink
@@ -31,6 +29,7 @@ from metrics.dimensions import DimensionAnomalies
 from metrics.engine import Engine
 from metrics.triage import Triage
 from ui import data
+from ui.configuration import load_settings
 
 
 @dataclass(frozen=True)
@@ -269,18 +268,6 @@ def _alerter(values: dict) -> Alerter | None:
         state_path=os.path.join(str(values["state_dir"]), "alerts.json"),
         base_url=values["app_url"],
     ).start()
-
-
-def secrets() -> dict:
-    """Settings from ``.streamlit/secrets.toml``; none when there is no such file."""
-    try:
-        return dict(st.secrets)
-    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
-        return {}
-
-
-def load_settings() -> dict:
-    return app_settings.load(secrets=secrets())
 
 
 _runtime: Runtime | None = None

@@ -86,6 +86,12 @@ def sign_in(page: Page, url: str, user: str, password: str) -> None:
     settle(page)
 
 
+def test_a_fresh_server_logs_the_one_time_password_before_anyone_visits(server):
+    # Made at the server's start, not by the first visitor's run: the admin reads the password
+    # in the log before opening the page, and the first sign-in form waits for no hash.
+    assert len(server.logged_password()) >= 12
+
+
 def test_a_fresh_server_refuses_every_page_url_to_an_anonymous_visitor(server, browser):
     # The first visit of the server's life is a page's address: it is app.py's sign-in form there
     # too, not the page's file run on its own under a list of file names.
