@@ -260,14 +260,27 @@ def server_phase(folder: Path, name: str, expected: int) -> dict:
     return figures
 
 
+def _bare_form(port: int, log_path: Path) -> subprocess.Popen:
+    """``bench/bare_form.py`` served by ``streamlit run`` with the app's configuration."""
+    from bench.soak import ROOT
+
+    command = [sys.executable, "-m", "streamlit", "run", "bench/bare_form.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
 def sign_in_form_starts(folder: Path, starts: int, browser: bool = False) -> None:
     """First starts of the real server: seconds to the health check and to the sign-in form
     reaching a websocket client (the server's part of the sign-in page), with no browser on the
     machine; with ``browser``, a headless Chromium open before each start asks for the page as
-    soon as the server listens, and the form drawn there is timed too (what a user sees)."""
+    soon as the server listens, and the form drawn there is timed too (what a user sees).
+
+    Each start is followed by one of ``bench/bare_form.py``, timed in the same way: Streamlit's
+    floor on this machine and at this load, printed beside the app's figures with the ratio."""
     from bench.soak import CHROMIUM_ARGS, free_port, open_when_listening, start_server, wait_healthy
 
-    healths, sent, drawn = [], [], []
+    figures: dict[str, dict[str, list[float]]] = {"app": {}, "bare form": {}}
     playwright = chromium = None
     if browser:
         from playwright.sync_api import sync_playwright
@@ -277,40 +290,41 @@ def sign_in_form_starts(folder: Path, starts: int, browser: bool = False) -> Non
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     try:
         for number in range(starts):
-            shutil.rmtree(folder / "state", ignore_errors=True)
-            port, log_path = free_port(), folder / "server-form.log"
-            url = f"http://127.0.0.1:{port}"
-            page = chromium.new_context().new_page() if chromium else None
-            began = time.perf_counter()
-            server = start_server(folder / "records", folder / "state", log_path, port)
-            figures: dict = {}
-            try:
-                if page is None:
-                    healths.append(wait_healthy(url, server, began, log_path))
-                    form_served_s(url, began, figures)
+            for name in figures:
+                shutil.rmtree(folder / "state", ignore_errors=True)
+                port, log_path = free_port(), folder / "server-form.log"
+                url = f"http://127.0.0.1:{port}"
+                page = chromium.new_context().new_page() if chromium else None
+                began = time.perf_counter()
+                if name == "app":
+                    server = start_server(folder / "records", folder / "state", log_path, port)
                 else:
-                    open_when_listening(page, url, server, began)
-                    page.get_by_role("button", name="Log in").wait_for(timeout=120_000)
-                    drawn.append(time.perf_counter() - began)
-                    page.context.close()
-            finally:
-                server.terminate()
-                server.wait(60)
-            if page is None:
-                sent.append(figures.get("sign_in_form_sent_s", float("nan")))
-                line = f"health {healths[-1]:.2f} s, sign-in form sent {sent[-1]:.2f} s"
-            else:
-                line = f"sign-in form drawn in Chromium {drawn[-1]:.2f} s"
-            print(f"  start {number + 1}: {line}", flush=True)
+                    server = _bare_form(port, log_path)
+                timed = figures[name]
+                try:
+                    if page is None:
+                        timed.setdefault("health", []).append(wait_healthy(url, server, began, log_path))
+                        sent: dict = {}
+                        form_served_s(url, began, sent)
+                        timed.setdefault("sign-in form sent", []).append(sent.get("sign_in_form_sent_s", float("nan")))
+                    else:
+                        open_when_listening(page, url, server, began)
+                        page.get_by_role("button", name="Log in").wait_for(timeout=120_000)
+                        timed.setdefault("sign-in form drawn", []).append(time.perf_counter() - began)
+                        page.context.close()
+                finally:
+                    server.terminate()
+                    server.wait(60)
+                line = ", ".join(f"{what} {values[-1]:.2f} s" for what, values in timed.items())
+                print(f"  start {number + 1}, {name}: {line}", flush=True)
     finally:
         if chromium:
             chromium.close()
             playwright.stop()
-    if browser:
-        spread = f"min {min(drawn):.2f}, max {max(drawn):.2f}"
-        print(f"median: sign-in form drawn {statistics.median(drawn):.2f} s ({spread})")
-    else:
-        print(f"medians: health {statistics.median(healths):.2f} s, sign-in form sent {statistics.median(sent):.2f} s")
+    for what in figures["app"]:
+        app, bare = (statistics.median(figures[name][what]) for name in figures)
+        spread = f"app min {min(figures['app'][what]):.2f}, max {max(figures['app'][what]):.2f}"
+        print(f"median {what}: app {app:.2f} s, bare Streamlit form {bare:.2f} s, {app / bare:.2f}x ({spread})")
     print(f"load after: {os.getloadavg()}")
 
 

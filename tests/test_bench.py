@@ -110,5 +110,6 @@ def test_the_start_up_benchmark_times_the_sign_in_form_of_a_server_alone(tmp_pat
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "start 1: health" in result.stdout and "medians: health" in result.stdout
-    assert "nan" not in result.stdout  # the form reached the websocket client
+    assert "start 1, app: health" in result.stdout and "start 1, bare form: health" in result.stdout
+    assert "median sign-in form sent: app" in result.stdout and "bare Streamlit form" in result.stdout
+    assert "nan" not in result.stdout  # the form reached the websocket client, in both servers
