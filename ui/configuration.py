@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import settings as app_settings
+from auth import users
 
 
 def secrets() -> dict:
@@ -21,3 +22,10 @@ def secrets() -> dict:
 
 def load_settings() -> dict:
     return app_settings.load(secrets=secrets())
+
+
+def user_file(settings: dict) -> str:
+    """The user file's path once it is there (``auth.users.ensure``), where the settings put it."""
+    return users.ensure(
+        app_settings.auth_file(settings), str(settings["state_dir"]), expiry_days=settings["session_days"]
+    )

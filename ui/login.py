@@ -44,10 +44,10 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_authenticator.utilities import CredentialsError, ResetError
 
-import settings as app_settings
 from auth import sso, users
 from auth.sessions import SessionRegistry, connection_may_resume, make_cookie, read_cookie, session_key
 from auth.throttle import SignInThrottle, client_key
+from ui import configuration
 from ui.server import requesting_session
 
 SIGN_IN_TITLE = "Sign in to Account Activity Insights"
@@ -263,9 +263,7 @@ def gate(settings: dict, url_paths: Iterable[str] = ()) -> str:
 
     Creates the user file on first use, printing the one-time ``admin`` password to the log."""
     try:
-        path = users.ensure(
-            app_settings.auth_file(settings), str(settings["state_dir"]), expiry_days=settings["session_days"]
-        )
+        path = configuration.user_file(settings)
         config = users.read(path)
     except (OSError, users.UserFileError) as error:
         st.error(f"The user file cannot be used: {error}")

@@ -183,11 +183,10 @@ def _ensure_user_file(values: dict) -> None:
     (Importing pandas first instead, which Streamlit imports to call the form's cookie
     component, made the first form slower: ``bench.startup --sign-in-form``, 2.7 to 3.0 s
     against 1.9 to 2.3 s.)"""
-    from auth import users
-    from settings import auth_file
+    from ui.configuration import user_file
 
     with contextlib.suppress(OSError):
-        users.ensure(auth_file(values), str(values["state_dir"]), expiry_days=values["session_days"])
+        user_file(values)
 
 
 STOP_SECONDS = 20  # for the collector's poll in progress, before the save (ECS waits 30 s by default)
