@@ -12,8 +12,8 @@ function stays the one definition of what a record means.
 
 from __future__ import annotations
 
-import io
 import re
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from metrics.events import COLUMNS, Batch
+from metrics.events import COLUMNS, POSITION, Batch
 from metrics.normalise import (
     EARLIEST_EVENT_NS,
     MAX_FIELD_CHARS,
@@ -117,7 +117,7 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
             # big block; a block must hold the longest line whole.
             if objects:
                 table = pj.read_json(
-                    io.BytesIO(data),
+                    pa.BufferReader(data),
                     read_options=pj.ReadOptions(block_size=max(READ_BLOCK_BYTES, int(lengths.max()) + 2)),
                     parse_options=_PARSE,
                 )
@@ -125,6 +125,7 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
             pass
         if table is not None and table.num_rows == n:
             plain, columns = _vectorised(table, latest)
+            columns = _rows(columns)
             plain &= lengths <= _PLAIN_BYTES
         elif n > _SMALLEST_BLOCK:
             halves = ((0, n // 2), (n // 2, n))
@@ -140,22 +141,24 @@ def _block(lines, numbers, latest: int, rejects: Rejects, origin: str, records=N
 
 
 def normalise_chunk(
-    data: bytes,
+    data: bytes | memoryview,
     rejects: Rejects,
     origin: str = "",
     now_ns: int | None = None,
     first_line: int = 1,
-    keep_raws: bool = True,
-) -> tuple[Batch, int] | None:
+    counted: tuple[str, ...] | None = None,
+) -> tuple[Batch | Coded, int] | None:
     """(the events, the number of lines) of a piece of JSON Lines text, as ``normalise_lines``
     gives them for its lines, read by pyarrow as it is: no list of lines, no joining them
     again. None when the text is not one record per line that pyarrow can align with its
     lines (blank lines, ``\\r``, text around a record), for the caller to take the line path.
-    ``keep_raws`` False leaves each plain event's raw JSON empty (batch counting keeps none)."""
-    body = data[:-1] if data.endswith(b"\n") else data
-    if not body or body.endswith(b"\n") or b"\r" in body or _has_surrogate(body) or not _valid_utf8(body):
-        return None
+    ``counted``: the columns a batch count reads; a piece whose every record is plain then
+    comes back as ``Coded`` events with only those columns (batch counting keeps no rows).
+    ``data`` may be a memoryview of a larger read: nothing here copies it."""
+    body = data[:-1] if data[-1:] == b"\n" else data
     view = np.frombuffer(body, dtype=np.uint8)
+    if not len(view) or view[-1] == 10 or (view == 13).any() or _has_surrogate(body) or not _valid_utf8(body):
+        return None
     ends = np.flatnonzero(view == 10)
     starts = np.concatenate(([0], ends + 1))
     stops = np.concatenate((ends, [len(body)]))
@@ -166,7 +169,7 @@ def normalise_chunk(
     lengths = stops - starts
     try:
         table = pj.read_json(
-            io.BytesIO(body),
+            pa.BufferReader(body),
             read_options=pj.ReadOptions(block_size=max(READ_BLOCK_BYTES, int(lengths.max()) + 2)),
             parse_options=_PARSE,
         )
@@ -178,11 +181,40 @@ def normalise_chunk(
     latest = latest_event_ns(now_ns)
     plain, columns = _vectorised(table, latest)
     plain &= lengths <= _PLAIN_BYTES
+    if plain.all() and counted is not None:
+        return Coded.of(columns, counted), n
+    columns = _rows(columns)
+    lines = bytes(body).split(b"\n")
     if plain.all():
-        raws = body.split(b"\n") if keep_raws else [b""] * n
-        return Batch([column.tolist() for column in columns], raws), n
+        return Batch([column.tolist() for column in columns], lines), n
     numbers = range(first_line, first_line + n)
-    return _mixed(body.split(b"\n"), numbers, latest, rejects, origin, None, plain, columns), n
+    return _mixed(lines, numbers, latest, rejects, origin, None, plain, columns), n
+
+
+@dataclass
+class Coded:
+    """Plain events of one piece for counting alone: their eventIDs and times, and the
+    counted text columns as codes into their distinct values (-1 for None). No Python string
+    is made per row but the eventID, which deduplicating needs."""
+
+    event_ids: np.ndarray
+    times: np.ndarray
+    codes: dict[str, np.ndarray]
+    labels: dict[str, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @classmethod
+    def of(cls, columns: list, names: tuple[str, ...]) -> Coded:
+        codes, labels = {}, {}
+        for name in names:
+            codes[name], labels[name] = coded(columns[POSITION[name]])
+        return cls(columns[POSITION["eventID"]], columns[POSITION["eventTime"]], codes, labels)
+
+    def select(self, positions: np.ndarray) -> Coded:
+        codes = {name: column[positions] for name, column in self.codes.items()}
+        return Coded(self.event_ids[positions], self.times[positions], codes, self.labels)
 
 
 def _part(items, start: int, end: int):
@@ -227,16 +259,16 @@ def _mixed(lines, numbers, latest, rejects, origin, records, plain, columns) -> 
     return Batch([column[positions].tolist() for column in out], [raws[i] for i in positions.tolist()])
 
 
-def _has_surrogate(data: bytes) -> bool:
+def _has_surrogate(data: bytes | memoryview) -> bool:
     # (The regex alone: a test for b"\\u" first scans twice as slowly as it.)
     return _SURROGATE.search(data) is not None
 
 
-def _valid_utf8(data: bytes) -> bool:
-    if data.isascii():
+def _valid_utf8(data: bytes | memoryview) -> bool:
+    if data.isascii() if isinstance(data, bytes) else np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:
         return True
     try:
-        data.decode("utf-8")
+        str(data, "utf-8")
     except UnicodeDecodeError:
         return False
     return True
@@ -248,21 +280,31 @@ def _short(array: pa.Array, limit: int = MAX_FIELD_CHARS) -> np.ndarray:
     return pc.fill_null(pc.less_equal(pc.binary_length(array), limit), True).to_numpy(zero_copy_only=False)
 
 
-def _text(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _text(array: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """(values with "" as None, whether each is short enough to be plain)."""
     short = _short(array)
     empty = pc.fill_null(pc.equal(array, ""), False)
-    values = pc.if_else(empty, pa.scalar(None, _S), array)
-    return _objects(values), short
+    return pc.if_else(empty, pa.scalar(None, _S), array), short
+
+
+def coded(array: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """(a code per value, -1 for None; the distinct values): what counting reads, with no
+    Python string made per row."""
+    encoded = pc.dictionary_encode(array)
+    return pc.fill_null(encoded.indices, -1).to_numpy(), encoded.dictionary.to_pylist()
 
 
 def _objects(array: pa.Array) -> np.ndarray:
     """The values as Python objects, one object per distinct text: making a Python string
     per row cost more than the rest of the normalising, and the buffer then hashes each
     distinct object once."""
-    encoded = pc.dictionary_encode(array)
-    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
-    return values[pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()]
+    codes, values = coded(array)
+    return np.array([*values, None], dtype=object)[codes]  # code -1: the None at the end
+
+
+def _rows(columns: list) -> list[np.ndarray]:
+    """``_vectorised``'s columns with the text ones as Python objects."""
+    return [_objects(column) if isinstance(column, pa.Array) else column for column in columns]
 
 
 def _present(array: pa.Array) -> pa.Array:
@@ -270,8 +312,9 @@ def _present(array: pa.Array) -> pa.Array:
     return pc.fill_null(pc.greater(pc.binary_length(array), 0), False)
 
 
-def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(which rows are plain, the row columns in ``COLUMNS`` order as object/int arrays)."""
+def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarray | pa.Array]]:
+    """(which rows are plain, the row columns in ``COLUMNS`` order): eventID, eventTime and
+    readOnly as numpy arrays, the texts as Arrow arrays (``_rows`` makes them objects)."""
     table = table.combine_chunks()
     n = table.num_rows
     plain = np.ones(n, dtype=bool)
@@ -320,7 +363,7 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
     session = pc.if_else(_present(session), session, pa.scalar(None, _S))
 
     def identity_text(value):
-        return _objects(pc.if_else(_present(value), value, pa.scalar(None, _S)))
+        return pc.if_else(_present(value), value, pa.scalar(None, _S))
 
     recipient = table["recipientAccountId"].chunk(0)
     account = identity_text(pc.if_else(_present(recipient), recipient, fields["accountId"]))
@@ -338,8 +381,8 @@ def _vectorised(table: pa.Table, latest: int) -> tuple[np.ndarray, list[np.ndarr
         read_only,
         texts["eventType"],
         account,
-        _objects(user),
-        _objects(session),
+        user,
+        session,
         identity_text(kind),
         identity_text(fields["arn"]),
     ]
@@ -390,7 +433,7 @@ def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple
         return None
     try:
         table = pj.read_json(
-            io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1), parse_options=_TRAIL_PARSE
+            pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1), parse_options=_TRAIL_PARSE
         )
     except pa.ArrowInvalid:
         return None
@@ -403,4 +446,5 @@ def normalise_trails(documents: list[bytes], now_ns: int | None = None) -> tuple
     plain, columns = _vectorised(pa.Table.from_struct_array(records), latest_event_ns(now_ns))
     if not plain.all():
         return None
-    return Batch([column.tolist() for column in columns], [b""] * len(plain)), lists.value_lengths().to_pylist()
+    rows = _rows(columns)
+    return Batch([column.tolist() for column in rows], [b""] * len(plain)), lists.value_lengths().to_pylist()

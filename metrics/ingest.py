@@ -20,7 +20,7 @@ import orjson
 import pandas as pd
 
 from metrics.buffer import EventColumns
-from metrics.columnar import TRAIL_START, normalise_chunk, normalise_lines, normalise_trails
+from metrics.columnar import TRAIL_START, Coded, normalise_chunk, normalise_lines, normalise_trails
 from metrics.events import Batch
 from metrics.normalise import Rejects, normalise_all
 from metrics.pumps import aggregate
@@ -76,28 +76,28 @@ def _holds_lines(data: bytes) -> bool:
 
 
 def _text_batches(
-    data: bytes, first: int, rejects: Rejects, origin: str, now_ns, keep_raws: bool = True
-) -> Iterator[Batch]:
+    data: bytes, first: int, rejects: Rejects, origin: str, now_ns, counted: tuple[str, ...] | None = None
+) -> Iterator[Batch | Coded]:
     """Batches of JSON Lines text, ``first`` being the number of its first line: pieces of
     about ``CHUNK_BYTES`` read as they are when they are plain, line by line otherwise."""
-    start = 0
+    start, whole = 0, memoryview(data)
     while start < len(data):
         cut = data.find(b"\n", start + CHUNK_BYTES)
         end = len(data) if cut < 0 else cut + 1
-        piece = data[start:end] if start or end < len(data) else data
-        batches, lines = _piece_batches(piece, first, rejects, origin, now_ns, keep_raws)
+        piece = whole[start:end] if start or end < len(data) else data
+        batches, lines = _piece_batches(piece, first, rejects, origin, now_ns, counted)
         yield from batches
         first += lines
         start = end
 
 
-def _piece_batches(piece: bytes, first: int, rejects: Rejects, origin: str, now_ns, keep_raws: bool):
+def _piece_batches(piece: bytes | memoryview, first: int, rejects: Rejects, origin: str, now_ns, counted):
     """(the batches, the number of lines) of one piece of JSON Lines text: read as it is when
     it is plain, line by line otherwise."""
-    read = normalise_chunk(piece, rejects, origin, now_ns, first, keep_raws)
+    read = normalise_chunk(piece, rejects, origin, now_ns, first, counted)
     if read is not None:
         return [read[0]], read[1]
-    lines = piece.splitlines()
+    lines = bytes(piece).splitlines()
     return list(_line_batches(lines, first, rejects, origin, now_ns)), len(lines)
 
 
@@ -113,16 +113,18 @@ def _line_batches(lines: list[bytes], first: int, rejects: Rejects, origin: str,
         yield normalise_lines(part, rejects, origin, now_ns, numbers)
 
 
-def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None, keep_raws: bool = True) -> Iterator[Batch]:
-    """The events of one file, a large file of JSON Lines read chunk by chunk (``keep_raws``
-    False: a plain line's raw JSON may be left empty)."""
+def file_batches(
+    path: Path, rejects: Rejects, now_ns: int | None = None, counted: tuple[str, ...] | None = None
+) -> Iterator[Batch | Coded]:
+    """The events of one file, a large file of JSON Lines read chunk by chunk (``counted``:
+    the columns a batch count reads, its plain pieces then come as ``Coded``)."""
     origin = str(path)
     try:
         if path.stat().st_size > STREAM_BYTES:
             with open(path, "rb") as file:
                 head = file.read(CHUNK_BYTES)
             if head[:2] != _GZIP and _NOT_SPACE.search(head) and _holds_lines(head.removeprefix(_BOM)):
-                yield from _streamed(path, rejects, origin, now_ns, keep_raws)
+                yield from _streamed(path, rejects, origin, now_ns, counted)
                 return
         data = path.read_bytes()
     except OSError as error:
@@ -131,24 +133,29 @@ def file_batches(path: Path, rejects: Rejects, now_ns: int | None = None, keep_r
     yield from document_batches(data, rejects, origin, now_ns)
 
 
-def _streamed(path: Path, rejects: Rejects, origin: str, now_ns, keep_raws: bool) -> Iterator[Batch]:
-    number, rest = 1, b""
+def _streamed(path: Path, rejects: Rejects, origin: str, now_ns, counted) -> Iterator[Batch | Coded]:
+    """A large file's batches, piece by piece: each read is cut after its last whole line and
+    handed on as a view (a copy of a piece costs more than the reader's own work on it), and
+    the next read starts after that line."""
+    number = 1
     try:
         with open(path, "rb") as file:
-            chunk = file.read(CHUNK_BYTES).removeprefix(_BOM)
-            while True:
-                data = rest + chunk
-                if not chunk:
-                    whole, rest = data, b""
-                else:
-                    cut = data.rfind(b"\n") + 1
-                    whole, rest = data[:cut], data[cut:]
-                batches, lines = _piece_batches(whole, number, rejects, origin, now_ns, keep_raws)
+            start = len(_BOM) if file.read(len(_BOM)) == _BOM else 0
+            file.seek(start)
+            while chunk := file.read(CHUNK_BYTES):
+                cut = chunk.rfind(b"\n") + 1
+                while not cut:  # no whole line yet: a line longer than a read, or the file's last
+                    more = file.read(CHUNK_BYTES)
+                    if not more:
+                        cut = len(chunk)
+                        break
+                    chunk += more
+                    cut = chunk.rfind(b"\n", len(chunk) - len(more)) + 1
+                start += cut
+                file.seek(start)
+                batches, lines = _piece_batches(memoryview(chunk)[:cut], number, rejects, origin, now_ns, counted)
                 yield from batches
                 number += lines
-                if not chunk:
-                    return
-                chunk = file.read(CHUNK_BYTES)
     except OSError as error:
         rejects.add(f"unreadable file: {error.strerror or error}", origin)
 
@@ -171,9 +178,10 @@ class _Counter:
         self.columns = sorted({c for p in engine.pumps for c in (p.category, p.subcategory) if c is not None})
         self.columns += sorted({p.where.column for p in engine.pumps if p.where is not None} - set(self.columns))
 
-    def ingest(self, batch: Batch) -> tuple[int, int]:
+    def ingest(self, batch: Batch | Coded) -> tuple[int, int]:
         """(events added, duplicates)."""
-        ids = batch.column("eventID")
+        coded = isinstance(batch, Coded)
+        ids = batch.event_ids if coded else batch.column("eventID")
         fresh = set(ids)
         if len(fresh) == len(ids) and self.seen.isdisjoint(fresh):
             self.seen |= fresh
@@ -183,13 +191,16 @@ class _Counter:
                 if event_id not in self.seen:
                     self.seen.add(event_id)
                     positions.append(i)
-            batch = batch.select(positions)
+            batch = batch.select(np.array(positions, dtype=np.int64) if coded else positions)
         if len(batch):
-            codes, labels = {}, {}
-            for name in self.columns:
-                codes[name], uniques = pd.factorize(np.array(batch.column(name), dtype=object))
-                labels[name] = uniques.tolist()
-            events = EventColumns(np.array(batch.column("eventTime"), dtype=np.int64), codes, labels)
+            if coded:
+                events = EventColumns(batch.times, batch.codes, batch.labels)
+            else:
+                codes, labels = {}, {}
+                for name in self.columns:
+                    codes[name], uniques = pd.factorize(np.array(batch.column(name), dtype=object))
+                    labels[name] = uniques.tolist()
+                events = EventColumns(np.array(batch.column("eventTime"), dtype=np.int64), codes, labels)
             for pump in self.engine.pumps:
                 self.engine.add_windows(pump.name, aggregate(events, pump))
         return len(batch), len(ids) - len(batch)
@@ -218,7 +229,8 @@ class _Feeder:
                     self.flush_documents()
                 return
         self.flush_documents()
-        self._read(path, file_batches(path, self.rejects, self.now_ns, keep_raws=self.hold))
+        counted = None if self.counter is None else tuple(self.counter.columns)
+        self._read(path, file_batches(path, self.rejects, self.now_ns, counted))
 
     def _trail_text(self, path: Path) -> bytes | None:
         """A small file's text if it may be a trail file read the fast way."""
@@ -254,7 +266,11 @@ class _Feeder:
         if held or self.rejects.total > before:
             self.fed.files += 1
 
-    def add(self, batch: Batch) -> None:
+    def add(self, batch: Batch | Coded) -> None:
+        if isinstance(batch, Coded):  # a piece counted as it is, after the events read before it
+            self.flush()
+            self._ingest(batch)
+            return
         if len(batch) > 2 * self.piece:  # a chunk read in one go: the forest still gets its windows early
             for start in range(0, len(batch), self.piece):
                 end = start + self.piece
@@ -269,17 +285,23 @@ class _Feeder:
 
     def flush(self) -> None:
         if len(self.pending):
-            if self.counter is not None:
-                added, duplicates = self.counter.ingest(self.pending)
-            else:
-                result = self.engine.ingest(self.pending)
-                added, duplicates = result.added, result.duplicates
-            self.fed.added += added
-            self.fed.duplicates += duplicates
-            if self.after_ingest is not None:
-                times = self.pending.column("eventTime")
-                self.after_ingest(min(times), max(times))
+            self._ingest(self.pending)
             self.pending = Batch()
+
+    def _ingest(self, batch: Batch | Coded) -> None:
+        if self.counter is not None:
+            added, duplicates = self.counter.ingest(batch)
+        else:
+            result = self.engine.ingest(batch)
+            added, duplicates = result.added, result.duplicates
+        self.fed.added += added
+        self.fed.duplicates += duplicates
+        if self.after_ingest is not None:
+            if isinstance(batch, Coded):
+                self.after_ingest(int(batch.times.min()), int(batch.times.max()))
+            else:
+                times = batch.column("eventTime")
+                self.after_ingest(min(times), max(times))
 
 
 def feed(

@@ -337,9 +337,28 @@ def test_a_large_poll_of_trail_documents_gives_the_same_rows_and_rejects_as_the_
     assert observed == fast.raws
 
 
+COUNTED = ("eventSource", "eventName", "user", "errorCode", "awsRegion")
+
+
+def counted_columns(pieces, names=COUNTED) -> dict[str, list]:
+    """eventID, eventTime and ``names`` of rows and ``Coded`` pieces alike, decoded."""
+    out = {name: [] for name in ("eventID", "eventTime", *names)}
+    for piece in pieces:
+        if isinstance(piece, columnar.Coded):
+            out["eventID"] += piece.event_ids.tolist()
+            out["eventTime"] += piece.times.tolist()
+            for name in names:
+                labels = piece.labels[name]
+                out[name] += [labels[code] if code >= 0 else None for code in piece.codes[name].tolist()]
+        else:
+            for name in out:
+                out[name] += piece.column(name)
+    return out
+
+
 @FAST
 @given(lines_of, st.booleans())
-def test_a_large_json_lines_file_read_chunk_by_chunk_gives_the_same_rows_and_rejects(lines, keep_raws):
+def test_a_large_json_lines_file_read_chunk_by_chunk_gives_the_same_rows_and_rejects(lines, counting):
     import tempfile
     from pathlib import Path
 
@@ -354,16 +373,17 @@ def test_a_large_json_lines_file_read_chunk_by_chunk_gives_the_same_rows_and_rej
             path = Path(folder) / "f.jsonl"
             path.write_bytes(b"\n".join(lines) + b"\n")
             rejects = Rejects()
-            fast = joined(ingest.file_batches(path, rejects, now_ns=NOW, keep_raws=keep_raws))
+            pieces = list(ingest.file_batches(path, rejects, now_ns=NOW, counted=COUNTED if counting else None))
     finally:
         ingest.STREAM_BYTES, ingest.CHUNK_BYTES = sizes
-    assert fast.columns == slow.columns
     assert fast_rejects_origins(rejects) == [s["origin"].replace("f.jsonl", str(path)) for s in slow_rejects.latest()]
     assert rejects.counts == slow_rejects.counts
-    if keep_raws:
-        assert [orjson.loads(r) for r in fast.raws] == [orjson.loads(r) for r in slow.raws]
+    if counting:
+        assert counted_columns(pieces) == counted_columns([slow])
     else:
-        assert len(fast.raws) == len(slow.raws)
+        fast = joined(pieces)
+        assert fast.columns == slow.columns
+        assert [orjson.loads(r) for r in fast.raws] == [orjson.loads(r) for r in slow.raws]
 
 
 def fast_rejects_origins(rejects: Rejects) -> list[str]:
@@ -373,8 +393,12 @@ def fast_rejects_origins(rejects: Rejects) -> list[str]:
 def test_plain_json_lines_are_read_as_one_chunk_and_odd_ones_take_the_line_path():
     lines = [orjson.dumps({**BASE_RECORD, "eventID": f"id-{i}"}) for i in range(5)]
     rejects = Rejects()
-    batch, count = columnar.normalise_chunk(b"\n".join(lines) + b"\n", rejects, now_ns=NOW, keep_raws=False)
-    assert count == 5 and batch.column("eventID") == [f"id-{i}" for i in range(5)] and batch.raws == [b""] * 5
+    batch, count = columnar.normalise_chunk(b"\n".join(lines) + b"\n", rejects, now_ns=NOW)
+    assert count == 5 and batch.column("eventID") == [f"id-{i}" for i in range(5)] and batch.raws == lines
+    coded, count = columnar.normalise_chunk(b"\n".join(lines), rejects, now_ns=NOW, counted=("eventName", "errorCode"))
+    assert count == 5 and coded.event_ids.tolist() == [f"id-{i}" for i in range(5)]
+    assert counted_columns([coded], ("eventName", "errorCode")) == counted_columns([batch], ("eventName", "errorCode"))
+    assert coded.codes["errorCode"].tolist() == [-1] * 5 and set(coded.codes) == {"eventName", "errorCode"}
     for odd in (b"\n".join(lines[:2]) + b"\n\n", lines[0] + b"\r\n" + lines[1], lines[0] + b" " + lines[1]):
         assert columnar.normalise_chunk(odd, rejects, now_ns=NOW) is None
     mixed = b"\n".join([lines[0], b'{"eventID": "", "eventTime": "2024-08-02T08:30:00Z"}', lines[1]])
@@ -406,3 +430,56 @@ def test_a_large_poll_of_json_lines_gives_the_same_rows_and_rejects_as_the_per_r
     fast, _ = normalise_documents(items, fast_rejects, now_ns=NOW, fast_bytes=0)
     assert_same(fast, fast_rejects, slow, slow_rejects)
     assert {s["sample"] for s in fast_rejects.latest()} == {s["sample"] for s in slow_rejects.latest()}
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""], ids=["newline at the end", "no newline at the end"])
+def test_a_streamed_file_with_a_byte_order_mark_and_a_line_longer_than_a_read_keeps_every_line(tmp_path, ending):
+    from metrics import ingest
+
+    long_record = {**BASE_RECORD, "eventID": "long", "requestParameters": {"policy": "x" * 2_000}}
+    records = [BASE_RECORD, long_record, {**BASE_RECORD, "eventID": "e3"}, {**BASE_RECORD, "eventID": "e4"}]
+    lines = [orjson.dumps(record) for record in records[:2]] + [b"not json"] + [orjson.dumps(r) for r in records[2:]]
+    slow, slow_rejects = reference(lines)
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + ending)
+    sizes = ingest.STREAM_BYTES, ingest.CHUNK_BYTES
+    ingest.STREAM_BYTES, ingest.CHUNK_BYTES = 100, 700  # the long line spans three reads
+    try:
+        rejects = Rejects()
+        fast = joined(ingest.file_batches(path, rejects, now_ns=NOW))
+    finally:
+        ingest.STREAM_BYTES, ingest.CHUNK_BYTES = sizes
+    assert fast.column("eventID") == slow.column("eventID") == [BASE_RECORD["eventID"], "long", "e3", "e4"]
+    assert [orjson.loads(r) for r in fast.raws] == records
+    assert rejects.counts == slow_rejects.counts
+    assert fast_rejects_origins(rejects) == [f"{path}:3"]
+
+
+@FAST
+@given(lines_of, st.lists(st.integers(min_value=0, max_value=99), max_size=8))
+def test_a_batch_count_of_a_streamed_file_counts_what_the_engine_counts_holding_every_event(lines, repeats):
+    """The CLI's count (``hold=False``: plain pieces as ``Coded``, duplicates by eventID counted
+    once) gives every metric the engine gives when it holds each event."""
+    import tempfile
+    from pathlib import Path
+
+    from metrics import ingest
+    from metrics.engine import ANOMALY, METRIC_NAMES, Engine
+
+    lines = [orjson.dumps(BASE_RECORD), *lines]
+    lines += [lines[i % len(lines)] for i in repeats]  # duplicates, in and across pieces
+    sizes = ingest.STREAM_BYTES, ingest.CHUNK_BYTES
+    ingest.STREAM_BYTES, ingest.CHUNK_BYTES = 100, 700
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "f.jsonl"
+            path.write_bytes(b"\n".join(lines) + b"\n")
+            counted, held = Engine(retention_seconds=None), Engine(retention_seconds=None)
+            counted_fed = ingest.feed(counted, [path], Rejects(), NOW, hold=False)
+            held_fed = ingest.feed(held, [path], Rejects(), NOW, hold=True)
+    finally:
+        ingest.STREAM_BYTES, ingest.CHUNK_BYTES = sizes
+    assert (counted_fed.added, counted_fed.duplicates) == (held_fed.added, held_fed.duplicates)
+    for name in METRIC_NAMES:
+        if name != ANOMALY:
+            assert counted.metric_frame(name).equals(held.metric_frame(name)), name
