@@ -314,7 +314,10 @@ DRIVER = textwrap.dedent(
 
 
 def test_a_kill_9_mid_drain_and_a_restart_lose_nothing_and_count_nothing_twice(sqs, tmp_path):
-    url, dead = make_queue(sqs, visibility=3)
+    # A 3 s visibility forces redeliveries; ten receives before dead-lettering, because on a loaded
+    # machine (the full suite beside it) a message was received three times before the second life
+    # could save it, and the queue, as configured, dead-lettered it: the policy's doing, not a loss.
+    url, dead = make_queue(sqs, visibility=3, max_receives=10)
     records = workload(7, 150, time.time())
     bodies = [envelope(r) for r in records] + [envelope(r) for r in records[:20]]
     random.Random(8).shuffle(bodies)
@@ -357,8 +360,9 @@ def test_a_kill_9_mid_drain_and_a_restart_lose_nothing_and_count_nothing_twice(s
     result = json.loads(second.stdout.splitlines()[-1])
     assert result["restored"] > 0  # the first life's saved snapshot
     missing = {r["eventID"] for r in records} - set(result["held"])
-    # (Seen once in about ten runs: one event missing at the second life's minute. What the
-    # queue still held then tells a message in flight from one deleted unsaved.)
+    # (One event was missing in a full-suite run with the queue empty and two messages
+    # dead-lettered at three receives: what the queue holds tells in flight, dead-lettered and
+    # deleted unsaved apart.)
     left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert not missing, (sorted(missing), second.stdout.splitlines()[-4:-1], left, counts(sqs, dead))
     assert len(result["held"]) == len(records) and result["total"] == len(records)
