@@ -12,6 +12,7 @@ import gzip
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,27 @@ class Fed:
     files: int = 0  # files that held anything, a record or a reject
 
 
+_END = object()
+
+
+def read_ahead(items: Iterator):
+    """The items, each next one made on a thread while the caller uses the one before: the
+    reading (pyarrow, which lets go of the GIL) and the counting then share the cores. The
+    thread advances the iterator alone, one item at a time, so it keeps its order and its
+    side effects (rejects) as they were; an exception is raised here, at the item it stopped."""
+    items = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as thread:
+        coming = thread.submit(next, items, _END)
+        try:
+            while (item := coming.result()) is not _END:
+                coming = thread.submit(next, items, _END)
+                yield item
+        finally:
+            coming.cancel() or coming.exception()  # a next() under way ends before the close
+            if hasattr(items, "close"):
+                thread.submit(items.close).result()
+
+
 class _Counter:
     """Counts batches into an engine's pumps without holding their events: what
     ``Engine.ingest`` does, less the event buffer. Duplicates by eventID are counted once, the
@@ -230,7 +252,7 @@ class _Feeder:
                 return
         self.flush_documents()
         counted = None if self.counter is None else tuple(self.counter.columns)
-        self._read(path, file_batches(path, self.rejects, self.now_ns, counted))
+        self._read(path, read_ahead(file_batches(path, self.rejects, self.now_ns, counted)))
 
     def _trail_text(self, path: Path) -> bytes | None:
         """A small file's text if it may be a trail file read the fast way."""
