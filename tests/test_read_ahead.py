@@ -1,64 +1,106 @@
-"""``metrics.ingest.read_ahead``: the next item is made on a thread, and nothing else changes."""
+"""The collector reads a backlog's next batch while the engine takes the current one."""
 
-import threading
+from __future__ import annotations
 
-import pytest
+import json
+import os
+import time
 
-from metrics.ingest import read_ahead
+from collectors.collector import Collector
+from collectors.files import FileSource
+from collectors.state import StateStore
+from metrics.engine import Engine
+from tests.conftest import make_record
 
-
-def test_the_items_come_in_their_order_each_made_on_the_one_reading_thread():
-    makers = []
-
-    def items():
-        for i in range(50):
-            makers.append(threading.current_thread().name)
-            yield i
-
-    assert list(read_ahead(items())) == list(range(50))
-    assert len(set(makers)) == 1 and makers[0].startswith("read-ahead")
-    assert list(read_ahead(iter(()))) == []
+STAMP = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
 
 
-def test_an_error_is_raised_at_the_item_it_stopped_after_the_items_before_it():
-    def items():
-        yield 1
-        yield 2
-        raise ValueError("a bad piece")
-
-    got = []
-    with pytest.raises(ValueError, match="a bad piece"):
-        for item in read_ahead(items()):
-            got.append(item)
-    assert got == [1, 2]
+def _folder(tmp_path, files: int = 4, per_file: int = 50):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(files):
+        path = folder / f"part-{n}.jsonl"
+        path.write_text("".join(json.dumps(make_record(f"f{n}-e{i}", STAMP)) + "\n" for i in range(per_file)))
+        os.utime(path, (time.time() - 60, time.time() - 60))  # settled
+    return folder
 
 
-def test_a_caller_that_stops_early_closes_the_items_after_at_most_one_more_is_made():
-    made, closed = [], threading.Event()
-
-    def items():
-        try:
-            for i in range(1000):
-                made.append(i)
-                yield i
-        finally:
-            closed.set()
-
-    ahead = read_ahead(items())
-    assert [next(ahead), next(ahead)] == [0, 1]
-    ahead.close()
-    assert closed.is_set() and made in ([0, 1], [0, 1, 2])
+def test_a_backlog_is_read_one_batch_ahead_and_every_event_arrives_once(tmp_path):
+    source = FileSource(_folder(tmp_path), batch_records=50)
+    collector = Collector(source, Engine(retention_seconds=None), retain_from_newest=True)
+    collector.poll_once()
+    assert collector.more and collector._ahead is not None  # the second file is being read meanwhile
+    polls = 1
+    while collector.more:
+        collector.poll_once()
+        polls += 1
+    assert polls == 4 and len(collector.engine.buffer) == 200
+    assert collector.health.events == 200 and collector.health.duplicates == 0
 
 
-def test_it_is_one_ahead_the_next_item_is_made_while_the_caller_holds_this_one():
-    started = threading.Event()
+def test_a_save_during_the_backlog_records_only_the_batches_in_the_buffer(tmp_path):
+    folder = _folder(tmp_path)
+    store = StateStore(tmp_path / "state", "files")
+    collector = Collector(FileSource(folder, batch_records=50), Engine(retention_seconds=None), store=store)
+    collector.poll_once()  # part-0 in the buffer, part-1 read ahead
+    collector._ahead.result()  # (the read-ahead has moved the source's offsets past part-1)
+    collector.save()  # what a SIGTERM during the backlog does
+    saved = StateStore(tmp_path / "state", "files").checkpoints()["files"]
+    assert sorted(name.rsplit("/", 1)[-1] for name in saved) == ["part-0.jsonl"]
 
-    def items():
-        yield "first"
-        started.set()
-        yield "second"
+    again = StateStore(tmp_path / "state", "files")
+    engine = Engine(retention_seconds=None)
+    assert again.restore(engine) == 50
+    restarted = Collector(FileSource(folder, checkpoints=again.checkpoints(), batch_records=50), engine, store=again)
+    restarted.poll_once()
+    while restarted.more:
+        restarted.poll_once()
+    assert len(engine.buffer) == 200 and restarted.health.duplicates == 0  # nothing lost, nothing read twice
 
-    ahead = read_ahead(items())
-    assert next(ahead) == "first"
-    assert started.wait(5)  # made before the caller asked for it
-    assert list(ahead) == ["second"]
+
+class _FailsSecond:
+    """A files source whose second read fails once."""
+
+    def __init__(self, source):
+        self.source, self.reads = source, 0
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def poll_documents(self, now):
+        self.reads += 1
+        if self.reads == 2:
+            raise OSError("the disk went away")
+        return self.source.poll_documents(now)
+
+
+def test_a_read_ahead_that_fails_is_a_failed_poll_and_the_next_poll_goes_on(tmp_path):
+    source = _FailsSecond(FileSource(_folder(tmp_path), batch_records=50))
+    collector = Collector(source, Engine(retention_seconds=None))
+    collector.poll_once()
+    try:
+        collector.poll_once()
+    except OSError as error:
+        collector.record_error(error)  # what the collector's loop does with it
+    assert collector.health.errors == 1 and "the disk went away" in collector.health.last_error
+    while collector.more:
+        collector.poll_once()
+    assert len(collector.engine.buffer) == 200
+
+
+def test_the_start_up_bar_stays_until_the_batch_read_ahead_is_in(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.startup import _state
+
+    source = FileSource(_folder(tmp_path, files=2), batch_records=50)
+    collector = Collector(source, Engine(retention_seconds=None))
+    collector.starting = None  # (the start-up bar's own wording while starting is not this test's)
+    shared = SimpleNamespace(collector=collector)
+    collector.poll_once()  # part-0 in, part-1 read ahead: the source has read everything
+    collector._ahead.result()
+    assert not source.more and source.progress() is None
+    share, text = _state(shared)
+    assert share < 1 and text.startswith("Reading the history:") and "Charts fill in" in text
+    collector.poll_once()
+    assert _state(shared) is None and len(collector.engine.buffer) == 100
